@@ -1,0 +1,37 @@
+"""NumPy backend: values only (NumPy has no autodiff), through ``array_api_compat``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import array_api_compat.numpy as xp
+import numpy as np
+
+from glf_losses._lib import generic_logsumexp
+
+__all__ = ["device", "logsumexp", "name", "select_kth", "stop_gradient", "to_numpy", "xp"]
+
+name = "numpy"
+
+
+def device(x: Any) -> Any:
+    return "cpu"
+
+
+def stop_gradient(x: Any) -> Any:
+    return x
+
+
+def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
+    return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
+    """Order statistics of a 1-D array by introselect, O(n) instead of a full sort."""
+    return np.partition(x, list(ks))[list(ks)]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x)
+

@@ -1,0 +1,38 @@
+"""glf-losses: self-supervised learning losses written once over the array API.
+
+Every objective is an aligning part plus a constraining part (GLF, Si, Wang and Qiang,
+arXiv 2508.13596). The functions here take arrays of NumPy, array-api-strict, PyTorch,
+JAX or TensorFlow and return a 0-d array of the same framework.
+"""
+
+from glf_losses import align, constrain
+from glf_losses._lib import GLFParts
+from glf_losses._namespace import get_backend, get_namespace
+from glf_losses.methods import (
+    barlow_twins_loss,
+    barlow_twins_parts,
+    byol_loss,
+    byol_parts,
+    simclr_loss,
+    simclr_parts,
+    swav_loss,
+    swav_parts,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GLFParts",
+    "align",
+    "barlow_twins_loss",
+    "barlow_twins_parts",
+    "byol_loss",
+    "byol_parts",
+    "constrain",
+    "get_backend",
+    "get_namespace",
+    "simclr_loss",
+    "simclr_parts",
+    "swav_loss",
+    "swav_parts",
+]

@@ -1,0 +1,203 @@
+"""Aligning terms: pull the two views of one input together.
+
+Each function validates its inputs, computes in float32 at least (float16 and bfloat16
+are promoted) and returns a 0-d array of the inputs' framework. Methods in
+:mod:`glf_losses.methods` compose these with the constraining terms of
+:mod:`glf_losses.constrain`; see ``shared/spec/GLF.md`` (rendered in ``docs/glf.md``).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from glf_losses import _checks
+from glf_losses._lib import l2_normalize, standardize
+
+__all__ = ["infonce_alignment", "invariance", "normalized_mse", "swapped_prediction"]
+
+
+def _pair(name_a: str, a: Any, name_b: str, b: Any, *, min_rows: int = 1) -> tuple[
+    ModuleType, Any, Any
+]:
+    be = _checks.backend_of(**{name_a: a, name_b: b})
+    _checks.same_shape(a, b, name_a, name_b)
+    a = _checks.float_matrix(be, a, name_a, min_rows=min_rows)
+    b = _checks.float_matrix(be, b, name_b, min_rows=min_rows)
+    return be, a, b
+
+
+# --- BYOL -----------------------------------------------------------------------------
+
+
+def _normalized_mse(xp: Any, p: Any, z: Any) -> Any:
+    diff = l2_normalize(xp, p) - l2_normalize(xp, z)
+    return xp.mean(xp.sum(diff * diff, axis=1))
+
+
+def normalized_mse(p: Any, z: Any) -> Any:
+    r"""Mean squared distance between L2-normalised rows (BYOL's regression loss).
+
+    .. math:: \frac{1}{N}\sum_i \lVert n(p_i) - n(z_i) \rVert^2 = \frac{1}{N}\sum_i
+       \bigl(2 - 2\cos(p_i, z_i)\bigr)
+
+    with :math:`n(v) = v\,\mathrm{rsqrt}(\max(\lVert v\rVert^2, 10^{-12}))`, so a zero row
+    has a finite gradient. No stop-gradient is applied here: :func:`glf_losses.byol_loss`
+    stops the gradient of its targets.
+
+    Args:
+      p: (N, D) predictions.
+      z: (N, D) targets.
+
+    Returns:
+      A 0-d array in ``[0, 4]``.
+
+    References:
+      Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> p = np.array([[1.0, 0.0], [0.0, 2.0]])
+      >>> float(align.normalized_mse(p, -p))
+      4.0
+    """
+    be, p, z = _pair("p", p, "z", z)
+    return _normalized_mse(be.xp, p, z)
+
+
+# --- Barlow Twins ---------------------------------------------------------------------
+
+
+def _invariance(xp: Any, zn_a: Any, zn_b: Any) -> Any:
+    # diag(C) as a column mean: O(N D) instead of slicing the (D, D) product.
+    c_diag = xp.mean(zn_a * zn_b, axis=0)
+    return xp.sum((1.0 - c_diag) ** 2)
+
+
+def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
+    r"""Barlow Twins' invariance term, the diagonal of the cross-correlation.
+
+    .. math:: \sum_i (1 - C_{ii})^2, \qquad C = \tfrac{1}{N}\,\hat z^{a\top} \hat z^b
+
+    where :math:`\hat z` standardises each column over the batch like
+    ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps`` added to it).
+
+    Args:
+      z_a, z_b: (N, D) projections of the two views, N >= 2.
+      eps: added to the batch variance.
+
+    References:
+      Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+      ICML 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> z = np.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> round(float(align.invariance(z, z, eps=0.0)), 12)
+      0.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    eps = _checks.check_finite_number(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    xp = be.xp
+    return _invariance(xp, standardize(xp, z_a, eps), standardize(xp, z_b, eps))
+
+
+# --- SwAV -----------------------------------------------------------------------------
+
+
+def _swapped_prediction(
+    be: ModuleType, scores_a: Any, scores_b: Any, codes_a: Any, codes_b: Any, temperature: float
+) -> Any:
+    xp = be.xp
+    log_pa = scores_a / temperature
+    log_pa = log_pa - be.logsumexp(log_pa, axis=1, keepdims=True)
+    log_pb = scores_b / temperature
+    log_pb = log_pb - be.logsumexp(log_pb, axis=1, keepdims=True)
+    cross = xp.sum(codes_a * log_pb, axis=1) + xp.sum(codes_b * log_pa, axis=1)
+    return -0.5 * xp.mean(cross)
+
+
+def swapped_prediction(
+    scores_a: Any, scores_b: Any, codes_a: Any, codes_b: Any, temperature: float = 0.1
+) -> Any:
+    r"""SwAV's swapped prediction: each view predicts the other view's codes.
+
+    .. math:: -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik} \log \mathrm{softmax}(s^b_i/t)_k
+       + \sum_k q^b_{ik} \log \mathrm{softmax}(s^a_i/t)_k\Bigr]
+
+    The codes are used as given; :func:`glf_losses.swav_loss` computes them with
+    :func:`glf_losses.constrain.sinkhorn` under stop-gradient.
+
+    Args:
+      scores_a, scores_b: (N, K) prototype scores ``n(z) W^T`` of the two views.
+      codes_a, codes_b: (N, K) soft assignments, rows summing to 1.
+      temperature: softmax temperature t > 0.
+
+    References:
+      Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+      Assignments", NeurIPS 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> s = np.zeros((4, 3))
+      >>> q = np.full((4, 3), 1 / 3)
+      >>> round(float(align.swapped_prediction(s, s, q, q)), 6) == round(float(np.log(3)), 6)
+      True
+    """
+    be = _checks.backend_of(
+        scores_a=scores_a, scores_b=scores_b, codes_a=codes_a, codes_b=codes_b
+    )
+    for name, x in (("scores_b", scores_b), ("codes_a", codes_a), ("codes_b", codes_b)):
+        _checks.same_shape(scores_a, x, "scores_a", name)
+    temperature = _checks.check_positive(temperature, "temperature")
+    sa, sb, qa, qb = (
+        _checks.float_matrix(be, x, name)
+        for name, x in (
+            ("scores_a", scores_a),
+            ("scores_b", scores_b),
+            ("codes_a", codes_a),
+            ("codes_b", codes_b),
+        )
+    )
+    return _swapped_prediction(be, sa, sb, qa, qb, temperature)
+
+
+# --- SimCLR ---------------------------------------------------------------------------
+
+
+def _infonce_alignment(xp: Any, u_a: Any, u_b: Any, temperature: float) -> Any:
+    return -xp.mean(xp.sum(u_a * u_b, axis=1)) / temperature
+
+
+def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
+    r"""The aligning half of InfoNCE / NT-Xent: minus the mean positive similarity.
+
+    .. math:: -\frac{1}{2N}\sum_{k=1}^{2N} \frac{u_k \cdot u_{k^+}}{t}
+       = -\frac{1}{N}\sum_i \frac{n(z^a_i)\cdot n(z^b_i)}{t}
+
+    Its sum with :func:`glf_losses.constrain.uniformity` is exactly the NT-Xent loss.
+
+    Args:
+      z_a, z_b: (N, D) projections of the two views.
+      temperature: t > 0.
+
+    References:
+      Chen et al., "A Simple Framework for Contrastive Learning of Visual
+      Representations", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> z = np.eye(3)
+      >>> float(align.infonce_alignment(z, z, temperature=0.5))
+      -2.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    return _infonce_alignment(xp, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)

@@ -1,0 +1,241 @@
+"""SSL methods as GLF compositions: ``loss = align + constrain``.
+
+Each method has two entry points: ``<method>_loss(...)`` returns the 0-d total, and
+``<method>_parts(...)`` returns :class:`GLFParts` ``(align, constrain)`` whose sum is that
+total (for logging the two parts, as every SSL training loop wants). Both validate their
+inputs once and compute the shared pieces (normalised rows, the cross-correlation,
+Sinkhorn codes) once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glf_losses import _checks
+from glf_losses._lib import GLFParts, l2_normalize, standardize
+from glf_losses.align import (
+    _infonce_alignment,
+    _invariance,
+    _normalized_mse,
+    _pair,
+    _swapped_prediction,
+)
+from glf_losses.constrain import _cross_correlation, _redundancy_reduction, _sinkhorn, _uniformity
+
+__all__ = [
+    "GLFParts",
+    "barlow_twins_loss",
+    "barlow_twins_parts",
+    "byol_loss",
+    "byol_parts",
+    "simclr_loss",
+    "simclr_parts",
+    "swav_loss",
+    "swav_parts",
+]
+
+
+def _zero_like(be: Any, x: Any) -> Any:
+    return be.xp.zeros((), dtype=x.dtype, device=be.device(x))
+
+
+# --- BYOL -----------------------------------------------------------------------------
+
+
+def byol_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
+    """:func:`byol_loss` as ``GLFParts(align, constrain)``; ``constrain`` is 0.
+
+    BYOL's constraint is implicit (predictor, EMA target, stop-gradient), so GLF reports a
+    zero constraining part.
+    """
+    names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
+    be = _checks.backend_of(**names)
+    for name in ("p_b", "z_a", "z_b"):
+        _checks.same_shape(p_a, names[name], "p_a", name)
+    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    xp = be.xp
+    target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
+    align = _normalized_mse(xp, p_a, target_b) + _normalized_mse(xp, p_b, target_a)
+    return GLFParts(align, _zero_like(be, align))
+
+
+def byol_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+    r"""BYOL's symmetrised loss with stop-gradient targets (official DeepMind convention).
+
+    .. math:: \frac{1}{N}\sum_i \bigl[\lVert n(p^a_i) - n(\mathrm{sg}(z^b_i))\rVert^2
+       + \lVert n(p^b_i) - n(\mathrm{sg}(z^a_i))\rVert^2\bigr] \in [0, 8]
+
+    Args:
+      p_a, p_b: (N, D) online predictions of views a and b.
+      z_a, z_b: (N, D) target projections of views a and b (from the EMA network; no
+        gradient flows into them).
+
+    References:
+      Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(4)
+      >>> float(glf_losses.byol_loss(z, z, z, z))
+      0.0
+    """
+    return byol_parts(p_a, p_b, z_a, z_b).total
+
+
+# --- Barlow Twins ---------------------------------------------------------------------
+
+
+def barlow_twins_parts(
+    z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
+) -> GLFParts:
+    """:func:`barlow_twins_loss` as ``GLFParts(invariance, redundancy_reduction)``.
+
+    Both parts are multiplied by ``scale``, so they sum to the loss.
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    lambd = _checks.check_nonnegative(lambd, "lambd")
+    eps = _checks.check_nonnegative(eps, "eps")
+    scale = _checks.check_finite_number(scale, "scale")
+    xp = be.xp
+    zn_a, zn_b = standardize(xp, z_a, eps), standardize(xp, z_b, eps)
+    c = _cross_correlation(xp, zn_a, zn_b)
+    align = _invariance(xp, zn_a, zn_b)
+    constrain = _redundancy_reduction(be, c, lambd)
+    if scale != 1.0:
+        align, constrain = scale * align, scale * constrain
+    return GLFParts(align, constrain)
+
+
+def barlow_twins_loss(
+    z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
+) -> Any:
+    r"""Barlow Twins (official facebookresearch convention).
+
+    .. math:: \mathrm{scale}\Bigl[\sum_i (1 - C_{ii})^2 + \lambda \sum_{i\ne j} C_{ij}^2
+       \Bigr], \qquad C = \tfrac{1}{N}\,\hat z^{a\top}\hat z^b
+
+    where :math:`\hat z` is each view standardised over the batch like
+    ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps``).
+
+    Args:
+      z_a, z_b: (N, D) projections, N >= 2.
+      lambd: off-diagonal weight (0.0051 in the paper).
+      eps: added to the batch variance.
+      scale: multiplies the total (solo-learn's ``scale_loss``); 1.0 is the paper's.
+
+    References:
+      Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+      ICML 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+      >>> round(float(glf_losses.barlow_twins_loss(z, z, eps=0.0)), 9)
+      0.0
+    """
+    return barlow_twins_parts(z_a, z_b, lambd=lambd, eps=eps, scale=scale).total
+
+
+# --- SwAV -----------------------------------------------------------------------------
+
+
+def swav_parts(
+    scores_a: Any,
+    scores_b: Any,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    sinkhorn_iters: int = 3,
+) -> GLFParts:
+    """:func:`swav_loss` as ``GLFParts(swapped_prediction, 0)``.
+
+    SwAV's constraint (equipartition) is enforced on the codes by Sinkhorn, not added to
+    the loss, so the constraining part is 0.
+    """
+    be, sa, sb = _pair("scores_a", scores_a, "scores_b", scores_b)
+    temperature = _checks.check_positive(temperature, "temperature")
+    epsilon = _checks.check_positive(epsilon, "epsilon")
+    sinkhorn_iters = _checks.check_count(sinkhorn_iters, "sinkhorn_iters", minimum=1)
+    codes_a = _sinkhorn(be, sa, epsilon, sinkhorn_iters)
+    codes_b = _sinkhorn(be, sb, epsilon, sinkhorn_iters)
+    align = _swapped_prediction(be, sa, sb, codes_a, codes_b, temperature)
+    return GLFParts(align, _zero_like(be, align))
+
+
+def swav_loss(
+    scores_a: Any,
+    scores_b: Any,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    sinkhorn_iters: int = 3,
+) -> Any:
+    r"""SwAV with two crops (official facebookresearch convention).
+
+    Codes :math:`q^v = \mathrm{sinkhorn}(\mathrm{sg}(s^v))`, then
+    :func:`glf_losses.align.swapped_prediction`:
+
+    .. math:: -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik}\log\mathrm{softmax}(s^b_i/t)_k +
+       \sum_k q^b_{ik}\log\mathrm{softmax}(s^a_i/t)_k\Bigr]
+
+    Args:
+      scores_a, scores_b: (N, K) scores ``n(z) W^T`` against L2-normalised prototypes
+        (normalising is the caller's job; the framework front-ends do it).
+      temperature: softmax temperature (0.1).
+      epsilon: Sinkhorn regularisation (0.05).
+      sinkhorn_iters: Sinkhorn iterations (3).
+
+    References:
+      Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+      Assignments", NeurIPS 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> s = np.array([[0.9, -0.2], [-0.1, 0.8], [0.7, 0.0], [0.1, 0.6]])
+      >>> bool(np.isfinite(glf_losses.swav_loss(s, s)))
+      True
+    """
+    return swav_parts(
+        scores_a, scores_b, temperature=temperature, epsilon=epsilon,
+        sinkhorn_iters=sinkhorn_iters,
+    ).total
+
+
+# --- SimCLR ---------------------------------------------------------------------------
+
+
+def simclr_parts(z_a: Any, z_b: Any, temperature: float = 0.2) -> GLFParts:
+    """:func:`simclr_loss` as ``GLFParts(infonce_alignment, uniformity)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    return GLFParts(
+        _infonce_alignment(xp, u_a, u_b, temperature), _uniformity(be, u_a, u_b, temperature)
+    )
+
+
+def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
+    r"""SimCLR's NT-Xent loss, split as InfoNCE alignment + uniformity.
+
+    .. math:: \frac{1}{2N}\sum_{k=1}^{2N} -\log \frac{\exp(u_k\cdot u_{k^+}/t)}
+       {\sum_{l\ne k}\exp(u_k\cdot u_l/t)}, \qquad u = [n(z^a); n(z^b)]
+
+    Args:
+      z_a, z_b: (N, D) projections, N >= 2.
+      temperature: t (0.2 here; papers use 0.1 to 0.5 by dataset).
+
+    References:
+      Chen et al., "A Simple Framework for Contrastive Learning of Visual
+      Representations", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(3)
+      >>> loss = glf_losses.simclr_loss(z, z, temperature=1.0)
+      >>> round(float(loss), 6) == round(float(-1 + np.log(np.e + 4)), 6)
+      True
+    """
+    return simclr_parts(z_a, z_b, temperature=temperature).total
