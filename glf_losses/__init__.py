@@ -5,8 +5,9 @@ arXiv 2508.13596). The functions here take arrays of NumPy, array-api-strict, Py
 JAX or TensorFlow and return a 0-d array of the same framework.
 """
 
-from glf_losses import align, constrain
+from glf_losses import adc, align, constrain
 from glf_losses._lib import GLFParts
+from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
 from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.methods import (
     barlow_twins_loss,
@@ -22,7 +23,12 @@ from glf_losses.methods import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADC",
+    "ADCParts",
     "GLFParts",
+    "adc",
+    "adc_loss",
+    "adc_parts",
     "align",
     "barlow_twins_loss",
     "barlow_twins_parts",
