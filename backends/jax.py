@@ -85,7 +85,10 @@ def swav_loss(
     ``parts=True`` returns ``GLFParts`` instead of the total.
     """
     out: GLFParts = methods.swav_parts(
-        swav_scores(z_a, prototypes), swav_scores(z_b, prototypes), temperature, epsilon,
+        swav_scores(z_a, prototypes),
+        swav_scores(z_b, prototypes),
+        temperature,
+        epsilon,
         sinkhorn_iters,
     )
     return out if parts else out.total

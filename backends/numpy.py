@@ -34,4 +34,3 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
 
 def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
-

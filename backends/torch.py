@@ -14,8 +14,11 @@ import torch
 
 from glf_losses import methods
 from glf_losses._lib import GLFParts, l2_normalize
+from glf_losses.adc import ADC, ADCParts
+from glf_losses.methods import with_adc
 
 __all__ = [
+    "ADCLoss",
     "BYOLLoss",
     "BarlowTwinsLoss",
     "SimCLRLoss",
@@ -66,17 +69,35 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 class _GLFLoss(torch.nn.Module):
-    """Base: ``forward`` returns the 0-d loss, ``parts`` the ``GLFParts``."""
+    """Base: ``forward`` returns the 0-d loss, ``parts`` the ``GLFParts``.
 
-    def parts(self, *args: Any) -> GLFParts:
+    With ``adc=ADC(...)`` the ADC term (on the pair :meth:`adc_inputs` picks) is added to
+    the constraining part and ``prior`` (raw inputs or frozen features) must be passed.
+    """
+
+    def __init__(self, adc: ADC | None = None) -> None:
+        super().__init__()
+        self.adc = adc
+
+    def method_parts(self, *args: Any) -> GLFParts:
         raise NotImplementedError
 
-    def forward(self, *args: Any) -> torch.Tensor:
-        return self.parts(*args).total
+    def adc_inputs(self, *args: Any) -> tuple[Any, Any]:
+        """The two views' features ADC acts on: the first two arguments by default."""
+        return args[0], args[1]
+
+    def parts(self, *args: Any, prior: Any = None) -> GLFParts:
+        return with_adc(self.method_parts(*args), self.adc, *self.adc_inputs(*args), prior)
+
+    def forward(self, *args: Any, prior: Any = None) -> torch.Tensor:
+        return self.parts(*args, prior=prior).total
 
 
 class BYOLLoss(_GLFLoss):
     """``BYOLLoss()(p_a, p_b, z_a, z_b)``: :func:`glf_losses.byol_loss` as a module.
+
+    ADC, if set, acts on the online predictions ``(p_a, p_b)``, the only BYOL outputs
+    that carry gradient.
 
     Example:
       >>> import torch
@@ -85,29 +106,45 @@ class BYOLLoss(_GLFLoss):
       >>> BYOLLoss()(p, p, p.detach(), p.detach()).backward()
     """
 
-    def parts(self, p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
+    def method_parts(self, p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
         return methods.byol_parts(p_a, p_b, z_a, z_b)
 
 
 class BarlowTwinsLoss(_GLFLoss):
-    """``BarlowTwinsLoss(lambd, eps, scale)(z_a, z_b)``: :func:`glf_losses.barlow_twins_loss`."""
+    """``BarlowTwinsLoss(lambd, eps, scale)(z_a, z_b)``: :func:`glf_losses.barlow_twins_loss`.
 
-    def __init__(self, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0) -> None:
-        super().__init__()
+    Example:
+      >>> import torch
+      >>> from glf_losses import ADC
+      >>> from glf_losses.backends.torch import BarlowTwinsLoss
+      >>> loss_fn = BarlowTwinsLoss(adc=ADC(perplexity=5.0))
+      >>> z_a, z_b = torch.randn(16, 8, requires_grad=True), torch.randn(16, 8)
+      >>> pixels = torch.randint(0, 256, (16, 1, 8, 8))
+      >>> loss_fn(z_a, z_b, prior=pixels).backward()
+    """
+
+    def __init__(
+        self,
+        lambd: float = 0.0051,
+        eps: float = 1e-5,
+        scale: float = 1.0,
+        adc: ADC | None = None,
+    ) -> None:
+        super().__init__(adc)
         self.lambd, self.eps, self.scale = lambd, eps, scale
 
-    def parts(self, z_a: Any, z_b: Any) -> GLFParts:
+    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
         return methods.barlow_twins_parts(z_a, z_b, self.lambd, self.eps, self.scale)
 
 
 class SimCLRLoss(_GLFLoss):
     """``SimCLRLoss(temperature)(z_a, z_b)``: :func:`glf_losses.simclr_loss`."""
 
-    def __init__(self, temperature: float = 0.2) -> None:
-        super().__init__()
+    def __init__(self, temperature: float = 0.2, adc: ADC | None = None) -> None:
+        super().__init__(adc)
         self.temperature = temperature
 
-    def parts(self, z_a: Any, z_b: Any) -> GLFParts:
+    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
         return methods.simclr_parts(z_a, z_b, self.temperature)
 
 
@@ -117,7 +154,7 @@ class SwAVLoss(_GLFLoss):
     Owns a (K, D) prototype matrix; ``forward`` L2-normalises the projections and the
     prototype rows, scores ``n(z) W^T`` and calls :func:`glf_losses.swav_loss`. Call
     :meth:`normalize_prototypes` after each optimiser step, as SwAV does, to keep the
-    stored rows on the sphere.
+    stored rows on the sphere. ADC, if set, acts on the projections.
     """
 
     def __init__(
@@ -127,11 +164,11 @@ class SwAVLoss(_GLFLoss):
         temperature: float = 0.1,
         epsilon: float = 0.05,
         sinkhorn_iters: int = 3,
+        adc: ADC | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(adc)
         self.prototypes = torch.nn.Parameter(torch.randn(n_prototypes, dim))
-        with torch.no_grad():
-            self.normalize_prototypes()
+        self.normalize_prototypes()
         self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
 
     @torch.no_grad()
@@ -142,8 +179,25 @@ class SwAVLoss(_GLFLoss):
         w = l2_normalize(xp, self.prototypes).to(dtype=z.dtype)
         return l2_normalize(xp, z) @ w.T
 
-    def parts(self, z_a: Any, z_b: Any) -> GLFParts:
+    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
         return methods.swav_parts(
-            self.scores(z_a), self.scores(z_b), self.temperature, self.epsilon,
+            self.scores(z_a),
+            self.scores(z_b),
+            self.temperature,
+            self.epsilon,
             self.sinkhorn_iters,
         )
+
+
+class ADCLoss(torch.nn.Module):
+    """ADC alone as a module: ``ADCLoss(ADC(...))(z_a, z_b, prior)``."""
+
+    def __init__(self, adc: ADC | None = None) -> None:
+        super().__init__()
+        self.adc = adc if adc is not None else ADC()
+
+    def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
+        return self.adc.parts(z_a, z_b, prior)
+
+    def forward(self, z_a: Any, z_b: Any, prior: Any) -> torch.Tensor:
+        return self.adc(z_a, z_b, prior)

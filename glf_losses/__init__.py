@@ -7,8 +7,8 @@ JAX or TensorFlow and return a 0-d array of the same framework.
 
 from glf_losses import adc, align, constrain
 from glf_losses._lib import GLFParts
-from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
 from glf_losses._namespace import get_backend, get_namespace
+from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
 from glf_losses.methods import (
     barlow_twins_loss,
     barlow_twins_parts,
@@ -18,6 +18,7 @@ from glf_losses.methods import (
     simclr_parts,
     swav_loss,
     swav_parts,
+    with_adc,
 )
 
 __version__ = "0.1.0"
@@ -41,4 +42,5 @@ __all__ = [
     "simclr_parts",
     "swav_loss",
     "swav_parts",
+    "with_adc",
 ]

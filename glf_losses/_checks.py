@@ -52,8 +52,7 @@ def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any
     rows = shape[0]
     if rows is not None and rows < min_rows:
         raise ValueError(
-            f"{name} must have at least {min_rows} rows (batch statistics need them), "
-            f"got {rows}"
+            f"{name} must have at least {min_rows} rows (batch statistics need them), got {rows}"
         )
     target = compute_dtype(xp, x.dtype)
     return x if x.dtype == target else xp.astype(x, target)

@@ -19,7 +19,6 @@ The spec never imports a framework: it asks :func:`get_backend` for the module o
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
@@ -36,8 +35,6 @@ _ROOT_TO_BACKEND = {
     "tf_keras": "tensorflow",
 }
 
-_BACKENDS: dict[str, ModuleType] = {}
-
 
 def backend_name(x: Any) -> str | None:
     """The name of the backend that owns ``x``, or ``None`` for anything else.
@@ -50,10 +47,19 @@ def backend_name(x: Any) -> str | None:
 
 
 def _load(name: str) -> ModuleType:
-    module = _BACKENDS.get(name)
-    if module is None:
-        module = importlib.import_module(f"glf_losses.backends.{name}")
-        _BACKENDS[name] = module
+    # Plain import statements, not importlib: torch.compile traces through an import
+    # statement but refuses importlib.import_module, and the first call of a loss may
+    # happen inside a compiled function.
+    if name == "torch":
+        from glf_losses.backends import torch as module
+    elif name == "jax":
+        from glf_losses.backends import jax as module
+    elif name == "tensorflow":
+        from glf_losses.backends import tensorflow as module
+    elif name == "array_api_strict":
+        from glf_losses.backends import array_api_strict as module
+    else:
+        from glf_losses.backends import numpy as module
     return module
 
 

@@ -138,9 +138,7 @@ def _median_offdiag(be: ModuleType, dist: Any) -> Any:
     return (pair[0] + pair[1]) / 2.0
 
 
-def _perplexity_scale(
-    be: ModuleType, dist: Any, mask: Any, perplexity: float, n_steps: int
-) -> Any:
+def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n_steps: int) -> Any:
     """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (M, 1)."""
     xp = be.xp
     d = be.stop_gradient(dist)
@@ -373,9 +371,17 @@ def adc_parts(
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     return _adc(
-        be, z, e, nu=nu, upsilon=upsilon, rho=rho, bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth, perplexity=float(perplexity),
-        prior_perplexity=float(prior_perplexity), perplexity_steps=perplexity_steps,
+        be,
+        z,
+        e,
+        nu=nu,
+        upsilon=upsilon,
+        rho=rho,
+        bandwidth=bandwidth,
+        prior_bandwidth=prior_bandwidth,
+        perplexity=float(perplexity),
+        prior_perplexity=float(prior_perplexity),
+        perplexity_steps=perplexity_steps,
         normalize=normalize,
     )
 
@@ -440,9 +446,17 @@ def adc_loss(
       True
     """
     return adc_parts(
-        z_a, z_b, prior, nu=nu, upsilon=upsilon, rho=rho, bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth, perplexity=perplexity,
-        prior_perplexity=prior_perplexity, perplexity_steps=perplexity_steps,
+        z_a,
+        z_b,
+        prior,
+        nu=nu,
+        upsilon=upsilon,
+        rho=rho,
+        bandwidth=bandwidth,
+        prior_bandwidth=prior_bandwidth,
+        perplexity=perplexity,
+        prior_perplexity=prior_perplexity,
+        perplexity_steps=perplexity_steps,
         normalize=normalize,
     ).total
 
@@ -550,6 +564,5 @@ def _check_perplexity(value: Any, name: str, m: int) -> None:
     value = _checks.check_finite_number(value, name)
     if not 1 < value <= m - 1:
         raise ValueError(
-            f"{name} must lie in (1, M - 1] = (1, {m - 1}] for M = {m} stacked rows, got "
-            f"{value}"
+            f"{name} must lie in (1, M - 1] = (1, {m - 1}] for M = {m} stacked rows, got {value}"
         )

@@ -17,9 +17,9 @@ from glf_losses._lib import l2_normalize, standardize
 __all__ = ["infonce_alignment", "invariance", "normalized_mse", "swapped_prediction"]
 
 
-def _pair(name_a: str, a: Any, name_b: str, b: Any, *, min_rows: int = 1) -> tuple[
-    ModuleType, Any, Any
-]:
+def _pair(
+    name_a: str, a: Any, name_b: str, b: Any, *, min_rows: int = 1
+) -> tuple[ModuleType, Any, Any]:
     be = _checks.backend_of(**{name_a: a, name_b: b})
     _checks.same_shape(a, b, name_a, name_b)
     a = _checks.float_matrix(be, a, name_a, min_rows=min_rows)
@@ -149,9 +149,7 @@ def swapped_prediction(
       >>> round(float(align.swapped_prediction(s, s, q, q)), 6) == round(float(np.log(3)), 6)
       True
     """
-    be = _checks.backend_of(
-        scores_a=scores_a, scores_b=scores_b, codes_a=codes_a, codes_b=codes_b
-    )
+    be = _checks.backend_of(scores_a=scores_a, scores_b=scores_b, codes_a=codes_a, codes_b=codes_b)
     for name, x in (("scores_b", scores_b), ("codes_a", codes_a), ("codes_b", codes_b)):
         _checks.same_shape(scores_a, x, "scores_a", name)
     temperature = _checks.check_positive(temperature, "temperature")

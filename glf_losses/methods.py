@@ -13,6 +13,7 @@ from typing import Any
 
 from glf_losses import _checks
 from glf_losses._lib import GLFParts, l2_normalize, standardize
+from glf_losses.adc import ADC
 from glf_losses.align import (
     _infonce_alignment,
     _invariance,
@@ -32,6 +33,7 @@ __all__ = [
     "simclr_parts",
     "swav_loss",
     "swav_parts",
+    "with_adc",
 ]
 
 
@@ -197,7 +199,10 @@ def swav_loss(
       True
     """
     return swav_parts(
-        scores_a, scores_b, temperature=temperature, epsilon=epsilon,
+        scores_a,
+        scores_b,
+        temperature=temperature,
+        epsilon=epsilon,
         sinkhorn_iters=sinkhorn_iters,
     ).total
 
@@ -239,3 +244,30 @@ def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
       True
     """
     return simclr_parts(z_a, z_b, temperature=temperature).total
+
+
+# --- ADC as a plug-in -----------------------------------------------------------------------
+
+
+def with_adc(parts: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any) -> GLFParts:
+    """Add ADC to a method's constraining part (ADC is a constraining term).
+
+    The one place the framework front-ends plug ADC in, so that
+    ``parts.total == method_loss + adc(z_a, z_b, prior)``. With ``adc=None`` the parts are
+    returned unchanged and ``prior`` is ignored.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> rng = np.random.default_rng(0)
+      >>> z_a, z_b, x = rng.normal(size=(3, 8, 4))
+      >>> adc = glf_losses.ADC(perplexity=4.0)
+      >>> parts = with_adc(glf_losses.simclr_parts(z_a, z_b), adc, z_a, z_b, x)
+      >>> bool(np.isclose(parts.total, glf_losses.simclr_loss(z_a, z_b) + adc(z_a, z_b, x)))
+      True
+    """
+    if adc is None:
+        return parts
+    if prior is None:
+        raise ValueError("prior is required when adc is set (the raw inputs or frozen features)")
+    return GLFParts(parts.align, parts.constrain + adc(z_a, z_b, prior))
