@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from glf_losses import _checks
 from glf_losses._lib import (
@@ -60,7 +60,7 @@ __all__ = [
     "prior_distribution",
 ]
 
-Bandwidth = Union[float, Literal["median", "perplexity"]]
+Bandwidth = float | Literal["median", "perplexity"]
 
 # Floor of every bandwidth and entropy: identical rows then give a uniform distribution
 # and a one-hot prior row a large but finite weight, never 0/0.
@@ -172,12 +172,12 @@ def _resolve(
     """The bandwidth used as ``softmax(-dist / (factor * bw))``: sigma^2 (factor 2) or tau."""
     if isinstance(mode, str):
         if mode == "median":
-            return xp_clip_min(be, _median_offdiag(be, dist) / 2.0)
+            return _clip_tiny(be, _median_offdiag(be, dist) / 2.0)
         return _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor
     return mode
 
 
-def xp_clip_min(be: ModuleType, x: Any) -> Any:
+def _clip_tiny(be: ModuleType, x: Any) -> Any:
     return be.xp.clip(x, min=_TINY)
 
 
@@ -189,7 +189,7 @@ def median_bandwidth(distances: Any) -> Any:
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    return xp_clip_min(be, _median_offdiag(be, d) / 2.0)
+    return _clip_tiny(be, _median_offdiag(be, d) / 2.0)
 
 
 def perplexity_bandwidth(distances: Any, perplexity: float = 30.0, n_steps: int = 20) -> Any:

@@ -1,0 +1,1 @@
+"""Reference trainers for the GLF losses in PyTorch, JAX and TensorFlow."""

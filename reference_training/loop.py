@@ -1,0 +1,219 @@
+"""The training loop every backend shares: data order, views, logging, checkpoints,
+divergence handling, evaluation and the run's outputs.
+
+A backend contributes a *trainer* object (see :class:`BackendTrainer`): its model, its
+optimiser step and its checkpoint format. Everything that decides *what* is trained on
+(the batch order, the augmentation parameters, the schedules' inputs) is drawn here from
+``(seed, epoch, step)`` alone, so a run resumed from a checkpoint replays exactly the
+steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from reference_training import augment, evaluate, report
+from reference_training.config import RunConfig
+from reference_training.data import Dataset, epoch_batches, load_dataset
+
+__all__ = ["BackendTrainer", "TrainingDiverged", "make_trainer", "train"]
+
+# Host round trips (for the progress bar and the divergence check) every this many steps.
+_LOG_EVERY = 10
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class BackendTrainer(Protocol):
+    """What a backend provides to :func:`train`."""
+
+    xp: Any
+    checkpoint_name: str
+
+    def to_device(self, images: np.ndarray) -> Any: ...
+
+    def train_step(
+        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+    ) -> dict[str, Any]: ...
+
+    def features(self, images: np.ndarray) -> np.ndarray: ...
+
+    def random_encoder_features(self, images: np.ndarray) -> np.ndarray: ...
+
+    def save(self, path: Path, meta: dict[str, Any]) -> None: ...
+
+    def load(self, path: Path) -> dict[str, Any]: ...
+
+
+def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
+    """Import the chosen backend's trainer; a clear error if its framework is missing."""
+    if config.backend == "torch":
+        try:
+            from reference_training.torch.step import TorchTrainer
+        except ImportError as err:
+            raise RuntimeError(
+                f"--backend torch needs PyTorch ({err}); install it with "
+                "pip install 'glf-losses[torch]'"
+            ) from None
+        return TorchTrainer(config, dataset)
+    raise NotImplementedError(
+        f"--backend {config.backend}: the {config.backend} trainer is not available in this "
+        "version; use --backend torch"
+    )
+
+
+def _view_pair(
+    trainer: BackendTrainer, dataset: Dataset, aug: augment.AugmentConfig, images: Any,
+    rng: np.random.Generator,
+) -> tuple[Any, Any]:
+    _, channels, height, width = images.shape
+    views = []
+    for _ in range(2):
+        params = augment.draw(rng, images.shape[0], (height, width), None, aug, channels=channels)
+        views.append(augment.apply(trainer.xp, images, params, dataset.mean, dataset.std))
+    return views[0], views[1]
+
+
+def _mean_logs(logs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([entry[key] for entry in logs])) for key in logs[0]}
+
+
+def _finite(values: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in values.values())
+
+
+def _knn(trainer: BackendTrainer, dataset: Dataset) -> float:
+    train_feats = evaluate.extract_features(trainer.features, dataset.x_train)
+    test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
+    return evaluate.knn_accuracy(train_feats, dataset.y_train, test_feats, dataset.y_test)
+
+
+def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train, evaluate and write the run's outputs in ``config.out``; returns the summary."""
+    config.validate()
+    dataset = load_dataset(config.dataset, root=config.data_root)
+    if dataset.ssl_size < config.batch_size:
+        raise ValueError(
+            f"--batch-size {config.batch_size} is larger than the {dataset.ssl_size} training "
+            f"images of {config.dataset}"
+        )
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = make_trainer(config, dataset)
+    ckpt = out / trainer.checkpoint_name
+    start_epoch = 0
+    if resume and ckpt.exists():
+        meta = trainer.load(ckpt)
+        saved = RunConfig.from_dict(meta["config"])
+        for name in ("backend", "method", "dataset", "seed", "batch_size", "adc"):
+            if getattr(saved, name) != getattr(config, name):
+                raise ValueError(
+                    f"--resume: the checkpoint in {out} was written with {name}="
+                    f"{getattr(saved, name)!r}, this run asks for {getattr(config, name)!r}"
+                )
+        start_epoch = int(meta["epoch"])
+    elif resume and not config.quiet:
+        print(f"--resume: no checkpoint in {out}; starting from scratch")
+    # Records of epochs after the checkpoint (a killed run's partial work) are dropped, so
+    # the log matches the weights being resumed.
+    metrics_path = out / "metrics.jsonl"
+    kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
+        if metrics_path.exists() and start_epoch > 0 else []
+    report.write_metrics(metrics_path, kept)
+    aug = augment.AugmentConfig.for_dataset(dataset.name)
+    steps_per_epoch = dataset.ssl_size // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    started = time.perf_counter()
+    with report.MetricsLog(metrics_path) as metrics:
+        for epoch in range(start_epoch, config.epochs):
+            bar = report.ProgressBar(
+                steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs, quiet=config.quiet
+            )
+            pending: list[dict[str, Any]] = []
+            logs: list[dict[str, float]] = []
+            epoch_start = time.perf_counter()
+            batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
+            for step, indices in enumerate(batches):
+                rng = np.random.default_rng((config.seed, epoch, step))
+                images = trainer.to_device(dataset.ssl_batch(indices))
+                view_a, view_b = _view_pair(trainer, dataset, aug, images, rng)
+                pending.append(
+                    trainer.train_step(
+                        view_a, view_b, images, epoch=epoch,
+                        step=epoch * steps_per_epoch + step, total_steps=total_steps,
+                    )
+                )
+                if len(pending) == _LOG_EVERY or step == steps_per_epoch - 1:
+                    values = [{k: float(v) for k, v in entry.items()} for entry in pending]
+                    logs.extend(values)
+                    if not _finite(values[-1]) or not all(_finite(v) for v in values):
+                        bar.close()
+                        raise TrainingDiverged(
+                            f"the loss became non-finite at epoch {epoch + 1}, step "
+                            f"{step + 1}: {values[-1]}; stopping. The last good checkpoint "
+                            f"({ckpt}, end of epoch {epoch}) is kept; lower --lr or the "
+                            "loss weights and rerun with --resume."
+                        )
+                    bar.update(
+                        len(pending), images=len(pending) * config.batch_size,
+                        loss=values[-1]["loss"], align=values[-1]["align"],
+                        constrain=values[-1]["constrain"],
+                    )
+                    pending = []
+            bar.close()
+            record: dict[str, Any] = {"epoch": epoch, **_mean_logs(logs)}
+            record["images_per_second"] = steps_per_epoch * config.batch_size / (
+                time.perf_counter() - epoch_start
+            )
+            if config.eval_every and ((epoch + 1) % config.eval_every == 0
+                                      or epoch + 1 == config.epochs):
+                record["knn_accuracy"] = _knn(trainer, dataset)
+            metrics.append(record)
+            trainer.save(ckpt, {"epoch": epoch + 1, "config": config.to_dict()})
+            if not config.quiet:
+                shown = ", ".join(
+                    f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",)
+                )
+                print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
+    summary = _finish(config, dataset, trainer, out, time.perf_counter() - started)
+    return summary
+
+
+def _finish(
+    config: RunConfig, dataset: Dataset, trainer: BackendTrainer, out: Path, seconds: float
+) -> dict[str, Any]:
+    splits = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    result = evaluate.evaluate(trainer.features, splits)
+    base = evaluate.baselines(splits, trainer.random_encoder_features)
+    summary: dict[str, Any] = {
+        **result,
+        "random_encoder_linear_probe_accuracy": base["random_encoder"]["linear_probe_accuracy"],
+        "random_encoder_knn_accuracy": base["random_encoder"]["knn_accuracy"],
+        "raw_pixels_linear_probe_accuracy": base["raw_pixels"]["linear_probe_accuracy"],
+        "raw_pixels_knn_accuracy": base["raw_pixels"]["knn_accuracy"],
+        "baselines": base,
+        "train_seconds": seconds,
+        "config": config.to_dict(),
+    }
+    report.write_summary(out, summary)
+    test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
+    report.plot_run(
+        out, report.read_metrics(out / "metrics.jsonl"), report.project_2d(test_feats),
+        dataset.y_test, title=f"{config.method}{' + ADC' if config.adc else ''} on "
+        f"{config.dataset} ({config.backend})",
+    )
+    if not config.quiet:
+        print(report.format_summary_table(summary), flush=True)
+    return summary
+
+
+def run_from_config(config: RunConfig, resume: bool = False) -> dict[str, Any]:
+    """Entry point used by the CLI and tests."""
+    return train(config, resume=resume)

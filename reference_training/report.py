@@ -1,0 +1,606 @@
+"""The outputs of a training run, shared by every backend.
+
+A progress bar on stderr, ``metrics.jsonl`` (one JSON object per line), an atomically
+written ``summary.json`` with a printable accuracy table, and PNG plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "METRICS_FILE",
+    "SUMMARY_FILE",
+    "MetricsLog",
+    "ProgressBar",
+    "atomic_write_bytes",
+    "format_summary_table",
+    "plot_run",
+    "project_2d",
+    "read_metrics",
+    "read_summary",
+    "write_metrics",
+    "write_summary",
+]
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never
+    a partial one: a temp file in the same directory, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory, so os.replace stays a rename within one filesystem.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; keep an existing file's mode, else a usual 0644.
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_default(obj: Any) -> Any:
+    # NumPy/torch/JAX/TF scalars and small arrays, as a backend's step returns them.
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    item = getattr(obj, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    numpy = getattr(obj, "numpy", None)
+    if callable(numpy):
+        return _json_default(np.asarray(numpy()))
+    raise TypeError(f"cannot write a {type(obj).__name__} as JSON")
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    # NaN/Infinity are kept (Python's json reads them back): a diverged loss should be
+    # recorded, not crash the logger.
+    return json.dumps(obj, default=_json_default, **kw)
+
+
+class MetricsLog:
+    """Append-only JSON-lines log (``metrics.jsonl``): one record per line, flushed at once.
+
+    Opening an existing log drops a truncated last line (left by a crash) so that new
+    records start on a line of their own. ``fsync=True`` also forces each line to disk.
+    """
+
+    def __init__(self, path: PathLike, *, fsync: bool = False, append: bool = True) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.path = self.path / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        if append:
+            _drop_partial_tail(self.path)
+        self._f: IO[str] | None = open(self.path, "a" if append else "w", encoding="utf-8")
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record as one line and flush it."""
+        if self._f is None:
+            raise ValueError(f"MetricsLog for {self.path} is closed")
+        line = _dumps(dict(record), separators=(",", ":"))
+        self._f.write(line + "\n")
+        self._f.flush()
+        if self.fsync:
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        """Close the file; further appends raise."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self) -> list[dict[str, Any]]:
+        """All records written so far (see :func:`read_metrics`)."""
+        return read_metrics(self.path)
+
+
+def _drop_partial_tail(path: Path) -> None:
+    try:
+        f = open(path, "rb+")
+    except FileNotFoundError:
+        return
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        # Find the last newline; what follows it is the unterminated last line.
+        pos, keep = size, 0
+        while pos > 0:
+            start = max(0, pos - 4096)
+            f.seek(start)
+            nl = f.read(pos - start).rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        if keep == size:
+            return
+        f.seek(keep)
+        tail = f.read()
+        try:
+            complete = isinstance(json.loads(tail), dict)
+        except ValueError:
+            complete = False
+        if complete:
+            # Only the newline was lost: keep the record, as read_metrics would.
+            f.seek(size)
+            f.write(b"\n")
+        else:
+            f.truncate(keep)
+
+
+def write_metrics(path: PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Replace the log at ``path`` with ``records``, atomically (used when resuming)."""
+    text = "".join(_dumps(dict(r), separators=(",", ":")) + "\n" for r in records)
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_metrics(path: PathLike) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` (or of the one in directory ``path``).
+
+    A last line that does not parse (a crash mid-write) is skipped; a bad line anywhere
+    else raises ``ValueError``. A missing file reads as no records.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    complete_tail = text.endswith("\n")
+    records: list[dict[str, Any]] = []
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == last and not complete_tail:
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON line: {e}") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i + 1}: expected a JSON object")
+        records.append(rec)
+    return records
+
+
+def write_summary(out_dir: PathLike, summary: Mapping[str, Any]) -> Path:
+    """Write ``summary`` to ``out_dir/summary.json`` atomically; returns the path."""
+    text = _dumps(dict(summary), indent=2) + "\n"
+    return atomic_write_bytes(Path(out_dir) / SUMMARY_FILE, text.encode("utf-8"))
+
+
+def read_summary(out_dir: PathLike) -> dict[str, Any]:
+    """The ``summary.json`` of ``out_dir`` (or the file ``out_dir`` itself)."""
+    path = Path(out_dir)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- summary
+
+_ROWS = (
+    ("trained encoder", None),
+    ("random encoder", "random_encoder"),
+    ("raw pixels", "raw_pixels"),
+)
+_COLS = (("linear probe", "linear_probe_accuracy"), ("kNN", "knn_accuracy"))
+
+
+def _pct(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "nan" if math.isnan(v) else f"{100.0 * v:.2f}%"
+
+
+def format_summary_table(summary: Mapping[str, Any]) -> str:
+    """A text table of linear-probe and kNN accuracy (as percentages) for the trained
+    encoder beside the random-encoder and raw-pixel baselines.
+
+    Reads ``summary["linear_probe_accuracy"]``, ``summary["knn_accuracy"]`` (fractions)
+    and ``summary["baselines"][name][...]`` for ``random_encoder`` and ``raw_pixels``
+    (as :func:`reference_training.evaluate.baselines` returns them); missing entries
+    print as ``-`` and a baseline row that is absent altogether is left out.
+    """
+    base = summary.get("baselines") or {}
+    rows: list[tuple[str, list[str]]] = []
+    for label, key in _ROWS:
+        src = summary if key is None else base.get(key)
+        if src is None:
+            continue
+        rows.append((label, [_pct(src.get(col)) for _, col in _COLS]))
+    header = ("", [name for name, _ in _COLS])
+    table = [header, *rows]
+    width0 = max(len(label) for label, _ in table)
+    widths = [max(len(cells[j]) for _, cells in table) for j in range(len(_COLS))]
+    lines = []
+    for label, cells in table:
+        padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        lines.append("  ".join([label.ljust(width0), *padded]))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _fmt_value(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if f != 0 and (abs(f) >= 1e4 or abs(f) < 1e-3):
+        return f"{f:.3e}"
+    return f"{f:.4f}"
+
+
+class ProgressBar:
+    """A dependency-free, tqdm-like progress line on stderr for one epoch's steps.
+
+    Shows epoch, step/total, a bar, the latest loss with its aligning and constraining
+    parts, images/s and ETA. On a terminal the line is redrawn in place at most every
+    ``min_interval`` seconds; on a pipe or file a full line is written at most every
+    ``log_interval`` seconds, so that logs stay short. ``quiet=True`` writes nothing.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        epoch: int | None = None,
+        n_epochs: int | None = None,
+        stream: IO[str] | None = None,
+        quiet: bool = False,
+        min_interval: float = 0.1,
+        log_interval: float = 30.0,
+        width: int = 20,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.total = max(0, int(total))
+        self.epoch, self.n_epochs = epoch, n_epochs
+        self.stream = sys.stderr if stream is None else stream
+        self.quiet = quiet
+        self.width = width
+        self._clock = clock
+        isatty = getattr(self.stream, "isatty", None)
+        self._tty = bool(isatty()) if callable(isatty) else False
+        self._interval = min_interval if self._tty else log_interval
+        self.n = 0
+        self.images = 0
+        self.postfix: dict[str, Any] = {}
+        self._start = clock()
+        self._last_draw = -math.inf
+        self._last_len = 0
+        self._dirty = False
+        self._closed = False
+
+    def update(
+        self,
+        n: int = 1,
+        *,
+        images: int = 0,
+        loss: Any = None,
+        align: Any = None,
+        constrain: Any = None,
+        **extra: Any,
+    ) -> None:
+        """Advance by ``n`` steps covering ``images`` images, with the latest values."""
+        self.n += n
+        self.images += images
+        for key, val in (("loss", loss), ("align", align), ("constrain", constrain)):
+            if val is not None:
+                self.postfix[key] = val
+        self.postfix.update(extra)
+        self._dirty = True
+        now = self._clock()
+        if now - self._last_draw >= self._interval or self.n >= self.total > 0:
+            self._draw(now)
+
+    def render(self, now: float | None = None) -> str:
+        """The current progress line, without line control characters."""
+        now = self._clock() if now is None else now
+        elapsed = max(now - self._start, 1e-9)
+        parts = []
+        if self.epoch is not None:
+            parts.append(
+                f"epoch {self.epoch}" + (f"/{self.n_epochs}" if self.n_epochs is not None else "")
+            )
+        if self.total > 0:
+            frac = min(self.n / self.total, 1.0)
+            filled = int(frac * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            digits = len(str(self.total))
+            parts.append(f"[{bar}] {self.n:>{digits}}/{self.total}")
+        else:
+            parts.append(f"{self.n}")
+        parts.extend(f"{k} {_fmt_value(v)}" for k, v in self.postfix.items())
+        if self.images:
+            parts.append(f"{self.images / elapsed:,.0f} img/s")
+        if self.total > 0 and self.n > 0:
+            remaining = elapsed / self.n * max(self.total - self.n, 0)
+            parts.append(f"ETA {_fmt_duration(remaining)}")
+        parts.append(f"elapsed {_fmt_duration(elapsed)}")
+        return "  ".join(parts)
+
+    def _draw(self, now: float, final: bool = False) -> None:
+        self._last_draw = now
+        self._dirty = False
+        if self.quiet:
+            return
+        line = self.render(now)
+        if self._tty:
+            # Pad over a longer previous line; \r returns to the start of the line.
+            pad = " " * max(self._last_len - len(line), 0)
+            self.stream.write("\r" + line + pad + ("\n" if final else ""))
+            self._last_len = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def write(self, message: str) -> None:
+        """Print a message on its own line without garbling the bar."""
+        if self.quiet:
+            return
+        if self._tty and self._last_len:
+            self.stream.write("\r" + " " * self._last_len + "\r")
+            self._last_len = 0
+        self.stream.write(message.rstrip("\n") + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.quiet:
+            return
+        # A pipe already holds the final state if nothing changed since the last line.
+        if self._tty or self._dirty or self._last_draw == -math.inf:
+            self._draw(self._clock(), final=True)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def project_2d(features: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.ndarray:
+    """Project (n, d) features to (n, 2): ``"pca"`` (NumPy, deterministic signs, fast)
+    or ``"tsne"`` (scikit-learn, slower, better at showing clusters)."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    n, d = x.shape
+    if method == "pca":
+        xc = x - x.mean(axis=0)
+        if d < 2 or n < 2:
+            out = np.zeros((n, 2))
+            out[:, : min(d, 2)] = xc[:, : min(d, 2)]
+            return out
+        if d <= n:
+            # The d x d scatter matrix is small next to n x d, so eigh beats an SVD here.
+            comps = np.linalg.eigh(xc.T @ xc)[1][:, ::-1][:, :2]
+        else:
+            comps = np.linalg.svd(xc, full_matrices=False)[2][:2].T
+        # Fix each component's sign so the largest loading is positive (like sklearn).
+        signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), [0, 1]])
+        signs[signs == 0] = 1.0
+        return xc @ (comps * signs)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
+        return TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=perplexity
+        ).fit_transform(x)
+    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+
+
+def _per_epoch(
+    metrics: Iterable[Mapping[str, Any]], key: str, reduce: str
+) -> tuple[list[float], list[float]]:
+    # Per epoch, records without a "step" (epoch summaries) win over step records, so
+    # logging both does not count an epoch's steps twice.
+    steps: dict[float, list[float]] = {}
+    summaries: dict[float, list[float]] = {}
+    for rec in metrics:
+        if "epoch" not in rec or key not in rec:
+            continue
+        try:
+            epoch, val = float(rec["epoch"]), float(rec[key])
+        except (TypeError, ValueError):
+            continue
+        (steps if "step" in rec else summaries).setdefault(epoch, []).append(val)
+    groups = {**steps, **summaries}
+    epochs = sorted(groups)
+    if reduce == "mean":
+        vals = [float(np.mean(groups[e])) for e in epochs]
+    else:
+        vals = [groups[e][-1] for e in epochs]
+    return epochs, vals
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_run(
+    out_dir: PathLike,
+    metrics: Sequence[Mapping[str, Any]],
+    embeddings_2d: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    *,
+    loss_keys: Sequence[str] = ("loss", "align", "constrain"),
+    accuracy_keys: Sequence[str] = ("knn_accuracy", "linear_probe_accuracy"),
+    title: str | None = None,
+) -> list[Path]:
+    """Write the run's PNGs into ``out_dir``; returns the paths written.
+
+    - ``loss.png``: each of ``loss_keys`` per epoch, from records that carry an
+      ``epoch``: an epoch's records without a ``step`` key (epoch summaries) if there
+      are any, else the mean of its step records;
+    - ``accuracy.png``: the last value per epoch of each of ``accuracy_keys``, in %;
+    - ``embeddings.png``: ``embeddings_2d`` (n, 2) coloured by ``labels``, when given
+      (see :func:`project_2d`).
+
+    A plot with no data is skipped. Uses matplotlib's Agg canvas without pyplot, so it
+    neither needs a display nor changes the global backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = list(metrics)
+    written: list[Path] = []
+
+    def new_axes() -> tuple[Any, Any]:
+        fig = Figure(figsize=(6.0, 4.0))
+        FigureCanvasAgg(fig)
+        return fig, fig.add_subplot(1, 1, 1)
+
+    series = [(k, *_per_epoch(metrics, k, "mean")) for k in loss_keys]
+    series = [s for s in series if s[1]]
+    if series:
+        fig, ax = new_axes()
+        for key, epochs, vals in series:
+            ax.plot(epochs, vals, marker="o" if len(epochs) < 30 else None, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(title or "training loss and its parts")
+        ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        written.append(_save_figure(fig, out / "loss.png"))
+
+    series = [(k, *_per_epoch(metrics, k, "last")) for k in accuracy_keys]
+    series = [s for s in series if s[1]]
+    if series:
+        fig, ax = new_axes()
+        for key, epochs, vals in series:
+            ax.plot(epochs, [100.0 * v for v in vals], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title or "evaluation accuracy")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        written.append(_save_figure(fig, out / "accuracy.png"))
+
+    if embeddings_2d is not None:
+        emb = np.asarray(embeddings_2d, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[1] != 2:
+            raise ValueError(f"embeddings_2d must have shape (n, 2), got {emb.shape}")
+        fig, ax = new_axes()
+        fig.set_size_inches(6.0, 6.0)
+        if labels is None:
+            ax.scatter(emb[:, 0], emb[:, 1], s=4, alpha=0.6)
+        else:
+            lab = np.asarray(labels).reshape(-1)
+            if lab.shape[0] != emb.shape[0]:
+                raise ValueError(f"{lab.shape[0]} labels for {emb.shape[0]} embeddings")
+            classes = np.unique(lab)
+            cmap = _class_colours(len(classes))
+            for i, c in enumerate(classes):
+                m = lab == c
+                ax.scatter(emb[m, 0], emb[m, 1], s=4, alpha=0.6, color=cmap[i], label=str(c))
+            if len(classes) <= 20:
+                ax.legend(markerscale=3, fontsize="small", loc="best", ncol=2)
+        ax.set_title(title or "test embeddings (2-D projection)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        written.append(_save_figure(fig, out / "embeddings.png"))
+    return written
+
+
+def _class_colours(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
+    if n <= 20:
+        return [cmap(i) for i in range(n)]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]

@@ -1,0 +1,215 @@
+"""The PyTorch trainer: model, optimiser step, EMA target and checkpoint format.
+
+Everything else (batch order, views, logging, evaluation) is the shared loop in
+:mod:`reference_training.loop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import array_api_compat.torch as xp_torch
+import numpy as np
+import torch
+from glf_losses.backends.torch import BarlowTwinsLoss, BYOLLoss, SimCLRLoss, SwAVLoss
+from torch import nn
+
+import glf_losses
+from reference_training import augment, report
+from reference_training.config import RunConfig
+from reference_training.data import Dataset
+from reference_training.torch.model import build_encoder, predictor, projector
+
+__all__ = ["CheckpointError", "TorchTrainer", "byol_tau", "learning_rate"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read back."""
+
+
+def learning_rate(config: RunConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up over ``warmup_epochs``, then cosine decay to 0."""
+    warmup = min(total_steps, config.warmup_epochs * max(1, total_steps // config.epochs))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def byol_tau(config: RunConfig, step: int, total_steps: int) -> float:
+    """BYOL's EMA rate: 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2."""
+    return 1.0 - (1.0 - config.byol_tau_base) * (math.cos(math.pi * step / total_steps) + 1) / 2
+
+
+class _Online(nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+class TorchTrainer:
+    """One method (optionally with ADC) on one encoder, trained with PyTorch."""
+
+    xp = xp_torch
+    checkpoint_name = "checkpoint.pt"
+
+    def __init__(self, config: RunConfig, dataset: Dataset) -> None:
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: no CUDA device is available to PyTorch")
+        self.config, self.dataset = config, dataset
+        self.device = torch.device(config.device)
+        on_cuda = self.device.type == "cuda"
+        self.autocast = config.precision == "bfloat16" or (config.precision == "auto" and on_cuda)
+        torch.manual_seed(config.seed)
+        encoder, feature_dim = build_encoder(dataset.image_shape, config.arch)
+        n_layers = 3 if config.method == "barlow_twins" else 2
+        head = projector(feature_dim, config.proj_hidden, config.proj_dim, n_layers)
+        self.online = _Online(encoder, head).to(self.device)
+        adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
+        self.predictor: nn.Module | None = None
+        self.target: nn.Module | None = None
+        self.loss_fn: nn.Module
+        if config.method == "byol":
+            self.predictor = predictor(config.proj_dim, config.pred_hidden).to(self.device)
+            self.target = copy.deepcopy(self.online).requires_grad_(False)
+            self.loss_fn = BYOLLoss(adc=adc)
+        elif config.method == "barlow_twins":
+            self.loss_fn = BarlowTwinsLoss(lambd=config.lambd, adc=adc)
+        elif config.method == "simclr":
+            self.loss_fn = SimCLRLoss(temperature=config.temperature, adc=adc)
+        else:
+            self.loss_fn = SwAVLoss(
+                config.proj_dim, config.swav_prototypes, temperature=config.swav_temperature,
+                epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc,
+            )
+        self.loss_fn.to(self.device)
+        self.prior_encoder: nn.Module | None = None
+        if config.adc and config.adc_prior == "frozen_encoder":
+            # The encoder as initialised, frozen: input-space structure seen through
+            # random features (a checkpointed encoder can be loaded into it instead).
+            self.prior_encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
+        params = list(self.online.parameters()) + list(self.loss_fn.parameters())
+        if self.predictor is not None:
+            params += list(self.predictor.parameters())
+        if config.optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+                params, lr=config.lr, weight_decay=config.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
+            )
+        self._loss = self._compute_loss
+        if config.compile == "on" or (config.compile == "auto" and on_cuda):
+            self._loss = torch.compile(self._compute_loss)
+
+    # --- one step ----------------------------------------------------------------------
+
+    def to_device(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+
+    def _prior(self, images: torch.Tensor) -> torch.Tensor:
+        if self.prior_encoder is None:
+            return images
+        with torch.no_grad():
+            x = augment.center(self.xp, images, self.dataset.mean, self.dataset.std)
+            return self.prior_encoder(x)
+
+    def _compute_loss(
+        self, view_a: torch.Tensor, view_b: torch.Tensor, prior: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            z_a, z_b = self.online(view_a), self.online(view_b)
+            if self.predictor is not None and self.target is not None:
+                p_a, p_b = self.predictor(z_a), self.predictor(z_b)
+                with torch.no_grad():
+                    t_a, t_b = self.target(view_a), self.target(view_b)
+                args: tuple[torch.Tensor, ...] = (p_a, p_b, t_a, t_b)
+            else:
+                args = (z_a, z_b)
+        # The loss itself computes in float32 at least, whatever autocast produced.
+        parts = self.loss_fn.parts(*args, prior=prior)
+        return parts.total, parts.align, parts.constrain
+
+    def train_step(
+        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+    ) -> dict[str, Any]:
+        self.online.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, step, total_steps)
+        loss, align, constrain = self._loss(view_a, view_b, self._prior(prior))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if isinstance(self.loss_fn, SwAVLoss) and epoch < self.config.swav_freeze_prototypes_epochs:
+            # SwAV keeps the prototypes fixed at first so that the codes do not chase them.
+            self.loss_fn.prototypes.grad = None
+        self.optimizer.step()
+        if isinstance(self.loss_fn, SwAVLoss):
+            self.loss_fn.normalize_prototypes()
+        if self.target is not None:
+            tau = byol_tau(self.config, step, total_steps)
+            with torch.no_grad():
+                for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
+                    t.lerp_(o, 1.0 - tau)
+                for t, o in zip(self.target.buffers(), self.online.buffers(), strict=True):
+                    t.copy_(o)
+        return {"loss": loss.detach(), "align": align.detach(), "constrain": constrain.detach()}
+
+    # --- evaluation --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _encode(self, encoder: nn.Module, images: np.ndarray) -> np.ndarray:
+        encoder.eval()
+        x = augment.center(self.xp, self.to_device(images), self.dataset.mean, self.dataset.std)
+        return encoder(x).float().cpu().numpy()
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        return self._encode(self.online.encoder, images)
+
+    def random_encoder_features(self, images: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_random_encoder"):
+            torch.manual_seed(self.config.seed + 1)
+            self._random_encoder = build_encoder(self.dataset.image_shape, self.config.arch)[0]
+            self._random_encoder.to(self.device)
+        return self._encode(self._random_encoder, images)
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def _modules(self) -> dict[str, nn.Module | None]:
+        return {
+            "online": self.online, "predictor": self.predictor, "target": self.target,
+            "loss_fn": self.loss_fn, "prior_encoder": self.prior_encoder,
+        }
+
+    def save(self, path: Path, meta: dict[str, Any]) -> None:
+        state = {
+            "meta": meta,
+            "optimizer": self.optimizer.state_dict(),
+            **{k: m.state_dict() for k, m in self._modules().items() if m is not None},
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        report.atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path) -> dict[str, Any]:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            for key, module in self._modules().items():
+                if module is not None:
+                    module.load_state_dict(state[key])
+            self.optimizer.load_state_dict(state["optimizer"])
+            meta = state["meta"]
+            int(meta["epoch"])
+        except Exception as err:  # any failure to read means the file is unusable
+            raise CheckpointError(
+                f"cannot resume from {path}: the checkpoint is unreadable or from another "
+                f"model ({type(err).__name__}: {err}). Delete it to start over."
+            ) from None
+        return dict(meta)
