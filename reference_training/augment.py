@@ -161,7 +161,7 @@ class AugmentConfig:
             key = key.removesuffix("-rgb32")
         if key.startswith("cifar100"):
             key = "cifar100"
-        colour = {
+        colour: dict[str, Any] = {
             "flip_p": 0.5,
             "jitter_p": 0.8,
             "brightness": 0.4,
@@ -170,26 +170,30 @@ class AugmentConfig:
             "hue": 0.1,
             "gray_p": 0.2,
         }
-        mild_crop = {"crop_scale": (0.7, 1.0), "crop_ratio": (0.9, 1 / 0.9), "noise_std": 0.05}
+        mild_crop: dict[str, Any] = {
+            "crop_scale": (0.7, 1.0),
+            "crop_ratio": (0.9, 1 / 0.9),
+            "noise_std": 0.05,
+        }
         if key == "digits":
-            config = cls(out_hw=(8, 8), translate=0.125, **mild_crop)  # type: ignore[arg-type]
+            config = cls(out_hw=(8, 8), translate=0.125, **mild_crop)
         elif key == "mnist5k":
-            config = cls(out_hw=(28, 28), translate=0.1, **mild_crop)  # type: ignore[arg-type]
+            config = cls(out_hw=(28, 28), translate=0.1, **mild_crop)
         elif key in ("cifar10", "cifar100"):
-            config = cls(out_hw=(32, 32), crop_scale=(0.2, 1.0), **colour)  # type: ignore[arg-type]
+            config = cls(out_hw=(32, 32), crop_scale=(0.2, 1.0), **colour)
         elif key == "stl10":
             config = cls(
                 out_hw=(96, 96),
                 crop_scale=(0.08, 1.0),
                 blur_p=0.5,
-                **colour,  # type: ignore[arg-type]
+                **colour,
             )
         else:
             raise ValueError(f"no augmentation preset for dataset {name!r}")
         if padded:
             config = replace(config, out_hw=(32, 32))
         if out_hw is not None:
-            config = replace(config, out_hw=tuple(out_hw))
+            config = replace(config, out_hw=(int(out_hw[0]), int(out_hw[1])))
         return config
 
 

@@ -265,7 +265,7 @@ def _labelled_split(
         y_test=labels[test],
         x_unlabeled=None,
         num_classes=int(labels.max()) + 1,
-        image_shape=tuple(images.shape[1:]),  # type: ignore[arg-type]
+        image_shape=(images.shape[1], images.shape[2], images.shape[3]),
         mean=mean,
         std=std,
         flip=False,

