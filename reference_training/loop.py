@@ -20,15 +20,12 @@ import numpy as np
 from reference_training import augment, evaluate, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset, epoch_batches, load_dataset
+from reference_training.errors import TrainingDiverged
 
-__all__ = ["BackendTrainer", "TrainingDiverged", "make_trainer", "train"]
+__all__ = ["BackendTrainer", "make_trainer", "train"]
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.
 _LOG_EVERY = 10
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class BackendTrainer(Protocol):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,11 @@ import glf_losses
 from reference_training import augment, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
+from reference_training.errors import CheckpointError
+from reference_training.schedules import byol_tau, learning_rate, projector_layers
 from reference_training.torch.model import build_encoder, predictor, projector
 
-__all__ = ["CheckpointError", "TorchTrainer", "byol_tau", "learning_rate"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read back."""
-
-
-def learning_rate(config: RunConfig, step: int, total_steps: int) -> float:
-    """Linear warm-up over ``warmup_epochs``, then cosine decay to 0."""
-    warmup = min(total_steps, config.warmup_epochs * max(1, total_steps // config.epochs))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def byol_tau(config: RunConfig, step: int, total_steps: int) -> float:
-    """BYOL's EMA rate: 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2."""
-    return 1.0 - (1.0 - config.byol_tau_base) * (math.cos(math.pi * step / total_steps) + 1) / 2
+__all__ = ["TorchTrainer"]
 
 
 class _Online(nn.Module):
@@ -69,8 +52,9 @@ class TorchTrainer:
         self.autocast = config.precision == "bfloat16" or (config.precision == "auto" and on_cuda)
         torch.manual_seed(config.seed)
         encoder, feature_dim = build_encoder(dataset.image_shape, config.arch)
-        n_layers = 3 if config.method == "barlow_twins" else 2
-        head = projector(feature_dim, config.proj_hidden, config.proj_dim, n_layers)
+        head = projector(
+            feature_dim, config.proj_hidden, config.proj_dim, projector_layers(config.method)
+        )
         self.online = _Online(encoder, head).to(self.device)
         adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
         self.predictor: nn.Module | None = None
