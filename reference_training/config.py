@@ -41,6 +41,7 @@ class RunConfig:
     warmup_epochs: int = 1
     # model
     arch: str = "auto"
+    cnn_width: int = 32
     proj_hidden: int = 512
     proj_dim: int = 128
     pred_hidden: int = 512
@@ -86,7 +87,7 @@ class RunConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{_flag(name)} must be one of {allowed}, got {value!r}")
-        for name in ("epochs", "batch_size", "proj_hidden", "proj_dim", "pred_hidden",
+        for name in ("epochs", "batch_size", "cnn_width", "proj_hidden", "proj_dim", "pred_hidden",
                      "swav_prototypes", "swav_sinkhorn_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +24,12 @@ from reference_training.data import Dataset, epoch_batches, load_dataset
 from reference_training.errors import TrainingDiverged
 
 __all__ = ["BackendTrainer", "make_trainer", "train"]
+
+# What a resumed run may not change: anything that shapes the model or the data stream.
+_RESUME_MUST_MATCH = (
+    "backend", "method", "dataset", "seed", "batch_size", "adc", "arch", "cnn_width",
+    "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "optimizer",
+)
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.
 _LOG_EVERY = 10
@@ -46,7 +53,9 @@ class BackendTrainer(Protocol):
 
     def save(self, path: Path, meta: dict[str, Any]) -> None: ...
 
-    def load(self, path: Path) -> dict[str, Any]: ...
+    def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read the checkpoint's metadata, pass it to ``check``, then restore the state."""
+        ...
 
 
 def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
@@ -107,15 +116,17 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     ckpt = out / trainer.checkpoint_name
     start_epoch = 0
     if resume and ckpt.exists():
-        meta = trainer.load(ckpt)
-        saved = RunConfig.from_dict(meta["config"])
-        for name in ("backend", "method", "dataset", "seed", "batch_size", "adc"):
-            if getattr(saved, name) != getattr(config, name):
-                raise ValueError(
-                    f"--resume: the checkpoint in {out} was written with {name}="
-                    f"{getattr(saved, name)!r}, this run asks for {getattr(config, name)!r}"
-                )
-        start_epoch = int(meta["epoch"])
+
+        def same_run(meta: dict[str, Any]) -> None:
+            saved = RunConfig.from_dict(meta["config"])
+            for name in _RESUME_MUST_MATCH:
+                if getattr(saved, name) != getattr(config, name):
+                    raise ValueError(
+                        f"--resume: the checkpoint in {out} was written with {name}="
+                        f"{getattr(saved, name)!r}, this run asks for {getattr(config, name)!r}"
+                    )
+
+        start_epoch = int(trainer.load(ckpt, same_run)["epoch"])
     elif resume and not config.quiet:
         print(f"--resume: no checkpoint in {out}; starting from scratch")
     # Records of epochs after the checkpoint (a killed run's partial work) are dropped, so

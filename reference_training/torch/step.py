@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class TorchTrainer:
         on_cuda = self.device.type == "cuda"
         self.autocast = config.precision == "bfloat16" or (config.precision == "auto" and on_cuda)
         torch.manual_seed(config.seed)
-        encoder, feature_dim = build_encoder(dataset.image_shape, config.arch)
+        encoder, feature_dim = build_encoder(
+            dataset.image_shape, config.arch, width=config.cnn_width
+        )
         head = projector(
             feature_dim, config.proj_hidden, config.proj_dim, projector_layers(config.method)
         )
@@ -160,7 +163,9 @@ class TorchTrainer:
     def random_encoder_features(self, images: np.ndarray) -> np.ndarray:
         if not hasattr(self, "_random_encoder"):
             torch.manual_seed(self.config.seed + 1)
-            self._random_encoder = build_encoder(self.dataset.image_shape, self.config.arch)[0]
+            self._random_encoder = build_encoder(
+                self.dataset.image_shape, self.config.arch, width=self.config.cnn_width
+            )[0]
             self._random_encoder.to(self.device)
         return self._encode(self._random_encoder, images)
 
@@ -182,18 +187,25 @@ class TorchTrainer:
         torch.save(state, buffer)
         report.atomic_write_bytes(path, buffer.getvalue())
 
-    def load(self, path: Path) -> dict[str, Any]:
+    def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
+            meta = dict(state["meta"])
+            int(meta["epoch"])
+        except Exception as err:  # any failure to read means the file is unusable
+            raise CheckpointError(
+                f"cannot resume from {path}: the checkpoint is unreadable "
+                f"({type(err).__name__}: {err}). Delete it to start over."
+            ) from None
+        check(meta)
+        try:
             for key, module in self._modules().items():
                 if module is not None:
                     module.load_state_dict(state[key])
             self.optimizer.load_state_dict(state["optimizer"])
-            meta = state["meta"]
-            int(meta["epoch"])
-        except Exception as err:  # any failure to read means the file is unusable
+        except Exception as err:
             raise CheckpointError(
-                f"cannot resume from {path}: the checkpoint is unreadable or from another "
-                f"model ({type(err).__name__}: {err}). Delete it to start over."
+                f"cannot resume from {path}: it does not fit this model "
+                f"({type(err).__name__}: {err}). Delete it to start over."
             ) from None
-        return dict(meta)
+        return meta

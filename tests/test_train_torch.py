@@ -1,0 +1,173 @@
+"""The PyTorch reference trainer end to end, on the bundled digits data (seconds each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from reference_training import report  # noqa: E402
+from reference_training.cli import main, parse_config  # noqa: E402
+from reference_training.config import RunConfig  # noqa: E402
+from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
+from reference_training.loop import train  # noqa: E402
+
+SMALL = {
+    "backend": "torch",
+    "dataset": "digits",
+    "batch_size": 64,
+    "cnn_width": 8,
+    "proj_hidden": 64,
+    "proj_dim": 32,
+    "pred_hidden": 64,
+    "swav_prototypes": 16,
+    "adc_perplexity": 10.0,
+    "eval_every": 0,
+    "quiet": True,
+}
+
+
+def small_config(tmp_path: Path, **overrides: object) -> RunConfig:
+    return RunConfig.from_dict({**SMALL, "out": str(tmp_path / "run"), **overrides})
+
+
+@pytest.mark.parametrize("adc", [False, True], ids=["base", "adc"])
+@pytest.mark.parametrize("method", ["barlow_twins", "byol", "simclr", "swav"])
+def test_short_run_lowers_the_loss(tmp_path: Path, method: str, adc: bool) -> None:
+    # SwAV's first epoch has frozen prototypes; its loss must fall once they move too.
+    config = small_config(tmp_path, method=method, adc=adc, epochs=3, lr=3e-3)
+    summary = train(config)
+    records = report.read_metrics(Path(config.out) / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    losses = [r["loss"] for r in records]
+    assert losses[-1] < losses[0], losses
+    for r in records:
+        assert np.isclose(r["loss"], r["align"] + r["constrain"], rtol=1e-5, atol=1e-6)
+    for key in (
+        "linear_probe_accuracy",
+        "knn_accuracy",
+        "random_encoder_linear_probe_accuracy",
+        "raw_pixels_linear_probe_accuracy",
+    ):
+        assert 0.0 <= summary[key] <= 1.0
+    saved = json.loads((Path(config.out) / "summary.json").read_text())
+    assert saved["config"]["method"] == method and saved["config"]["adc"] is adc
+    for png in ("loss.png", "embeddings.png"):
+        assert (Path(config.out) / png).stat().st_size > 1000
+
+
+def test_adc_adds_to_the_constraining_part(tmp_path: Path) -> None:
+    base = train(small_config(tmp_path / "a", method="byol", epochs=1))
+    with_adc = train(small_config(tmp_path / "b", method="byol", epochs=1, adc=True))
+    read = report.read_metrics
+    assert read(Path(base["config"]["out"]) / "metrics.jsonl")[0]["constrain"] == 0.0
+    assert read(Path(with_adc["config"]["out"]) / "metrics.jsonl")[0]["constrain"] > 0.0
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {f"{k}.{n}": v.numpy() for k in ("online", "loss_fn") for n, v in state[k].items()}
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "reference_training", "--out", str(out)]
+    for key, value in SMALL.items():
+        if key == "quiet":
+            args.append("--quiet")
+        else:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return [*args, *extra]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    flags = ("--method", "barlow_twins", "--adc", "--epochs", "6", "--seed", "3")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(_cli(whole, *flags), check=True, env=env, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(killed, *flags), env=env)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["meta"]
+    assert meta["epoch"] < 6
+    subprocess.run(_cli(killed, *flags, "--resume"), check=True, env=env, timeout=600)
+
+    a, b = _weights(whole / "checkpoint.pt"), _weights(killed / "checkpoint.pt")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    epochs = [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")]
+    assert epochs == list(range(6))
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
+    config = small_config(tmp_path, method="simclr", epochs=1)
+    train(config)
+    ckpt = Path(config.out) / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*checkpoint\.pt"):
+        train(small_config(tmp_path, method="simclr", epochs=2), resume=True)
+
+
+def test_resume_refuses_another_method(tmp_path: Path) -> None:
+    train(small_config(tmp_path, method="simclr", epochs=1))
+    with pytest.raises(ValueError, match="method='simclr'"):
+        train(small_config(tmp_path, method="byol", epochs=2), resume=True)
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    train(small_config(tmp_path, method="simclr", epochs=1, optimizer="sgd"))
+    ckpt = Path(small_config(tmp_path).out) / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    exploding = small_config(tmp_path, method="simclr", epochs=3, optimizer="sgd", lr=1e38)
+    with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
+        train(exploding, resume=True)
+    assert ckpt.read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "mocov3"], "--method must be one of"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
+        (["--adc-rho", "2"], "--adc-rho must be > 2"),
+        (["--adc-bandwidth", "widest"], "--adc-bandwidth must be 'median', 'perplexity'"),
+        (["--dataset", "cifar10", "--data-root", "/nonexistent"], "cifar-10-batches-py"),
+        (["--backend", "torch", "--device", "cuda:7"], "CUDA"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    if "cuda:7" in argv and torch.cuda.is_available():
+        pytest.skip("a CUDA device exists")
+    code = main([*argv, "--out", str(tmp_path / "run"), "--quiet", "--epochs", "1"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('method = "byol"\nepochs = 7\nadc = true\nadc-nu = 0.5\n')
+    config, resume = parse_config(["--config", str(path), "--epochs", "2", "--resume"])
+    assert (config.method, config.epochs, config.adc, config.adc_nu) == ("byol", 2, True, 0.5)
+    assert resume
+    bad = tmp_path / "bad.toml"
+    bad.write_text("methd = 'byol'\n")
+    with pytest.raises(ValueError, match="unknown configuration keys: methd"):
+        parse_config(["--config", str(bad)])
