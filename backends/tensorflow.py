@@ -23,11 +23,17 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses import methods
-from glf_losses._lib import GLFParts, l2_normalize
+from glf_losses._lib import l2_normalize
 from glf_losses._namespace import get_namespace
-from glf_losses.adc import ADC, ADCParts
-from glf_losses.methods import with_adc
+from glf_losses.adc import ADC
+from glf_losses.frontends import (
+    ADCFrontEnd,
+    BarlowTwinsFrontEnd,
+    BYOLFrontEnd,
+    LossFrontEnd,
+    SimCLRFrontEnd,
+    SwAVFrontEnd,
+)
 
 __all__ = [
     "ADCLoss",
@@ -536,43 +542,26 @@ def to_numpy(x: Any) -> np.ndarray:
 # --- Keras front-ends -------------------------------------------------------------------
 
 
-class _GLFLayer(keras.layers.Layer):
-    """Base: ``call`` returns the 0-d loss, ``parts`` the ``GLFParts``.
+class _Layer(LossFrontEnd, keras.layers.Layer):
+    """``call`` is the 0-d loss ``align + constrain``; ``parts`` gives both parts.
 
-    With ``adc=ADC(...)`` the ADC term (on the pair :meth:`adc_inputs` picks) is added to
-    the constraining part and ``prior`` (raw inputs or frozen features) must be passed.
     ``autocast=False`` by default: a loss must see its inputs' own dtype (float64 stays
     float64; float16 and bfloat16 are promoted to float32 by :mod:`glf_losses`), not the
     layer's compute dtype. Other keywords go to ``keras.layers.Layer``.
     """
 
-    def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.adc = adc
-
-    def method_parts(self, *args: Any) -> GLFParts:
-        """The method's own ``GLFParts``, without ADC."""
-        raise NotImplementedError
-
-    def adc_inputs(self, *args: Any) -> tuple[Any, Any]:
-        """The two views' features ADC acts on: the first two arguments by default."""
-        return args[0], args[1]
-
-    def parts(self, *args: Any, prior: Any = None) -> GLFParts:
-        """The loss as ``GLFParts(align, constrain)``; arguments as for ``call``."""
-        return with_adc(self.method_parts(*args), self.adc, *self.adc_inputs(*args), prior)
 
     def call(self, *args: Any, prior: Any = None) -> Any:
-        """The 0-d loss, ``align + constrain``."""
         return self.parts(*args, prior=prior).total
 
 
-class BYOLLoss(_GLFLayer):
+class BYOLLoss(BYOLFrontEnd, _Layer):
     """``BYOLLoss()(p_a, p_b, z_a, z_b)``: :func:`glf_losses.byol_loss` as a layer.
 
-    ADC, if set, acts on the online predictions ``(p_a, p_b)``, the only BYOL outputs
-    that carry gradient.
+    ADC, if set, acts on the online predictions ``(p_a, p_b)``.
 
     Example:
       >>> import tensorflow as tf
@@ -582,12 +571,12 @@ class BYOLLoss(_GLFLayer):
       True
     """
 
-    def method_parts(self, p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
-        """``GLFParts(align, 0)``; ``z_a`` and ``z_b`` get no gradient."""
-        return methods.byol_parts(p_a, p_b, z_a, z_b)
+    def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
+        _Layer.__init__(self, **kwargs)
+        self.adc = adc
 
 
-class BarlowTwinsLoss(_GLFLayer):
+class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Layer):
     """``BarlowTwinsLoss(lambd, eps, scale)(z_a, z_b)``: :func:`glf_losses.barlow_twins_loss`.
 
     Example:
@@ -602,30 +591,26 @@ class BarlowTwinsLoss(_GLFLayer):
     """
 
     def __init__(
-        self, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0,
-        adc: ADC | None = None, **kwargs: Any,
+        self,
+        lambd: float = 0.0051,
+        eps: float = 1e-5,
+        scale: float = 1.0,
+        adc: ADC | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(adc, **kwargs)
-        self.lambd, self.eps, self.scale = lambd, eps, scale
-
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        """``GLFParts(invariance, redundancy_reduction)``, both times ``scale``."""
-        return methods.barlow_twins_parts(z_a, z_b, self.lambd, self.eps, self.scale)
+        _Layer.__init__(self, **kwargs)
+        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, adc
 
 
-class SimCLRLoss(_GLFLayer):
+class SimCLRLoss(SimCLRFrontEnd, _Layer):
     """``SimCLRLoss(temperature)(z_a, z_b)``: :func:`glf_losses.simclr_loss`."""
 
     def __init__(self, temperature: float = 0.2, adc: ADC | None = None, **kwargs: Any) -> None:
-        super().__init__(adc, **kwargs)
-        self.temperature = temperature
-
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        """``GLFParts(infonce_alignment, uniformity)``."""
-        return methods.simclr_parts(z_a, z_b, self.temperature)
+        _Layer.__init__(self, **kwargs)
+        self.temperature, self.adc = temperature, adc
 
 
-class SwAVLoss(_GLFLayer):
+class SwAVLoss(SwAVFrontEnd, _Layer):
     """SwAV with its prototypes: ``SwAVLoss(dim, n_prototypes)(z_a, z_b)``.
 
     Owns a trainable (K, D) prototype weight; ``call`` L2-normalises the projections and
@@ -644,8 +629,9 @@ class SwAVLoss(_GLFLayer):
         adc: ADC | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(adc, **kwargs)
+        _Layer.__init__(self, **kwargs)
         self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
+        self.adc = adc
         self.prototypes = self.add_weight(
             shape=(n_prototypes, dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -655,28 +641,18 @@ class SwAVLoss(_GLFLayer):
         # The only state is created above, so no shape-driven build is needed.
         self.built = True
 
+    def prototype_matrix(self) -> Any:
+        # ``.value`` is the backend's own array (or variable), which glf_losses dispatches
+        # on; the Keras wrapper itself belongs to no framework it knows.
+        return self.prototypes.value
+
     def normalize_prototypes(self) -> None:
         """Project the stored prototype rows back onto the unit sphere."""
         w = self.prototypes.value
         self.prototypes.assign(l2_normalize(get_namespace(w), w))
 
-    def scores(self, z: Any) -> Any:
-        """``n(z) n(W)^T``: (N, K) scores of projections against the prototypes."""
-        nx = get_namespace(z)
-        # ``.value`` is the backend's own array (or variable), which glf_losses dispatches
-        # on; the Keras wrapper itself belongs to no framework it knows.
-        w = nx.astype(self.prototypes.value, z.dtype)
-        return l2_normalize(nx, z) @ nx.matrix_transpose(l2_normalize(nx, w))
 
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        """``GLFParts(swapped_prediction, 0)`` from the projections of the two views."""
-        return methods.swav_parts(
-            self.scores(z_a), self.scores(z_b), self.temperature, self.epsilon,
-            self.sinkhorn_iters,
-        )
-
-
-class ADCLoss(keras.layers.Layer):
+class ADCLoss(ADCFrontEnd, keras.layers.Layer):
     """ADC alone as a layer: ``ADCLoss(ADC(...))(z_a, z_b, prior)``.
 
     ``autocast=False`` by default, as for the method layers.
@@ -684,13 +660,8 @@ class ADCLoss(keras.layers.Layer):
 
     def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
+        keras.layers.Layer.__init__(self, **kwargs)
         self.adc = adc if adc is not None else ADC()
 
-    def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
-        """``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``."""
-        return self.adc.parts(z_a, z_b, prior)
-
     def call(self, z_a: Any, z_b: Any, prior: Any) -> Any:
-        """The 0-d ADC term ``nu * L_DCM + upsilon * L_LPM``."""
         return self.adc(z_a, z_b, prior)

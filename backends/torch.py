@@ -12,10 +12,16 @@ import array_api_compat.torch as xp
 import numpy as np
 import torch
 
-from glf_losses import methods
-from glf_losses._lib import GLFParts, l2_normalize
-from glf_losses.adc import ADC, ADCParts
-from glf_losses.methods import with_adc
+from glf_losses._lib import l2_normalize
+from glf_losses.adc import ADC
+from glf_losses.frontends import (
+    ADCFrontEnd,
+    BarlowTwinsFrontEnd,
+    BYOLFrontEnd,
+    LossFrontEnd,
+    SimCLRFrontEnd,
+    SwAVFrontEnd,
+)
 
 __all__ = [
     "ADCLoss",
@@ -68,36 +74,18 @@ def to_numpy(x: Any) -> np.ndarray:
 # --- nn.Module front-ends ---------------------------------------------------------------
 
 
-class _GLFLoss(torch.nn.Module):
-    """Base: ``forward`` returns the 0-d loss, ``parts`` the ``GLFParts``.
-
-    With ``adc=ADC(...)`` the ADC term (on the pair :meth:`adc_inputs` picks) is added to
-    the constraining part and ``prior`` (raw inputs or frozen features) must be passed.
-    """
-
-    def __init__(self, adc: ADC | None = None) -> None:
-        super().__init__()
-        self.adc = adc
-
-    def method_parts(self, *args: Any) -> GLFParts:
-        raise NotImplementedError
-
-    def adc_inputs(self, *args: Any) -> tuple[Any, Any]:
-        """The two views' features ADC acts on: the first two arguments by default."""
-        return args[0], args[1]
-
-    def parts(self, *args: Any, prior: Any = None) -> GLFParts:
-        return with_adc(self.method_parts(*args), self.adc, *self.adc_inputs(*args), prior)
+class _Loss(LossFrontEnd, torch.nn.Module):
+    """``forward`` is the 0-d loss ``align + constrain``; ``parts`` gives both parts."""
 
     def forward(self, *args: Any, prior: Any = None) -> torch.Tensor:
-        return self.parts(*args, prior=prior).total
+        total: torch.Tensor = self.parts(*args, prior=prior).total
+        return total
 
 
-class BYOLLoss(_GLFLoss):
+class BYOLLoss(BYOLFrontEnd, _Loss):
     """``BYOLLoss()(p_a, p_b, z_a, z_b)``: :func:`glf_losses.byol_loss` as a module.
 
-    ADC, if set, acts on the online predictions ``(p_a, p_b)``, the only BYOL outputs
-    that carry gradient.
+    ADC, if set, acts on the online predictions ``(p_a, p_b)``.
 
     Example:
       >>> import torch
@@ -106,11 +94,12 @@ class BYOLLoss(_GLFLoss):
       >>> BYOLLoss()(p, p, p.detach(), p.detach()).backward()
     """
 
-    def method_parts(self, p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.byol_parts(p_a, p_b, z_a, z_b)
+    def __init__(self, adc: ADC | None = None) -> None:
+        torch.nn.Module.__init__(self)
+        self.adc = adc
 
 
-class BarlowTwinsLoss(_GLFLoss):
+class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Loss):
     """``BarlowTwinsLoss(lambd, eps, scale)(z_a, z_b)``: :func:`glf_losses.barlow_twins_loss`.
 
     Example:
@@ -130,29 +119,23 @@ class BarlowTwinsLoss(_GLFLoss):
         scale: float = 1.0,
         adc: ADC | None = None,
     ) -> None:
-        super().__init__(adc)
-        self.lambd, self.eps, self.scale = lambd, eps, scale
-
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.barlow_twins_parts(z_a, z_b, self.lambd, self.eps, self.scale)
+        torch.nn.Module.__init__(self)
+        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, adc
 
 
-class SimCLRLoss(_GLFLoss):
+class SimCLRLoss(SimCLRFrontEnd, _Loss):
     """``SimCLRLoss(temperature)(z_a, z_b)``: :func:`glf_losses.simclr_loss`."""
 
     def __init__(self, temperature: float = 0.2, adc: ADC | None = None) -> None:
-        super().__init__(adc)
-        self.temperature = temperature
-
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.simclr_parts(z_a, z_b, self.temperature)
+        torch.nn.Module.__init__(self)
+        self.temperature, self.adc = temperature, adc
 
 
-class SwAVLoss(_GLFLoss):
+class SwAVLoss(SwAVFrontEnd, _Loss):
     """SwAV with its prototypes: ``SwAVLoss(dim, n_prototypes)(z_a, z_b)``.
 
     Owns a (K, D) prototype matrix; ``forward`` L2-normalises the projections and the
-    prototype rows, scores ``n(z) W^T`` and calls :func:`glf_losses.swav_loss`. Call
+    prototype rows, scores ``n(z) n(W)^T`` and calls :func:`glf_losses.swav_loss`. Call
     :meth:`normalize_prototypes` after each optimiser step, as SwAV does, to keep the
     stored rows on the sphere. ADC, if set, acts on the projections.
     """
@@ -166,38 +149,26 @@ class SwAVLoss(_GLFLoss):
         sinkhorn_iters: int = 3,
         adc: ADC | None = None,
     ) -> None:
-        super().__init__(adc)
+        torch.nn.Module.__init__(self)
         self.prototypes = torch.nn.Parameter(torch.randn(n_prototypes, dim))
         self.normalize_prototypes()
         self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
+        self.adc = adc
+
+    def prototype_matrix(self) -> torch.Tensor:
+        return self.prototypes
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
         self.prototypes.copy_(l2_normalize(xp, self.prototypes))
 
-    def scores(self, z: torch.Tensor) -> torch.Tensor:
-        w = l2_normalize(xp, self.prototypes).to(dtype=z.dtype)
-        return l2_normalize(xp, z) @ w.T
 
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.swav_parts(
-            self.scores(z_a),
-            self.scores(z_b),
-            self.temperature,
-            self.epsilon,
-            self.sinkhorn_iters,
-        )
-
-
-class ADCLoss(torch.nn.Module):
+class ADCLoss(ADCFrontEnd, torch.nn.Module):
     """ADC alone as a module: ``ADCLoss(ADC(...))(z_a, z_b, prior)``."""
 
     def __init__(self, adc: ADC | None = None) -> None:
-        super().__init__()
+        torch.nn.Module.__init__(self)
         self.adc = adc if adc is not None else ADC()
-
-    def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
-        return self.adc.parts(z_a, z_b, prior)
 
     def forward(self, z_a: Any, z_b: Any, prior: Any) -> torch.Tensor:
         return self.adc(z_a, z_b, prior)
