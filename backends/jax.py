@@ -13,10 +13,13 @@ import jax
 import jax.numpy as xp
 import numpy as np
 
+from glf_losses import adc as adc_module
 from glf_losses import methods
 from glf_losses._lib import GLFParts, l2_normalize
+from glf_losses.adc import ADC
 
 __all__ = [
+    "adc_loss",
     "barlow_twins_loss",
     "byol_loss",
     "device",
@@ -59,10 +62,71 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 # --- jitted front-ends ------------------------------------------------------------------
+#
+# Hyperparameters (and ``adc``, a frozen dataclass) are static; ``parts=True`` returns
+# ``GLFParts`` instead of the total. With ``adc`` set, pass ``prior``.
 
-byol_loss = jax.jit(methods.byol_loss)
-barlow_twins_loss = jax.jit(methods.barlow_twins_loss, static_argnames=("lambd", "eps", "scale"))
-simclr_loss = jax.jit(methods.simclr_loss, static_argnames=("temperature",))
+_STATIC = ("adc", "parts")
+
+
+def _finish(out: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any, parts: bool) -> Any:
+    out = methods.with_adc(out, adc, z_a, z_b, prior)
+    return out if parts else out.total
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def byol_loss(
+    p_a: Any,
+    p_b: Any,
+    z_a: Any,
+    z_b: Any,
+    prior: Any = None,
+    *,
+    adc: ADC | None = None,
+    parts: bool = False,
+) -> Any:
+    """:func:`glf_losses.byol_loss`, jitted; ADC acts on the predictions ``(p_a, p_b)``."""
+    return _finish(methods.byol_parts(p_a, p_b, z_a, z_b), adc, p_a, p_b, prior, parts)
+
+
+@partial(jax.jit, static_argnames=("lambd", "eps", "scale", *_STATIC))
+def barlow_twins_loss(
+    z_a: Any,
+    z_b: Any,
+    prior: Any = None,
+    *,
+    lambd: float = 0.0051,
+    eps: float = 1e-5,
+    scale: float = 1.0,
+    adc: ADC | None = None,
+    parts: bool = False,
+) -> Any:
+    """:func:`glf_losses.barlow_twins_loss`, jitted, with optional ADC.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from glf_losses import ADC
+      >>> from glf_losses.backends.jax import barlow_twins_loss
+      >>> z = jnp.arange(32.0).reshape(8, 4) ** 0.5
+      >>> bool(jnp.isfinite(barlow_twins_loss(z, z[::-1], z, adc=ADC(perplexity=5.0))))
+      True
+    """
+    out = methods.barlow_twins_parts(z_a, z_b, lambd, eps, scale)
+    return _finish(out, adc, z_a, z_b, prior, parts)
+
+
+@partial(jax.jit, static_argnames=("temperature", *_STATIC))
+def simclr_loss(
+    z_a: Any,
+    z_b: Any,
+    prior: Any = None,
+    *,
+    temperature: float = 0.2,
+    adc: ADC | None = None,
+    parts: bool = False,
+) -> Any:
+    """:func:`glf_losses.simclr_loss`, jitted, with optional ADC."""
+    return _finish(methods.simclr_parts(z_a, z_b, temperature), adc, z_a, z_b, prior, parts)
 
 
 def swav_scores(z: Any, prototypes: Any) -> Any:
@@ -70,25 +134,42 @@ def swav_scores(z: Any, prototypes: Any) -> Any:
     return l2_normalize(xp, z) @ l2_normalize(xp, prototypes).T
 
 
-@partial(jax.jit, static_argnames=("temperature", "epsilon", "sinkhorn_iters", "parts"))
+@partial(jax.jit, static_argnames=("temperature", "epsilon", "sinkhorn_iters", *_STATIC))
 def swav_loss(
     z_a: Any,
     z_b: Any,
     prototypes: Any,
+    prior: Any = None,
+    *,
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
+    adc: ADC | None = None,
     parts: bool = False,
 ) -> Any:
-    """SwAV from projections and a (K, D) prototype matrix (normalised here).
-
-    ``parts=True`` returns ``GLFParts`` instead of the total.
-    """
-    out: GLFParts = methods.swav_parts(
+    """SwAV from projections and a (K, D) prototype matrix (normalised here)."""
+    out = methods.swav_parts(
         swav_scores(z_a, prototypes),
         swav_scores(z_b, prototypes),
         temperature,
         epsilon,
         sinkhorn_iters,
     )
-    return out if parts else out.total
+    return _finish(out, adc, z_a, z_b, prior, parts)
+
+
+adc_loss = jax.jit(
+    adc_module.adc_loss,
+    static_argnames=(
+        "nu",
+        "upsilon",
+        "rho",
+        "bandwidth",
+        "prior_bandwidth",
+        "perplexity",
+        "prior_perplexity",
+        "perplexity_steps",
+        "normalize",
+    ),
+)
+"""``glf_losses.adc_loss``, jitted with its hyperparameters static."""
