@@ -1,0 +1,208 @@
+"""Every method gives the eager result under jax.jit, tf.function (XLA and graph) and
+torch.compile, values and gradients, at a handful of fixed shapes.
+
+torch.compile's default inductor backend compiles C++ and takes seconds per function on
+a CPU, so it runs once per method; the other shapes and the ``*_parts`` functions use
+``aot_eager``, which traces the same graph (fullgraph: any break fails) without codegen.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import glf_losses
+from glf_losses.testing import (
+    assert_close,
+    available_backends,
+    compile_fn,
+    to_backend,
+    to_numpy,
+    value_and_grad,
+)
+
+AUTODIFF = available_backends(autodiff_only=True)
+
+
+def _views(n: int, d: int, count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d))
+    return [base + 0.6 * rng.standard_normal((n, d)) for _ in range(count)]
+
+
+def _scores(n: int, k: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    w = unit(rng.standard_normal((k, 8)))
+    z = rng.standard_normal((n, 8))
+    return [unit(z + 0.5 * rng.standard_normal((n, 8))) @ w.T for _ in range(2)]
+
+
+# (name, function, inputs of a batch (n, d), hyperparameters other than the defaults)
+METHODS: list[tuple[str, Callable[..., Any], Callable[[int, int], list[np.ndarray]], dict]] = [
+    ("byol", glf_losses.byol_loss, lambda n, d: _views(n, d, 4, 1), {}),
+    (
+        "barlow_twins",
+        glf_losses.barlow_twins_loss,
+        lambda n, d: _views(n, d, 2, 2),
+        {"lambd": 0.01, "scale": 0.5},
+    ),
+    (
+        "swav",
+        glf_losses.swav_loss,
+        lambda n, k: _scores(n, k, 3),
+        {"temperature": 0.2, "sinkhorn_iters": 4},
+    ),
+    ("simclr", glf_losses.simclr_loss, lambda n, d: _views(n, d, 2, 4), {"temperature": 0.3}),
+]
+PARTS = {
+    "byol": glf_losses.byol_parts,
+    "barlow_twins": glf_losses.barlow_twins_parts,
+    "swav": glf_losses.swav_parts,
+    "simclr": glf_losses.simclr_parts,
+}
+SHAPES = [(2, 3), (8, 5), (32, 16)]
+
+# Compiled float32 code may reorder reductions and fuse operations: a few ulps of each
+# intermediate, far below the float32-vs-float64 tolerance.
+FLOAT32_COMPILED_RTOL = 1e-5
+
+
+def _compare(compiled: Any, eager: Any, dtype: str, what: str) -> None:
+    rtol = FLOAT32_COMPILED_RTOL if dtype == "float32" else None
+    if isinstance(eager, tuple):
+        assert type(compiled).__name__ == type(eager).__name__, what
+        for name, c, e in zip(eager._fields, compiled, eager, strict=True):
+            assert_close(c, e, dtype, rtol=rtol, scale=1.0, err_msg=f"{what}.{name}")
+    else:
+        assert_close(compiled, eager, dtype, rtol=rtol, scale=1.0, err_msg=what)
+
+
+def _check(
+    backend: str,
+    fn: Callable[..., Any],
+    arrays: list[np.ndarray],
+    kwargs: dict,
+    dtype: str,
+    **compile_options: Any,
+) -> None:
+    xs = [to_backend(backend, a, dtype) for a in arrays]
+    eager = to_numpy(fn(*xs, **kwargs))
+    compiled = compile_fn(backend, fn, **compile_options, **kwargs)
+    # Twice: the second call runs the cached executable, not the tracing path.
+    for _ in range(2):
+        _compare(to_numpy(compiled(*xs)), eager, dtype, f"{fn.__name__} {compile_options}")
+
+
+COMPILERS = [
+    pytest.param(b, opts, id=ident)
+    for b, opts, ident in [
+        ("jax", {}, "jax.jit"),
+        ("tensorflow", {"jit_compile": True}, "tf.function-xla"),
+        ("torch", {"torch_backend": "aot_eager"}, "torch.compile-aot_eager"),
+    ]
+    if b in AUTODIFF
+]
+
+
+@pytest.mark.parametrize(("backend", "options"), COMPILERS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize(("name", "fn", "make", "kwargs"), METHODS, ids=[m[0] for m in METHODS])
+def test_compiled_loss_equals_eager(
+    backend: str, options: dict, shape: tuple[int, int], name: str, fn, make, kwargs
+) -> None:
+    _check(backend, fn, make(*shape), kwargs, "float64", **options)
+
+
+@pytest.mark.parametrize(("backend", "options"), COMPILERS)
+@pytest.mark.parametrize(("name", "fn", "make", "kwargs"), METHODS, ids=[m[0] for m in METHODS])
+def test_compiled_parts_equal_eager_in_float32(
+    backend: str, options: dict, name: str, fn, make, kwargs
+) -> None:
+    _check(backend, PARTS[name], make(8, 5), kwargs, "float32", **options)
+
+
+@pytest.mark.parametrize(("name", "fn", "make", "kwargs"), METHODS, ids=[m[0] for m in METHODS])
+def test_tf_function_without_xla_equals_eager(name: str, fn, make, kwargs) -> None:
+    pytest.importorskip("tensorflow")
+    _check("tensorflow", fn, make(8, 5), kwargs, "float64", jit_compile=False)
+
+
+@pytest.mark.parametrize(("name", "fn", "make", "kwargs"), METHODS, ids=[m[0] for m in METHODS])
+def test_torch_inductor_equals_eager(name: str, fn, make, kwargs) -> None:
+    # What users run: the default backend, generated C++ on CPU, in float32.
+    pytest.importorskip("torch")
+    _check("torch", fn, make(16, 8), kwargs, "float32")
+
+
+# --- gradients of compiled functions ----------------------------------------------------
+
+
+def _compiled_value_and_grad(backend: str, fn, arrays, kwargs) -> tuple[float, list]:
+    xs = [to_backend(backend, a, requires_grad=backend == "torch") for a in arrays]
+    if backend == "jax":
+        import jax
+
+        vg = jax.jit(jax.value_and_grad(lambda *a: fn(*a, **kwargs), argnums=(0, 1)))
+        value, grads = vg(*xs)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def vg(*a: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(a[:2])
+                value = fn(*a, **kwargs)
+            return value, tape.gradient(value, a[:2])
+
+        value, grads = vg(*xs)
+    else:
+        compiled = compile_fn("torch", fn, torch_backend="aot_eager", **kwargs)
+        value = compiled(*xs)
+        value.backward()
+        grads = [x.grad for x in xs[:2]]
+    return float(to_numpy(value)), [to_numpy(g) for g in grads]
+
+
+@pytest.mark.parametrize("backend", AUTODIFF)
+@pytest.mark.parametrize(("name", "fn", "make", "kwargs"), METHODS, ids=[m[0] for m in METHODS])
+def test_compiled_gradients_equal_eager(backend: str, name: str, fn, make, kwargs) -> None:
+    arrays = make(8, 5)
+    value, grads = _compiled_value_and_grad(backend, fn, arrays, kwargs)
+    eager_value, eager_grads = value_and_grad(backend, fn, *arrays, argnums=(0, 1), **kwargs)
+    assert_close(value, eager_value, "float64", scale=1.0)
+    scale = max(float(np.max(np.abs(g))) for g in eager_grads)
+    for i, (g, e) in enumerate(zip(grads, eager_grads, strict=True)):
+        assert_close(g, e, "float64", scale=scale, err_msg=f"{name} d/d(arg {i})")
+
+
+def test_torch_compile_works_before_any_eager_call() -> None:
+    # A training script may call a loss for the first time inside a compiled step; the
+    # backend lookup then happens while dynamo traces, so it must be traceable. A fresh
+    # interpreter, because any earlier eager call in this one would hide the problem.
+    pytest.importorskip("torch")
+    script = textwrap.dedent(
+        """
+        import torch
+        import glf_losses
+        z = torch.randn(8, 5, dtype=torch.float64)
+        for fn in (glf_losses.simclr_loss, glf_losses.barlow_twins_loss,
+                   glf_losses.swav_loss):
+            torch.compile(fn, fullgraph=True, dynamic=False, backend="eager")(z, z + 1)
+        torch.compile(glf_losses.byol_loss, fullgraph=True, backend="eager")(z, z, z, z)
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

@@ -1,0 +1,200 @@
+"""Bad input fails early, with the right exception and a message naming the argument."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import glf_losses
+from glf_losses import align, constrain
+from glf_losses.testing import available_backends, to_backend
+
+N, D = 6, 4
+
+FUNCTIONS: list[Callable[..., Any]] = [
+    glf_losses.byol_loss,
+    glf_losses.byol_parts,
+    glf_losses.barlow_twins_loss,
+    glf_losses.barlow_twins_parts,
+    glf_losses.swav_loss,
+    glf_losses.swav_parts,
+    glf_losses.simclr_loss,
+    glf_losses.simclr_parts,
+    align.normalized_mse,
+    align.invariance,
+    align.swapped_prediction,
+    align.infonce_alignment,
+    constrain.redundancy_reduction,
+    constrain.sinkhorn,
+    constrain.uniformity,
+]
+MULTI = [f for f in FUNCTIONS if f is not constrain.sinkhorn]
+# Batch statistics (a variance, a negative) need two samples.
+NEED_TWO = [
+    glf_losses.barlow_twins_loss,
+    glf_losses.barlow_twins_parts,
+    glf_losses.simclr_loss,
+    glf_losses.simclr_parts,
+    align.invariance,
+    constrain.redundancy_reduction,
+]
+
+
+def _name(f: Callable[..., Any]) -> str:
+    return f.__name__
+
+
+def _array_args(f: Callable[..., Any]) -> list[str]:
+    """The names of ``f``'s array arguments: its parameters without defaults."""
+    return [p.name for p in inspect.signature(f).parameters.values() if p.default is p.empty]
+
+
+def _valid(f: Callable[..., Any], n: int = N, d: int = D) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0.1, 1.0, (n, d)) for _ in _array_args(f)]
+
+
+def _args(backend: str, arrays: list[np.ndarray]) -> list[Any]:
+    return [to_backend(backend, a) for a in arrays]
+
+
+# --- arrays -----------------------------------------------------------------------------
+
+OTHERS = [b for b in available_backends() if b != "numpy"]
+
+
+@pytest.mark.parametrize("other", OTHERS)
+@pytest.mark.parametrize("f", MULTI, ids=_name)
+def test_mixed_frameworks_name_the_odd_argument(f: Callable[..., Any], other: str) -> None:
+    names = _array_args(f)
+    for i, name in enumerate(names):
+        args: list[Any] = _valid(f)
+        args[i] = to_backend(other, args[i])
+        with pytest.raises(TypeError, match=rf"one framework.*\b{name} is a {other} array"):
+            f(*args)
+
+
+@pytest.mark.parametrize("f", MULTI, ids=_name)
+def test_mismatched_shapes_name_the_argument(backend: str, f: Callable[..., Any]) -> None:
+    names = _array_args(f)
+    for i in range(1, len(names)):
+        for shape in ((N, D + 1), (N + 1, D)):
+            arrays = _valid(f)
+            arrays[i] = np.ones(shape)
+            with pytest.raises(ValueError, match=rf"\b{names[i]}\b.*same shape"):
+                f(*_args(backend, arrays))
+
+
+@pytest.mark.parametrize("f", FUNCTIONS, ids=_name)
+def test_non_matrix_inputs_name_the_argument(backend: str, f: Callable[..., Any]) -> None:
+    names = _array_args(f)
+    for shape in ((N,), (N, D, 1), ()):
+        arrays = [np.ones(shape) for _ in names]
+        with pytest.raises(ValueError, match=rf"\b{names[0]} must be a 2-D array"):
+            f(*_args(backend, arrays))
+
+
+@pytest.mark.parametrize("f", FUNCTIONS, ids=_name)
+def test_non_floating_inputs_name_the_argument(backend: str, f: Callable[..., Any]) -> None:
+    names = _array_args(f)
+    for dtype in ("int64", "int32", "bool"):
+        for i, name in enumerate(names):
+            args = _args(backend, _valid(f))
+            args[i] = to_backend(backend, np.ones((N, D)), dtype)
+            match = rf"\b{name} must have a real floating-point dtype"
+            with pytest.raises(TypeError, match=match):
+                f(*args)
+
+
+@pytest.mark.parametrize("f", NEED_TWO, ids=_name)
+def test_single_sample_batches_are_refused(backend: str, f: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError, match=r"\bz_a must have at least 2 rows.*got 1"):
+        f(*_args(backend, _valid(f, n=1)))
+
+
+def test_unsupported_array_types_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"argument 0 must be an array.*list"):
+        glf_losses.get_namespace([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"argument 1 must be an array.*float"):
+        glf_losses.get_namespace(np.ones(2), 3.0)
+    with pytest.raises(TypeError, match="expected at least one array"):
+        glf_losses.get_namespace()
+    z = np.ones((N, D))
+    with pytest.raises(TypeError, match=r"\bz_a must be an array.*list"):
+        glf_losses.simclr_loss(z.tolist(), z)
+    with pytest.raises(TypeError, match=r"\bz_b must be an array.*tuple"):
+        glf_losses.barlow_twins_loss(z, tuple(z.tolist()))
+
+
+@pytest.mark.parametrize("other", OTHERS)
+def test_get_namespace_refuses_mixed_frameworks(other: str) -> None:
+    with pytest.raises(TypeError, match=rf"argument 1 is a {other} array"):
+        glf_losses.get_namespace(np.ones(2), to_backend(other, np.ones(2)))
+
+
+# --- hyperparameters --------------------------------------------------------------------
+
+WITH_TEMPERATURE = [
+    glf_losses.swav_loss,
+    glf_losses.swav_parts,
+    glf_losses.simclr_loss,
+    glf_losses.simclr_parts,
+    align.swapped_prediction,
+    align.infonce_alignment,
+    constrain.uniformity,
+]
+WITH_EPSILON = [glf_losses.swav_loss, glf_losses.swav_parts, constrain.sinkhorn]
+
+
+@pytest.mark.parametrize("f", WITH_TEMPERATURE, ids=_name)
+def test_bad_temperature_is_refused(backend: str, f: Callable[..., Any]) -> None:
+    args = _args(backend, _valid(f))
+    for value in (0.0, -0.1, -math.inf, math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"\btemperature must be"):
+            f(*args, temperature=value)
+
+
+@pytest.mark.parametrize("f", WITH_EPSILON, ids=_name)
+def test_bad_epsilon_is_refused(backend: str, f: Callable[..., Any]) -> None:
+    args = _args(backend, _valid(f))
+    for value in (0.0, -0.05, math.nan):
+        with pytest.raises(ValueError, match=r"\bepsilon must be"):
+            f(*args, epsilon=value)
+
+
+@pytest.mark.parametrize("f", [*WITH_TEMPERATURE, *WITH_EPSILON], ids=_name)
+def test_non_numeric_hyperparameters_are_refused(f: Callable[..., Any]) -> None:
+    arrays = _valid(f)
+    keyword = "temperature" if f in WITH_TEMPERATURE else "epsilon"
+    for value in ("0.1", np.ones(1), True, None):
+        with pytest.raises(TypeError, match=rf"\b{keyword} must be a Python number"):
+            f(*arrays, **{keyword: value})
+
+
+@pytest.mark.parametrize(
+    ("f", "keyword", "value", "error"),
+    [
+        (glf_losses.barlow_twins_loss, "lambd", -0.1, ValueError),
+        (glf_losses.barlow_twins_loss, "eps", -1e-5, ValueError),
+        (glf_losses.barlow_twins_loss, "scale", math.nan, ValueError),
+        (glf_losses.barlow_twins_parts, "lambd", math.inf, ValueError),
+        (align.invariance, "eps", -1.0, ValueError),
+        (constrain.redundancy_reduction, "lambd", -1.0, ValueError),
+        (constrain.redundancy_reduction, "eps", math.nan, ValueError),
+        (glf_losses.swav_loss, "sinkhorn_iters", 0, ValueError),
+        (glf_losses.swav_loss, "sinkhorn_iters", 2.0, TypeError),
+        (constrain.sinkhorn, "n_iters", 0, ValueError),
+        (constrain.sinkhorn, "n_iters", True, TypeError),
+    ],
+    ids=lambda x: x.__name__ if callable(x) else str(x),
+)
+def test_other_bad_hyperparameters_are_refused(
+    f: Callable[..., Any], keyword: str, value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=rf"\b{keyword} must be"):
+        f(*_valid(f), **{keyword: value})
