@@ -15,6 +15,7 @@ import numpy as np
 from glf_losses._lib import (
     generic_logsumexp,
     generic_select_kth,
+    python_loop,
     single_process_collective,
     single_process_shard,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
@@ -60,3 +62,5 @@ def to_numpy(x: Any) -> np.ndarray:
 # No data-parallel engine: one worker, and collectives are identities.
 shard = single_process_shard
 all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collective
+
+fori_loop = python_loop

@@ -6,6 +6,7 @@ can be called eagerly or inside a user's own ``jax.jit``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "barlow_twins_loss",
     "byol_loss",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
@@ -99,6 +101,11 @@ def to_local(x: Any) -> Any:
 def all_reduce_max(x: Any) -> Any:
     axis = _axis()
     return x if axis is None else jax.lax.pmax(jax.lax.stop_gradient(x), axis)
+
+
+def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """A fixed-count loop as one XLA while loop: compile time does not grow with ``n``."""
+    return jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import l2_normalize
+from glf_losses._lib import l2_normalize, python_loop
 from glf_losses._namespace import get_namespace
 from glf_losses.adc import ADC
 from glf_losses.frontends import (
@@ -45,6 +45,7 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
@@ -611,6 +612,17 @@ def all_reduce_max(x: Any) -> Any:
         return x
     # tf.distribute reduces only by sum and mean: gather the candidates, then take the max.
     return tf.reduce_max(ctx.all_gather(tf.stop_gradient(x)[None], axis=0), axis=0)
+
+
+def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """A fixed-count loop: a Python loop eagerly, one while loop in a graph (and in XLA)."""
+    if tf.executing_eagerly():
+        return python_loop(n, body, carry)
+    _, carry = tf.while_loop(
+        lambda i, _: i < n, lambda i, c: (i + 1, body(c)), (tf.constant(0), carry),
+        maximum_iterations=n,
+    )
+    return carry
 
 
 def to_numpy(x: Any) -> np.ndarray:

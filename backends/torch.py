@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from glf_losses._lib import l2_normalize
+from glf_losses._lib import l2_normalize, python_loop
 from glf_losses.adc import ADC
 from glf_losses.distributed import active
 from glf_losses.frontends import (
@@ -35,6 +35,7 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
@@ -276,3 +277,8 @@ class ADCLoss(ADCFrontEnd, torch.nn.Module):
 
     def forward(self, z_a: Any, z_b: Any, prior: Any) -> torch.Tensor:
         return self.adc(z_a, z_b, prior)
+
+
+# A fixed-count loop is unrolled: eagerly it is a Python loop, and torch.compile traces
+# through it.
+fori_loop = python_loop

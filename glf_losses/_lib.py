@@ -9,6 +9,7 @@ operations, so it runs unchanged on every backend, under every compiler.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -27,6 +28,7 @@ __all__ = [
     "masked_logsumexp",
     "not_self",
     "off_diagonal",
+    "python_loop",
     "single_process_collective",
     "single_process_shard",
     "sq_distances",
@@ -63,6 +65,13 @@ def single_process_shard(like: Any) -> tuple[int, int]:
 def single_process_collective(x: Any) -> Any:
     """A collective over one worker: the identity."""
     return x
+
+
+def python_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """``carry = body(carry)``, ``n`` times: a fixed-count loop, unrolled when traced."""
+    for _ in range(n):
+        carry = body(carry)
+    return carry
 
 
 def l2_normalize(xp: Any, v: Any) -> Any:

@@ -71,6 +71,10 @@ Bandwidth = float | Literal["median", "perplexity"]
 # and a one-hot prior row a large but finite weight, never 0/0.
 _TINY = 1e-12
 
+# Stands for "not a neighbour" in the bisection: exp(-beta * _FAR) is exactly 0 for every
+# beta it tries, in float32 as in float64.
+_FAR = 1e30
+
 # Bisection bracket for log(beta * row_range): beta * range = e^-10 is flat to ~5e-5
 # relative, e^20 separates neighbours 1e-8 of the range apart.
 _LOG_BETA_LO, _LOG_BETA_HI = -10.0, 20.0
@@ -165,29 +169,40 @@ def _median_offdiag(be: ModuleType, dist: Any) -> Any:
     flat = xp.reshape(dist, (-1,))
     # The diagonal holds m exact zeros and every off-diagonal entry is >= 0, so the
     # off-diagonal order statistics sit m places up in the full sorted array.
-    half = m * (m - 1) // 2
-    pair = be.select_kth(flat, (m + half - 1, m + half))
-    return (pair[0] + pair[1]) / 2.0
+    k = m + m * (m - 1) // 2 - 1
+    lower = be.select_kth(flat, (k,))[0]
+    # The next order statistic without a second selection: it equals ``lower`` when more
+    # than k + 1 entries are <= lower (ties), else it is the smallest entry above it.
+    above = xp.min(xp.where(flat > lower, flat, math.inf))
+    upper = xp.where(xp.sum(xp.astype(flat <= lower, xp.int32)) > k + 1, lower, above)
+    return (lower + upper) / 2.0
 
 
 def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n_steps: int) -> Any:
-    """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (M, 1)."""
+    """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (rows, 1)."""
     xp = be.xp
     d = be.stop_gradient(dist)
-    inf = math.inf
-    row_min = xp.min(xp.where(mask, d, inf), axis=1, keepdims=True)
-    shifted = xp.where(mask, d - row_min, 0.0)
-    row_range = xp.clip(xp.max(shifted, axis=1, keepdims=True), min=_TINY)
-    base = -xp.log(row_range)
-    lo = base + _LOG_BETA_LO
-    hi = base + _LOG_BETA_HI
+    row_min = xp.min(xp.where(mask, d, math.inf), axis=1, keepdims=True)
+    row_range = xp.max(xp.where(mask, d - row_min, 0.0), axis=1, keepdims=True)
+    # Masked entries sit at a huge distance: their weight exp(-beta * far) is exactly 0 and
+    # 0 * far adds nothing, so the loop below needs no mask. After the shift each row's
+    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1.
+    shifted = xp.where(mask, d - row_min, _FAR)
+    base = -xp.log(xp.clip(row_range, min=_TINY))
     target = math.log(perplexity)
-    for _ in range(n_steps):
+
+    def bisect(bracket: tuple[Any, Any]) -> tuple[Any, Any]:
+        lo, hi = bracket
         mid = (lo + hi) / 2.0
-        log_p, p = masked_log_softmax(be, -xp.exp(mid) * shifted, mask)
-        too_flat = entropy(xp, p, log_p, mask)[:, None] > target
-        lo = xp.where(too_flat, mid, lo)
-        hi = xp.where(too_flat, hi, mid)
+        beta = xp.exp(mid)
+        weights = xp.exp(-beta * shifted)
+        norm = xp.sum(weights, axis=1, keepdims=True)
+        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z.
+        h = beta * xp.sum(weights * shifted, axis=1, keepdims=True) / norm + xp.log(norm)
+        too_flat = h > target
+        return xp.where(too_flat, mid, lo), xp.where(too_flat, hi, mid)
+
+    lo, hi = be.fori_loop(n_steps, bisect, (base + _LOG_BETA_LO, base + _LOG_BETA_HI))
     return xp.clip(xp.exp(-(lo + hi) / 2.0), min=_TINY)
 
 
