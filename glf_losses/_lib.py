@@ -193,10 +193,16 @@ def masked_log_softmax(be: ModuleType, logits: Any, mask: Any) -> tuple[Any, Any
     """
     xp = be.xp
     m = be.stop_gradient(xp.max(xp.where(mask, logits, -math.inf), axis=-1, keepdims=True))
-    safe = xp.where(mask, logits, m)
-    e = xp.where(mask, xp.exp(safe - m), 0.0)
-    s = xp.sum(e, axis=-1, keepdims=True)
-    return safe - m - xp.log(s), e / s
+    shifted = xp.where(mask, logits, m) - m
+    e = xp.where(mask, xp.exp(shifted), 0.0)
+    # The normaliser is 1 (a row maximum) + the rest. Summing the rest apart and taking
+    # log1p keeps a nearly one-hot row accurate, where log(1 + tiny) would round tiny
+    # away; ``e - 1`` at the maxima is 0 in value but keeps their gradient.
+    at_max = xp.logical_and(mask, shifted == 0.0)
+    rest = xp.sum(xp.where(at_max, e - 1.0, e), axis=-1, keepdims=True) + (
+        xp.sum(xp.astype(at_max, e.dtype), axis=-1, keepdims=True) - 1.0
+    )
+    return shifted - xp.log1p(rest), e / (1.0 + rest)
 
 
 def entropy(xp: Any, p: Any, log_p: Any, mask: Any) -> Any:

@@ -220,7 +220,7 @@ def _resolve(
     if isinstance(mode, str):
         if mode == "median":
             return _clip_tiny(be, _median_offdiag(be, dist) / 2.0)
-        return _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor
+        return _clip_tiny(be, _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor)
     return mode
 
 
@@ -274,6 +274,8 @@ def bandwidth(
     if mode == "perplexity":
         _check_perplexity(perplexity, "perplexity", m)
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
+    if kind not in ("features", "prior"):
+        raise ValueError(f"kind must be 'features' or 'prior', got {kind!r}")
     factor = 2.0 if kind == "features" else 1.0
     return _resolve(be, d, off_diagonal(be, m, d), mode, perplexity, n_steps, factor=factor)
 
@@ -409,12 +411,16 @@ def adc_parts(
     rho = _check_rho(rho)
     bandwidth = _check_mode(bandwidth, "bandwidth")
     prior_bandwidth = _check_mode(prior_bandwidth, "prior_bandwidth")
-    if prior_perplexity is None:
-        prior_perplexity = perplexity
     if bandwidth == "perplexity":
         _check_perplexity(perplexity, "perplexity", m)
     if prior_bandwidth == "perplexity":
-        _check_perplexity(prior_perplexity, "prior_perplexity", m)
+        # Name the argument the value came from: prior_perplexity defaults to perplexity.
+        if prior_perplexity is None:
+            _check_perplexity(perplexity, "perplexity", m)
+        else:
+            _check_perplexity(prior_perplexity, "prior_perplexity", m)
+    if prior_perplexity is None:
+        prior_perplexity = perplexity
     perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
