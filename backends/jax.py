@@ -6,6 +6,7 @@ can be called eagerly or inside a user's own ``jax.jit``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -17,19 +18,26 @@ from glf_losses import adc as adc_module
 from glf_losses import methods
 from glf_losses._lib import GLFParts, l2_normalize
 from glf_losses.adc import ADC
+from glf_losses.distributed import active
 
 __all__ = [
     "adc_loss",
+    "all_gather",
+    "all_reduce_max",
+    "all_reduce_sum",
     "barlow_twins_loss",
     "byol_loss",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
+    "shard",
     "simclr_loss",
     "stop_gradient",
     "swav_loss",
     "swav_scores",
+    "to_local",
     "to_numpy",
     "xp",
 ]
@@ -54,6 +62,50 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     # XLA has no selection primitive; its sort is the fast path on every device.
     ordered = xp.sort(x)
     return ordered[np.asarray(ks)]
+
+
+# --- data-parallel collectives (see glf_losses.distributed) -----------------------------
+#
+# Under shard_map (with its default varying-axes checks) JAX tracks which values are the
+# same on every device and inserts the summing transposes itself, so ``to_local`` is the
+# identity here and no custom rule is written.
+
+
+def _axis() -> Any:
+    ctx = active()
+    return None if ctx is None else ctx.axis_name
+
+
+def shard(like: Any) -> tuple[int, Any]:
+    """``(world_size, rank)`` over the active axis name, else ``(1, 0)``."""
+    axis = _axis()
+    if axis is None:
+        return 1, 0
+    return jax.lax.axis_size(axis), jax.lax.axis_index(axis)
+
+
+def all_gather(x: Any) -> Any:
+    axis = _axis()
+    return x if axis is None else jax.lax.all_gather(x, axis, axis=0, tiled=True)
+
+
+def all_reduce_sum(x: Any) -> Any:
+    axis = _axis()
+    return x if axis is None else jax.lax.psum(x, axis)
+
+
+def to_local(x: Any) -> Any:
+    return x
+
+
+def all_reduce_max(x: Any) -> Any:
+    axis = _axis()
+    return x if axis is None else jax.lax.pmax(jax.lax.stop_gradient(x), axis)
+
+
+def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """A fixed-count loop as one XLA while loop: compile time does not grow with ``n``."""
+    return jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -8,9 +8,28 @@ from typing import Any
 import array_api_compat.numpy as xp
 import numpy as np
 
-from glf_losses._lib import generic_logsumexp
+from glf_losses._lib import (
+    generic_logsumexp,
+    python_loop,
+    single_process_collective,
+    single_process_shard,
+)
 
-__all__ = ["device", "logsumexp", "name", "select_kth", "stop_gradient", "to_numpy", "xp"]
+__all__ = [
+    "all_gather",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "device",
+    "fori_loop",
+    "logsumexp",
+    "name",
+    "select_kth",
+    "shard",
+    "stop_gradient",
+    "to_local",
+    "to_numpy",
+    "xp",
+]
 
 name = "numpy"
 
@@ -34,3 +53,10 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
 
 def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
+
+
+# No data-parallel engine: one worker, and collectives are identities.
+shard = single_process_shard
+all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collective
+
+fori_loop = python_loop

@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import l2_normalize
+from glf_losses._lib import l2_normalize, python_loop
 from glf_losses._namespace import get_namespace
 from glf_losses.adc import ADC
 from glf_losses.frontends import (
@@ -41,11 +41,17 @@ __all__ = [
     "BarlowTwinsLoss",
     "SimCLRLoss",
     "SwAVLoss",
+    "all_gather",
+    "all_reduce_max",
+    "all_reduce_sum",
     "device",
+    "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
+    "shard",
     "stop_gradient",
+    "to_local",
     "to_numpy",
     "xp",
 ]
@@ -530,6 +536,93 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     sorts half the array anyway) and equal under XLA, which lowers both to a sort.
     """
     return tf.gather(tf.sort(x), list(ks))
+
+
+# --- data-parallel collectives (see glf_losses.distributed) -----------------------------
+#
+# Custom gradients with the rules of glf_losses.distributed: a value that is the same on
+# every replica (a sum, a gathered array) passes its cotangent back unchanged, and
+# ``to_local`` sums cotangents where such a value enters one replica's own terms.
+
+
+def _replica() -> Any:
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return None
+    return ctx
+
+
+def shard(like: Any) -> tuple[int, Any]:
+    """``(replicas, replica id)`` inside a multi-replica ``strategy.run``, else ``(1, 0)``."""
+    ctx = _replica()
+    if ctx is None:
+        return 1, 0
+    return ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
+
+
+def all_gather(x: Any) -> Any:
+    """Concatenate the replicas' shards; backward keeps the replica's own rows."""
+    ctx = _replica()
+    if ctx is None:
+        return x
+
+    @tf.custom_gradient
+    def gather(v: Any) -> Any:
+        def grad(upstream: Any) -> Any:
+            rows = tf.shape(v)[0]
+            return upstream[ctx.replica_id_in_sync_group * rows :][:rows]
+
+        return ctx.all_gather(v, axis=0), grad
+
+    return gather(x)
+
+
+def all_reduce_sum(x: Any) -> Any:
+    """Sum over replicas; backward is the identity (the sum is the same everywhere)."""
+    ctx = _replica()
+    if ctx is None:
+        return x
+
+    @tf.custom_gradient
+    def reduce(v: Any) -> Any:
+        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, v), lambda upstream: upstream
+
+    return reduce(x)
+
+
+def to_local(x: Any) -> Any:
+    """A replicated value entering one replica's own terms: backward sums over replicas."""
+    ctx = _replica()
+    if ctx is None:
+        return x
+
+    @tf.custom_gradient
+    def local(v: Any) -> Any:
+        return tf.identity(v), lambda upstream: ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, upstream
+        )
+
+    return local(x)
+
+
+def all_reduce_max(x: Any) -> Any:
+    """Maximum over replicas, without gradient."""
+    ctx = _replica()
+    if ctx is None:
+        return x
+    # tf.distribute reduces only by sum and mean: gather the candidates, then take the max.
+    return tf.reduce_max(ctx.all_gather(tf.stop_gradient(x)[None], axis=0), axis=0)
+
+
+def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """A fixed-count loop: a Python loop eagerly, one while loop in a graph (and in XLA)."""
+    if tf.executing_eagerly():
+        return python_loop(n, body, carry)
+    _, carry = tf.while_loop(
+        lambda i, _: i < n, lambda i, c: (i + 1, body(c)), (tf.constant(0), carry),
+        maximum_iterations=n,
+    )
+    return carry
 
 
 def to_numpy(x: Any) -> np.ndarray:

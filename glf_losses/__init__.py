@@ -9,6 +9,7 @@ from glf_losses import adc, align, constrain
 from glf_losses._lib import GLFParts
 from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
+from glf_losses.distributed import data_parallel
 from glf_losses.methods import (
     barlow_twins_loss,
     barlow_twins_parts,
@@ -36,6 +37,7 @@ __all__ = [
     "byol_loss",
     "byol_parts",
     "constrain",
+    "data_parallel",
     "get_backend",
     "get_namespace",
     "simclr_loss",

@@ -9,21 +9,31 @@ operations, so it runs unchanged on every backend, under every compiler.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
 __all__ = [
     "NORM_FLOOR",
     "GLFParts",
+    "batch_average",
+    "column_mean",
     "entropy",
     "generic_logsumexp",
     "generic_select_kth",
+    "global_rows",
     "kl_divergence",
     "l2_normalize",
     "masked_log_softmax",
     "masked_logsumexp",
+    "not_self",
     "off_diagonal",
-    "pairwise_sq_distances",
+    "python_loop",
+    "single_process_collective",
+    "single_process_shard",
+    "sq_distances",
+    "stacked_columns",
+    "stacked_rows",
     "standardize",
 ]
 
@@ -47,20 +57,83 @@ class GLFParts(NamedTuple):
         return self.align + self.constrain
 
 
+def single_process_shard(like: Any) -> tuple[int, int]:
+    """``(world_size, rank)`` of a backend with no data-parallel engine: one worker."""
+    return 1, 0
+
+
+def single_process_collective(x: Any) -> Any:
+    """A collective over one worker: the identity."""
+    return x
+
+
+def python_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """``carry = body(carry)``, ``n`` times: a fixed-count loop, unrolled when traced."""
+    for _ in range(n):
+        carry = body(carry)
+    return carry
+
+
 def l2_normalize(xp: Any, v: Any) -> Any:
     """Row-wise ``v * rsqrt(max(sum v^2, 1e-12))``."""
     sq = xp.sum(v * v, axis=-1, keepdims=True)
     return v / xp.sqrt(xp.clip(sq, min=NORM_FLOOR))
 
 
-def standardize(xp: Any, z: Any, eps: float) -> Any:
+def batch_average(be: ModuleType, per_sample: Any) -> Any:
+    """Mean of a per-sample (local rows) vector over the global batch."""
+    n_global = per_sample.shape[0] * be.shard(per_sample)[0]
+    return be.all_reduce_sum(be.xp.sum(per_sample)) / n_global
+
+
+def column_mean(be: ModuleType, x: Any) -> Any:
+    """(1, D) mean over the rows of the global batch."""
+    n_global = x.shape[0] * be.shard(x)[0]
+    return be.all_reduce_sum(be.xp.sum(x, axis=0, keepdims=True)) / n_global
+
+
+def standardize(be: ModuleType, z: Any, eps: float) -> Any:
     """Standardise columns over the batch like BatchNorm1d(affine=False) in training mode.
 
-    Biased variance, ``eps`` added to the variance: ``(z - mean) / sqrt(var + eps)``.
+    Biased variance, ``eps`` added to the variance: ``(z - mean) / sqrt(var + eps)``;
+    mean and variance are over the global batch.
     """
-    centred = z - xp.mean(z, axis=0, keepdims=True)
-    var = xp.mean(centred * centred, axis=0, keepdims=True)
-    return centred / xp.sqrt(var + eps)
+    centred = z - be.to_local(column_mean(be, z))
+    return centred / be.xp.sqrt(be.to_local(column_mean(be, centred * centred)) + eps)
+
+
+def global_rows(be: ModuleType, n_local: int, like: Any) -> tuple[int, Any]:
+    """``(n_global, index)``: the global batch size and the global index of each local row.
+
+    In one process the index is ``arange(n_local)``; under data parallelism worker r's
+    rows are ``r * n_local + arange(n_local)`` (shards are equal and in worker order).
+    """
+    xp = be.xp
+    world, rank = be.shard(like)
+    index = xp.arange(n_local, device=be.device(like))
+    if world == 1:
+        return n_local, index
+    offset = rank * n_local
+    if not isinstance(offset, int):
+        offset = xp.astype(offset, index.dtype)
+    return n_local * world, index + offset
+
+
+def stacked_rows(be: ModuleType, n_local: int, like: Any) -> tuple[int, Any]:
+    """``(n_global, index)`` for local rows ``[a; b]`` against global ``[A; B]``."""
+    n_global, index = global_rows(be, n_local, like)
+    return n_global, be.xp.concat([index, index + n_global])
+
+
+def stacked_columns(be: ModuleType, a: Any, b: Any) -> Any:
+    """The global ``[A; B]`` from the local ``a`` and ``b``, to pair with local rows."""
+    return be.to_local(be.xp.concat([be.all_gather(a), be.all_gather(b)], axis=0))
+
+
+def not_self(be: ModuleType, row_index: Any, n_columns: int, like: Any) -> Any:
+    """(rows, n_columns) mask, False where a column is the row's own sample."""
+    columns = be.xp.arange(n_columns, device=be.device(like))
+    return row_index[:, None] != columns[None, :]
 
 
 def off_diagonal(be: ModuleType, m: int, like: Any) -> Any:
@@ -72,16 +145,17 @@ def off_diagonal(be: ModuleType, m: int, like: Any) -> Any:
     return idx[:, None] != idx[None, :]
 
 
-def pairwise_sq_distances(xp: Any, x: Any, off_diag: Any) -> Any:
-    """Squared Euclidean distances in Gram form, clamped at 0, with an exact-zero diagonal.
+def sq_distances(xp: Any, rows: Any, columns: Any, mask: Any) -> Any:
+    """Squared Euclidean distances in Gram form, clamped at 0, exactly 0 where masked out.
 
     ``|a|^2 + |b|^2 - 2 a.b`` needs one matrix product instead of an (M, M, D) tensor;
     rounding can make it slightly negative, hence the clamp.
     """
-    sq = xp.sum(x * x, axis=1)
-    gram = x @ xp.matrix_transpose(x)
-    d = xp.clip(sq[:, None] + sq[None, :] - 2.0 * gram, min=0.0)
-    return xp.where(off_diag, d, 0.0)
+    sq_r = xp.sum(rows * rows, axis=1)
+    sq_c = xp.sum(columns * columns, axis=1)
+    gram = rows @ xp.matrix_transpose(columns)
+    d = xp.clip(sq_r[:, None] + sq_c[None, :] - 2.0 * gram, min=0.0)
+    return xp.where(mask, d, 0.0)
 
 
 def generic_logsumexp(be: ModuleType, x: Any, axis: int, keepdims: bool = False) -> Any:
@@ -119,10 +193,16 @@ def masked_log_softmax(be: ModuleType, logits: Any, mask: Any) -> tuple[Any, Any
     """
     xp = be.xp
     m = be.stop_gradient(xp.max(xp.where(mask, logits, -math.inf), axis=-1, keepdims=True))
-    safe = xp.where(mask, logits, m)
-    e = xp.where(mask, xp.exp(safe - m), 0.0)
-    s = xp.sum(e, axis=-1, keepdims=True)
-    return safe - m - xp.log(s), e / s
+    shifted = xp.where(mask, logits, m) - m
+    e = xp.where(mask, xp.exp(shifted), 0.0)
+    # The normaliser is 1 (a row maximum) + the rest. Summing the rest apart and taking
+    # log1p keeps a nearly one-hot row accurate, where log(1 + tiny) would round tiny
+    # away; ``e - 1`` at the maxima is 0 in value but keeps their gradient.
+    at_max = xp.logical_and(mask, shifted == 0.0)
+    rest = xp.sum(xp.where(at_max, e - 1.0, e), axis=-1, keepdims=True) + (
+        xp.sum(xp.astype(at_max, e.dtype), axis=-1, keepdims=True) - 1.0
+    )
+    return shifted - xp.log1p(rest), e / (1.0 + rest)
 
 
 def entropy(xp: Any, p: Any, log_p: Any, mask: Any) -> Any:

@@ -51,16 +51,24 @@ def _load(name: str) -> ModuleType:
     # statement but refuses importlib.import_module, and the first call of a loss may
     # happen inside a compiled function.
     if name == "torch":
-        from glf_losses.backends import torch as module
-    elif name == "jax":
-        from glf_losses.backends import jax as module
-    elif name == "tensorflow":
-        from glf_losses.backends import tensorflow as module
-    elif name == "array_api_strict":
-        from glf_losses.backends import array_api_strict as module
-    else:
-        from glf_losses.backends import numpy as module
-    return module
+        from glf_losses.backends import torch as torch_backend
+
+        return torch_backend
+    if name == "jax":
+        from glf_losses.backends import jax as jax_backend
+
+        return jax_backend
+    if name == "tensorflow":
+        from glf_losses.backends import tensorflow as tensorflow_backend
+
+        return tensorflow_backend
+    if name == "array_api_strict":
+        from glf_losses.backends import array_api_strict as strict_backend
+
+        return strict_backend
+    from glf_losses.backends import numpy as numpy_backend
+
+    return numpy_backend
 
 
 def get_backend(*arrays: Any, names: tuple[str, ...] | None = None) -> ModuleType:

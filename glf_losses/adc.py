@@ -33,12 +33,17 @@ from typing import Any, Literal, NamedTuple
 
 from glf_losses import _checks
 from glf_losses._lib import (
+    batch_average,
     entropy,
+    global_rows,
     kl_divergence,
     l2_normalize,
     masked_log_softmax,
+    not_self,
     off_diagonal,
-    pairwise_sq_distances,
+    sq_distances,
+    stacked_columns,
+    stacked_rows,
 )
 
 __all__ = [
@@ -66,6 +71,10 @@ Bandwidth = float | Literal["median", "perplexity"]
 # and a one-hot prior row a large but finite weight, never 0/0.
 _TINY = 1e-12
 
+# Stands for "not a neighbour" in the bisection: exp(-beta * _FAR) is exactly 0 for every
+# beta it tries, in float32 as in float64.
+_FAR = 1e30
+
 # Bisection bracket for log(beta * row_range): beta * range = e^-10 is flat to ~5e-5
 # relative, e^20 separates neighbours 1e-8 of the range apart.
 _LOG_BETA_LO, _LOG_BETA_HI = -10.0, 20.0
@@ -85,21 +94,47 @@ class ADCParts(NamedTuple):
 # --- distances ----------------------------------------------------------------------------
 
 
-def _feature_distances(be: ModuleType, z: Any, mask: Any, normalize: bool) -> Any:
-    return pairwise_sq_distances(be.xp, l2_normalize(be.xp, z) if normalize else z, mask)
+class _Layout(NamedTuple):
+    """Which sample each local anchor is: local rows ``[a; b]`` against the global
+    columns ``[A; B]`` (the same M x M in one process)."""
+
+    n_global: int
+    rows: Any  # (2 n_local,) global column index of each local anchor
+    mask: Any  # (2 n_local, M): False at each anchor's own column
 
 
-def _prior_distances(be: ModuleType, prior: Any, mask: Any) -> Any:
+def _layout(be: ModuleType, n_local: int, like: Any) -> _Layout:
+    n_global, rows = stacked_rows(be, n_local, like)
+    return _Layout(n_global, rows, not_self(be, rows, 2 * n_global, like))
+
+
+def _feature_distances(
+    be: ModuleType, z_a: Any, z_b: Any, layout: _Layout, normalize: bool
+) -> Any:
+    xp = be.xp
+    if normalize:
+        z_a, z_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    local = xp.concat([z_a, z_b], axis=0)
+    return sq_distances(xp, local, stacked_columns(be, z_a, z_b), layout.mask)
+
+
+def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     xp = be.xp
     e = be.stop_gradient(prior)
     # Centring first keeps the Gram form accurate for priors far from the origin
     # (raw pixels 0..255): the cancellation in |a|^2 + |b|^2 - 2ab scales with |a|^2.
-    e = e - xp.mean(e, axis=0, keepdims=True)
-    n = e.shape[0]
-    r = pairwise_sq_distances(xp, e, off_diagonal(be, n, e))
-    # [prior; prior] has the same distances in all four blocks: compute N x N, not M x M.
+    e = e - be.stop_gradient(be.all_reduce_sum(xp.sum(e, axis=0, keepdims=True))) / (
+        layout.n_global
+    )
+    n_local = e.shape[0]
+    _, own = global_rows(be, n_local, e)
+    # Both views of a sample share its prior: distances between samples, computed once
+    # (exactly 0 to the sample itself) and tiled to the four blocks of [a; b] x [A; B].
+    r = sq_distances(
+        xp, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
+    )
     r = xp.concat([r, r], axis=1)
-    return xp.where(mask, xp.concat([r, r], axis=0), 0.0)
+    return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
 
 
 def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
@@ -108,8 +143,8 @@ def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
     With ``normalize`` the rows are L2-normalised first (then ``d`` is in [0, 4]).
     Computed in Gram form and clamped at 0.
     """
-    be, z = _stacked(z_a, z_b)
-    return _feature_distances(be, z, off_diagonal(be, z.shape[0], z), normalize)
+    be, z_a, z_b = _pair(z_a, z_b)
+    return _feature_distances(be, z_a, z_b, _layout(be, z_a.shape[0], z_a), normalize)
 
 
 def prior_distances(prior: Any) -> Any:
@@ -120,8 +155,7 @@ def prior_distances(prior: Any) -> Any:
     """
     be = _checks.backend_of(prior=prior)
     e = _flat_prior(be, prior, None, "prior")
-    m = 2 * e.shape[0]
-    return _prior_distances(be, e, off_diagonal(be, m, e))
+    return _prior_distances(be, e, _layout(be, e.shape[0], e))
 
 
 # --- bandwidths ---------------------------------------------------------------------------
@@ -129,33 +163,46 @@ def prior_distances(prior: Any) -> Any:
 
 def _median_offdiag(be: ModuleType, dist: Any) -> Any:
     xp = be.xp
+    # Every worker's anchor rows together form the global (M, M) matrix.
+    dist = be.all_gather(be.stop_gradient(dist))
     m = dist.shape[0]
-    flat = xp.reshape(be.stop_gradient(dist), (-1,))
+    flat = xp.reshape(dist, (-1,))
     # The diagonal holds m exact zeros and every off-diagonal entry is >= 0, so the
     # off-diagonal order statistics sit m places up in the full sorted array.
-    half = m * (m - 1) // 2
-    pair = be.select_kth(flat, (m + half - 1, m + half))
-    return (pair[0] + pair[1]) / 2.0
+    k = m + m * (m - 1) // 2 - 1
+    lower = be.select_kth(flat, (k,))[0]
+    # The next order statistic without a second selection: it equals ``lower`` when more
+    # than k + 1 entries are <= lower (ties), else it is the smallest entry above it.
+    above = xp.min(xp.where(flat > lower, flat, math.inf))
+    upper = xp.where(xp.sum(xp.astype(flat <= lower, xp.int32)) > k + 1, lower, above)
+    return (lower + upper) / 2.0
 
 
 def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n_steps: int) -> Any:
-    """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (M, 1)."""
+    """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (rows, 1)."""
     xp = be.xp
     d = be.stop_gradient(dist)
-    inf = math.inf
-    row_min = xp.min(xp.where(mask, d, inf), axis=1, keepdims=True)
-    shifted = xp.where(mask, d - row_min, 0.0)
-    row_range = xp.clip(xp.max(shifted, axis=1, keepdims=True), min=_TINY)
-    base = -xp.log(row_range)
-    lo = base + _LOG_BETA_LO
-    hi = base + _LOG_BETA_HI
+    row_min = xp.min(xp.where(mask, d, math.inf), axis=1, keepdims=True)
+    row_range = xp.max(xp.where(mask, d - row_min, 0.0), axis=1, keepdims=True)
+    # Masked entries sit at a huge distance: their weight exp(-beta * far) is exactly 0 and
+    # 0 * far adds nothing, so the loop below needs no mask. After the shift each row's
+    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1.
+    shifted = xp.where(mask, d - row_min, _FAR)
+    base = -xp.log(xp.clip(row_range, min=_TINY))
     target = math.log(perplexity)
-    for _ in range(n_steps):
+
+    def bisect(bracket: tuple[Any, Any]) -> tuple[Any, Any]:
+        lo, hi = bracket
         mid = (lo + hi) / 2.0
-        log_p, p = masked_log_softmax(be, -xp.exp(mid) * shifted, mask)
-        too_flat = entropy(xp, p, log_p, mask)[:, None] > target
-        lo = xp.where(too_flat, mid, lo)
-        hi = xp.where(too_flat, hi, mid)
+        beta = xp.exp(mid)
+        weights = xp.exp(-beta * shifted)
+        norm = xp.sum(weights, axis=1, keepdims=True)
+        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z.
+        h = beta * xp.sum(weights * shifted, axis=1, keepdims=True) / norm + xp.log(norm)
+        too_flat = h > target
+        return xp.where(too_flat, mid, lo), xp.where(too_flat, hi, mid)
+
+    lo, hi = be.fori_loop(n_steps, bisect, (base + _LOG_BETA_LO, base + _LOG_BETA_HI))
     return xp.clip(xp.exp(-(lo + hi) / 2.0), min=_TINY)
 
 
@@ -173,7 +220,7 @@ def _resolve(
     if isinstance(mode, str):
         if mode == "median":
             return _clip_tiny(be, _median_offdiag(be, dist) / 2.0)
-        return _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor
+        return _clip_tiny(be, _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor)
     return mode
 
 
@@ -227,6 +274,8 @@ def bandwidth(
     if mode == "perplexity":
         _check_perplexity(perplexity, "perplexity", m)
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
+    if kind not in ("features", "prior"):
+        raise ValueError(f"kind must be 'features' or 'prior', got {kind!r}")
     factor = 2.0 if kind == "features" else 1.0
     return _resolve(be, d, off_diagonal(be, m, d), mode, perplexity, n_steps, factor=factor)
 
@@ -251,7 +300,7 @@ def _prior(be: ModuleType, r: Any, mask: Any, tau: Any) -> tuple[Any, Any]:
 def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any, mask: Any) -> Any:
     xp = be.xp
     inv_h = 1.0 / xp.clip(entropy(xp, p_pre, log_p_pre, mask), min=_TINY)
-    return be.stop_gradient(inv_h / xp.mean(inv_h))
+    return be.stop_gradient(inv_h / batch_average(be, inv_h))
 
 
 def calibration_distribution(distances: Any, sigma2: Any) -> Any:
@@ -304,7 +353,8 @@ def anchor_weights(prior_probs: Any) -> Any:
 
 def _adc(
     be: ModuleType,
-    z: Any,
+    z_a: Any,
+    z_b: Any,
     e: Any,
     *,
     nu: float,
@@ -318,18 +368,18 @@ def _adc(
     normalize: bool,
 ) -> ADCParts:
     xp = be.xp
-    m = z.shape[0]
-    mask = off_diagonal(be, m, z)
-    d = _feature_distances(be, z, mask, normalize)
-    r = _prior_distances(be, e, mask)
+    layout = _layout(be, z_a.shape[0], z_a)
+    mask = layout.mask
+    d = _feature_distances(be, z_a, z_b, layout, normalize)
+    r = _prior_distances(be, e, layout)
     sigma2 = _resolve(be, d, mask, bandwidth, perplexity, perplexity_steps, factor=2.0)
     tau = _resolve(be, r, mask, prior_bandwidth, prior_perplexity, perplexity_steps, factor=1.0)
     log_q, _ = _data(be, d, mask, sigma2, rho)
     log_pre, p_pre = _prior(be, r, mask, tau)
     log_cal, p_cal = _calibration(be, d, mask, sigma2)
     weights = _anchor_weights(be, p_pre, log_pre, mask)
-    l_dcm = xp.mean(weights * kl_divergence(xp, p_cal, log_cal, log_q, mask))
-    l_lpm = xp.mean(kl_divergence(xp, p_pre, log_pre, log_q, mask))
+    l_dcm = batch_average(be, weights * kl_divergence(xp, p_cal, log_cal, log_q, mask))
+    l_lpm = batch_average(be, kl_divergence(xp, p_pre, log_pre, log_q, mask))
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
 
 
@@ -353,26 +403,31 @@ def adc_parts(
     Same arguments as :func:`adc_loss`. For the unweighted terms use :func:`dcm` and
     :func:`lpm` (or ``nu=1, upsilon=1`` here, which shares the work between them).
     """
-    be, z = _stacked(z_a, z_b, prior=prior)
-    m = z.shape[0]
-    e = _flat_prior(be, prior, z, "prior")
+    be, z_a, z_b = _pair(z_a, z_b, prior=prior)
+    m = 2 * z_a.shape[0] * be.shard(z_a)[0]
+    e = _flat_prior(be, prior, z_a, "prior")
     nu = _checks.check_nonnegative(nu, "nu")
     upsilon = _checks.check_nonnegative(upsilon, "upsilon")
     rho = _check_rho(rho)
     bandwidth = _check_mode(bandwidth, "bandwidth")
     prior_bandwidth = _check_mode(prior_bandwidth, "prior_bandwidth")
-    if prior_perplexity is None:
-        prior_perplexity = perplexity
     if bandwidth == "perplexity":
         _check_perplexity(perplexity, "perplexity", m)
     if prior_bandwidth == "perplexity":
-        _check_perplexity(prior_perplexity, "prior_perplexity", m)
+        # Name the argument the value came from: prior_perplexity defaults to perplexity.
+        if prior_perplexity is None:
+            _check_perplexity(perplexity, "perplexity", m)
+        else:
+            _check_perplexity(prior_perplexity, "prior_perplexity", m)
+    if prior_perplexity is None:
+        prior_perplexity = perplexity
     perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     return _adc(
         be,
-        z,
+        z_a,
+        z_b,
         e,
         nu=nu,
         upsilon=upsilon,
@@ -507,12 +562,12 @@ class ADC:
 # --- validation ---------------------------------------------------------------------------
 
 
-def _stacked(z_a: Any, z_b: Any, prior: Any = None) -> tuple[ModuleType, Any]:
+def _pair(z_a: Any, z_b: Any, prior: Any = None) -> tuple[ModuleType, Any, Any]:
     be = _checks.backend_of(z_a=z_a, z_b=z_b, prior=prior)
     _checks.same_shape(z_a, z_b, "z_a", "z_b")
     z_a = _checks.float_matrix(be, z_a, "z_a", min_rows=2)
     z_b = _checks.float_matrix(be, z_b, "z_b", min_rows=2)
-    return be, be.xp.concat([z_a, z_b], axis=0)
+    return be, z_a, z_b
 
 
 def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
@@ -520,9 +575,9 @@ def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
     shape = _checks.shape_of(prior)
     if len(shape) < 1:
         raise ValueError(f"{name} must have one row per sample, got a 0-d array")
-    if like is not None and shape[0] is not None and 2 * shape[0] != like.shape[0]:
+    if like is not None and shape[0] is not None and shape[0] != like.shape[0]:
         raise ValueError(
-            f"{name} must have N = {like.shape[0] // 2} rows (one per sample of z_a), got "
+            f"{name} must have N = {like.shape[0]} rows (one per sample of z_a), got "
             f"{shape[0]} (shape {shape})"
         )
     if not xp.isdtype(prior.dtype, ("real floating", "integral", "bool")):

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import l2_normalize, standardize
+from glf_losses._lib import batch_average, column_mean, l2_normalize, standardize
 
 __all__ = ["infonce_alignment", "invariance", "normalized_mse", "swapped_prediction"]
 
@@ -30,9 +30,10 @@ def _pair(
 # --- BYOL -----------------------------------------------------------------------------
 
 
-def _normalized_mse(xp: Any, p: Any, z: Any) -> Any:
+def _normalized_mse(be: ModuleType, p: Any, z: Any) -> Any:
+    xp = be.xp
     diff = l2_normalize(xp, p) - l2_normalize(xp, z)
-    return xp.mean(xp.sum(diff * diff, axis=1))
+    return batch_average(be, xp.sum(diff * diff, axis=1))
 
 
 def normalized_mse(p: Any, z: Any) -> Any:
@@ -63,16 +64,16 @@ def normalized_mse(p: Any, z: Any) -> Any:
       4.0
     """
     be, p, z = _pair("p", p, "z", z)
-    return _normalized_mse(be.xp, p, z)
+    return _normalized_mse(be, p, z)
 
 
 # --- Barlow Twins ---------------------------------------------------------------------
 
 
-def _invariance(xp: Any, zn_a: Any, zn_b: Any) -> Any:
+def _invariance(be: ModuleType, zn_a: Any, zn_b: Any) -> Any:
     # diag(C) as a column mean: O(N D) instead of slicing the (D, D) product.
-    c_diag = xp.mean(zn_a * zn_b, axis=0)
-    return xp.sum((1.0 - c_diag) ** 2)
+    c_diag = column_mean(be, zn_a * zn_b)
+    return be.xp.sum((1.0 - c_diag) ** 2)
 
 
 def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
@@ -102,8 +103,7 @@ def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
     eps = _checks.check_finite_number(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
-    xp = be.xp
-    return _invariance(xp, standardize(xp, z_a, eps), standardize(xp, z_b, eps))
+    return _invariance(be, standardize(be, z_a, eps), standardize(be, z_b, eps))
 
 
 # --- SwAV -----------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def _swapped_prediction(
     log_pb = scores_b / temperature
     log_pb = log_pb - be.logsumexp(log_pb, axis=1, keepdims=True)
     cross = xp.sum(codes_a * log_pb, axis=1) + xp.sum(codes_b * log_pa, axis=1)
-    return -0.5 * xp.mean(cross)
+    return -0.5 * batch_average(be, cross)
 
 
 def swapped_prediction(
@@ -168,8 +168,8 @@ def swapped_prediction(
 # --- SimCLR ---------------------------------------------------------------------------
 
 
-def _infonce_alignment(xp: Any, u_a: Any, u_b: Any, temperature: float) -> Any:
-    return -xp.mean(xp.sum(u_a * u_b, axis=1)) / temperature
+def _infonce_alignment(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
+    return -batch_average(be, be.xp.sum(u_a * u_b, axis=1)) / temperature
 
 
 def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
@@ -198,4 +198,4 @@ def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
-    return _infonce_alignment(xp, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+    return _infonce_alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)

@@ -9,7 +9,16 @@ from types import ModuleType
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import l2_normalize, masked_logsumexp, off_diagonal, standardize
+from glf_losses._lib import (
+    batch_average,
+    l2_normalize,
+    masked_logsumexp,
+    not_self,
+    off_diagonal,
+    stacked_columns,
+    stacked_rows,
+    standardize,
+)
 from glf_losses.align import _pair
 
 __all__ = ["redundancy_reduction", "sinkhorn", "uniformity"]
@@ -18,8 +27,10 @@ __all__ = ["redundancy_reduction", "sinkhorn", "uniformity"]
 # --- Barlow Twins ---------------------------------------------------------------------
 
 
-def _cross_correlation(xp: Any, zn_a: Any, zn_b: Any) -> Any:
-    return (xp.matrix_transpose(zn_a) @ zn_b) / zn_a.shape[0]
+def _cross_correlation(be: ModuleType, zn_a: Any, zn_b: Any) -> Any:
+    # Summed over workers like the official implementation's all-reduce of C.
+    n_global = zn_a.shape[0] * be.shard(zn_a)[0]
+    return be.all_reduce_sum(be.xp.matrix_transpose(zn_a) @ zn_b) / n_global
 
 
 def _redundancy_reduction(be: ModuleType, c: Any, lambd: float) -> Any:
@@ -56,8 +67,7 @@ def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float =
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     lambd = _checks.check_nonnegative(lambd, "lambd")
     eps = _checks.check_nonnegative(eps, "eps")
-    xp = be.xp
-    c = _cross_correlation(xp, standardize(xp, z_a, eps), standardize(xp, z_b, eps))
+    c = _cross_correlation(be, standardize(be, z_a, eps), standardize(be, z_b, eps))
     return _redundancy_reduction(be, c, lambd)
 
 
@@ -67,13 +77,16 @@ def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float =
 def _sinkhorn(be: ModuleType, scores: Any, epsilon: float, n_iters: int) -> Any:
     xp = be.xp
     s = be.stop_gradient(scores)
-    n, k = s.shape
+    n_local, k = s.shape
+    n = n_local * be.shard(s)[0]
     # A per-prototype shift cancels in the first row normalisation, so it gives the same
     # codes as a global one; it also keeps every prototype's largest entry at exp(0) = 1.
-    q = xp.exp((s - xp.max(s, axis=0, keepdims=True)) / epsilon)
-    q = q / xp.sum(q)
+    q = xp.exp((s - be.all_reduce_max(xp.max(s, axis=0, keepdims=True))) / epsilon)
+    q = q / be.all_reduce_sum(xp.sum(q))
+    # Prototype sums run over the global batch (the equipartition constraint is global);
+    # each sample's own normalisation needs no communication.
     for _ in range(n_iters):
-        q = q / (xp.sum(q, axis=0, keepdims=True) * k)
+        q = q / (be.all_reduce_sum(xp.sum(q, axis=0, keepdims=True)) * k)
         q = q / (xp.sum(q, axis=1, keepdims=True) * n)
     return q * n
 
@@ -116,10 +129,14 @@ def sinkhorn(scores: Any, epsilon: float = 0.05, n_iters: int = 3) -> Any:
 
 
 def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
+    # Local rows against the global batch as columns: every sample of every worker is a
+    # negative, and each worker computes only its own rows' terms.
     xp = be.xp
-    u = xp.concat([u_a, u_b], axis=0)
-    logits = (u @ xp.matrix_transpose(u)) / temperature
-    return xp.mean(masked_logsumexp(be, logits, off_diagonal(be, u.shape[0], u)))
+    n_global, rows = stacked_rows(be, u_a.shape[0], u_a)
+    columns = stacked_columns(be, u_a, u_b)
+    logits = (xp.concat([u_a, u_b], axis=0) @ xp.matrix_transpose(columns)) / temperature
+    lse = masked_logsumexp(be, logits, not_self(be, rows, 2 * n_global, u_a))
+    return batch_average(be, lse)
 
 
 def uniformity(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:

@@ -55,9 +55,8 @@ def byol_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
     for name in ("p_b", "z_a", "z_b"):
         _checks.same_shape(p_a, names[name], "p_a", name)
     p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
-    xp = be.xp
     target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
-    align = _normalized_mse(xp, p_a, target_b) + _normalized_mse(xp, p_b, target_a)
+    align = _normalized_mse(be, p_a, target_b) + _normalized_mse(be, p_b, target_a)
     return GLFParts(align, _zero_like(be, align))
 
 
@@ -99,10 +98,9 @@ def barlow_twins_parts(
     lambd = _checks.check_nonnegative(lambd, "lambd")
     eps = _checks.check_nonnegative(eps, "eps")
     scale = _checks.check_finite_number(scale, "scale")
-    xp = be.xp
-    zn_a, zn_b = standardize(xp, z_a, eps), standardize(xp, z_b, eps)
-    c = _cross_correlation(xp, zn_a, zn_b)
-    align = _invariance(xp, zn_a, zn_b)
+    zn_a, zn_b = standardize(be, z_a, eps), standardize(be, z_b, eps)
+    c = _cross_correlation(be, zn_a, zn_b)
+    align = _invariance(be, zn_a, zn_b)
     constrain = _redundancy_reduction(be, c, lambd)
     if scale != 1.0:
         align, constrain = scale * align, scale * constrain
@@ -217,7 +215,7 @@ def simclr_parts(z_a: Any, z_b: Any, temperature: float = 0.2) -> GLFParts:
     xp = be.xp
     u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
     return GLFParts(
-        _infonce_alignment(xp, u_a, u_b, temperature), _uniformity(be, u_a, u_b, temperature)
+        _infonce_alignment(be, u_a, u_b, temperature), _uniformity(be, u_a, u_b, temperature)
     )
 
 
