@@ -172,7 +172,7 @@ def test_non_numeric_hyperparameters_are_refused(f: Callable[..., Any]) -> None:
     arrays = _valid(f)
     keyword = "temperature" if f in WITH_TEMPERATURE else "epsilon"
     for value in ("0.1", np.ones(1), True, None):
-        with pytest.raises(TypeError, match=rf"\b{keyword} must be a Python number"):
+        with pytest.raises(TypeError, match=rf"\b{keyword} must be a real number"):
             f(*arrays, **{keyword: value})
 
 
@@ -198,3 +198,11 @@ def test_other_bad_hyperparameters_are_refused(
 ) -> None:
     with pytest.raises(error, match=rf"\b{keyword} must be"):
         f(*_valid(f), **{keyword: value})
+
+
+def test_numpy_scalar_hyperparameters_are_accepted() -> None:
+    z = np.random.default_rng(0).normal(size=(6, 3))
+    expected = float(glf_losses.simclr_loss(z, z[::-1], temperature=0.25))
+    assert float(glf_losses.simclr_loss(z, z[::-1], temperature=np.float32(0.25))) == expected
+    scores = np.tanh(z)
+    assert np.isfinite(glf_losses.swav_loss(scores, scores, sinkhorn_iters=np.int64(2)))
