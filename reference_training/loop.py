@@ -10,6 +10,7 @@ steps an uninterrupted run would have taken.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections.abc import Callable
@@ -58,21 +59,29 @@ class BackendTrainer(Protocol):
         ...
 
 
+# backend -> (module, trainer class, what to install)
+_TRAINERS = {
+    "torch": ("reference_training.torch.step", "TorchTrainer", "glf-losses[torch,train]"),
+    "jax": ("reference_training.jax.step", "JaxTrainer", "glf-losses[jax,train]"),
+    "tensorflow": (
+        "reference_training.tensorflow.step", "TensorFlowTrainer",
+        "glf-losses[tensorflow,train]",
+    ),
+}
+
+
 def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
     """Import the chosen backend's trainer; a clear error if its framework is missing."""
-    if config.backend == "torch":
-        try:
-            from reference_training.torch.step import TorchTrainer
-        except ImportError as err:
-            raise RuntimeError(
-                f"--backend torch needs PyTorch ({err}); install it with "
-                "pip install 'glf-losses[torch]'"
-            ) from None
-        return TorchTrainer(config, dataset)
-    raise NotImplementedError(
-        f"--backend {config.backend}: the {config.backend} trainer is not available in this "
-        "version; use --backend torch"
-    )
+    module_name, class_name, extra = _TRAINERS[config.backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise RuntimeError(
+            f"--backend {config.backend} needs a package that is not installed ({err}); "
+            f"install it with: pip install '{extra}'"
+        ) from None
+    trainer: BackendTrainer = getattr(module, class_name)(config, dataset)
+    return trainer
 
 
 def _view_pair(

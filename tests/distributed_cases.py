@@ -102,9 +102,9 @@ def _break_collectives(backend: Any) -> Any:
 def _torch_worker(rank: int, world: int, out: str, port: int, wrong: bool) -> None:
     import torch
     import torch.distributed as dist
+    from glf_losses.backends import torch as backend
 
     import glf_losses
-    from glf_losses.backends import torch as backend
 
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
@@ -143,11 +143,11 @@ def run_jax(out: str) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    from glf_losses.backends import jax as backend
     from jax.sharding import Mesh
     from jax.sharding import PartitionSpec as P
 
     import glf_losses
-    from glf_losses.backends import jax as backend
 
     data = batch()
     for world, wrong in RUNS:
