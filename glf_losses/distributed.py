@@ -30,7 +30,6 @@ Outside these contexts the collectives are identities and nothing is communicate
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,14 +45,14 @@ class DataParallel:
     group: Any = None
 
 
-_ACTIVE: contextvars.ContextVar[DataParallel | None] = contextvars.ContextVar(
-    "glf_losses_data_parallel", default=None
-)
+# A plain list, not a ContextVar: torch.compile traces a read of a module-level list but
+# not ContextVar.get, and the losses read this inside compiled code.
+_STACK: list[DataParallel] = []
 
 
 def active() -> DataParallel | None:
     """The innermost :func:`data_parallel` context, or ``None``."""
-    return _ACTIVE.get()
+    return _STACK[-1] if _STACK else None
 
 
 @contextlib.contextmanager
@@ -71,8 +70,9 @@ def data_parallel(axis_name: Any = None, *, group: Any = None) -> Iterator[DataP
             with glf_losses.data_parallel(axis_name="batch"):
                 return glf_losses.barlow_twins_loss(z_a, z_b)
     """
-    token = _ACTIVE.set(DataParallel(axis_name=axis_name, group=group))
+    context = DataParallel(axis_name=axis_name, group=group)
+    _STACK.append(context)
     try:
-        yield _ACTIVE.get()  # type: ignore[misc]
+        yield context
     finally:
-        _ACTIVE.reset(token)
+        _STACK.pop()
