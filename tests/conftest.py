@@ -12,8 +12,6 @@ import os
 # Quiet TensorFlow's start-up logging in test output (set before TensorFlow loads).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import os
-
 import pytest
 from hypothesis import HealthCheck, settings
 
