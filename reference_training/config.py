@@ -10,9 +10,10 @@ from typing import Any
 
 import tomllib
 
+from reference_training.data import DATASETS
+
 METHODS = ("barlow_twins", "byol", "simclr", "swav")
 BACKENDS = ("torch", "jax", "tensorflow")
-DATASETS = ("digits", "mnist5k", "cifar10", "cifar100", "stl10")
 BANDWIDTHS = ("median", "perplexity")
 
 

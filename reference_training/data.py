@@ -41,7 +41,7 @@ __all__ = [
     "to_float",
 ]
 
-DATASETS = ("digits", "mnist5k", "cifar10", "cifar100", "stl10")
+DATASETS = ("digits", "mnist5k", "mnist5k-rgb32", "cifar10", "cifar100", "stl10")
 
 # Published per-channel statistics (RGB, [0, 1] scale) of the training images.
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -140,7 +140,8 @@ def load_dataset(
     """Load one of :data:`DATASETS` from local files (never from the network).
 
     Args:
-      name: ``"digits"``, ``"mnist5k"``, ``"cifar10"``, ``"cifar100"`` or ``"stl10"``.
+      name: ``"digits"``, ``"mnist5k"``, ``"cifar10"``, ``"cifar100"`` or ``"stl10"``;
+        ``"mnist5k-rgb32"`` is mnist5k at CIFAR's shape (see :func:`pad_to_rgb32`).
       root: directory holding ``cifar-10-batches-py/``, ``cifar-100-python/`` or
         ``stl10_binary/``; default ``$GLF_DATA``, else ``~/data``. Unused by digits and
         mnist5k.
@@ -156,6 +157,8 @@ def load_dataset(
         return _load_digits(split_seed)
     if key == "mnist5k":
         return _load_mnist5k(split_seed)
+    if key == "mnist5k-rgb32":
+        return pad_to_rgb32(_load_mnist5k(split_seed))
     if key == "cifar10":
         return _load_cifar10(data_root(root))
     if key == "cifar100":
