@@ -94,10 +94,17 @@ class SwAVFrontEnd(LossFrontEnd):
         w = xp.astype(self.prototype_matrix(), z.dtype)
         return l2_normalize(xp, z) @ xp.matrix_transpose(l2_normalize(xp, w))
 
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
+    def method_parts(
+        self, z_a: Any, z_b: Any, queue_a: Any = None, queue_b: Any = None
+    ) -> GLFParts:
+        """``queue_a``/``queue_b``: optional earlier projections (Q, D) for Sinkhorn."""
+
+        def scores(q: Any) -> Any:
+            return None if q is None else self.scores(q)
+
         return methods.swav_parts(
             self.scores(z_a), self.scores(z_b), self.temperature, self.epsilon,
-            self.sinkhorn_iters,
+            self.sinkhorn_iters, scores(queue_a), scores(queue_b),
         )
 
 

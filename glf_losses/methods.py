@@ -141,24 +141,48 @@ def barlow_twins_loss(
 # --- SwAV -----------------------------------------------------------------------------
 
 
+def _codes(
+    be: Any, scores: Any, queue: Any, name: str, epsilon: float, n_iters: int
+) -> Any:
+    if queue is None:
+        return _sinkhorn(be, scores, epsilon, n_iters)
+    queue = _checks.float_matrix(be, queue, name)
+    if _checks.shape_of(queue)[1] != _checks.shape_of(scores)[1]:
+        raise ValueError(
+            f"{name} must have one column per prototype ({_checks.shape_of(scores)[1]}), "
+            f"got shape {_checks.shape_of(queue)}"
+        )
+    # The queue only enlarges Sinkhorn's batch (so small batches can still spread over
+    # every prototype); the current batch's codes are the last rows.
+    stacked = be.xp.concat([be.xp.astype(queue, scores.dtype), scores], axis=0)
+    return _sinkhorn(be, stacked, epsilon, n_iters)[queue.shape[0] :, ...]
+
+
 def swav_parts(
     scores_a: Any,
     scores_b: Any,
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
+    queue_a: Any = None,
+    queue_b: Any = None,
 ) -> GLFParts:
     """:func:`swav_loss` as ``GLFParts(swapped_prediction, 0)``.
 
     SwAV's constraint (equipartition) is enforced on the codes by Sinkhorn, not added to
     the loss, so the constraining part is 0.
     """
-    be, sa, sb = _pair("scores_a", scores_a, "scores_b", scores_b)
+    be = _checks.backend_of(
+        scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
+    )
+    _checks.same_shape(scores_a, scores_b, "scores_a", "scores_b")
+    sa = _checks.float_matrix(be, scores_a, "scores_a")
+    sb = _checks.float_matrix(be, scores_b, "scores_b")
     temperature = _checks.check_positive(temperature, "temperature")
     epsilon = _checks.check_positive(epsilon, "epsilon")
     sinkhorn_iters = _checks.check_count(sinkhorn_iters, "sinkhorn_iters", minimum=1)
-    codes_a = _sinkhorn(be, sa, epsilon, sinkhorn_iters)
-    codes_b = _sinkhorn(be, sb, epsilon, sinkhorn_iters)
+    codes_a = _codes(be, sa, queue_a, "queue_a", epsilon, sinkhorn_iters)
+    codes_b = _codes(be, sb, queue_b, "queue_b", epsilon, sinkhorn_iters)
     align = _swapped_prediction(be, sa, sb, codes_a, codes_b, temperature)
     return GLFParts(align, _zero_like(be, align))
 
@@ -169,6 +193,8 @@ def swav_loss(
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
+    queue_a: Any = None,
+    queue_b: Any = None,
 ) -> Any:
     r"""SwAV with two crops (official facebookresearch convention).
 
@@ -184,6 +210,9 @@ def swav_loss(
       temperature: softmax temperature (0.1).
       epsilon: Sinkhorn regularisation (0.05).
       sinkhorn_iters: Sinkhorn iterations (3).
+      queue_a, queue_b: optional (Q, K) scores of earlier batches' projections of each
+        view against the current prototypes, prepended to Sinkhorn's input; only the
+        current batch's codes are used (SwAV's queue for small batches).
 
     References:
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
@@ -202,6 +231,8 @@ def swav_loss(
         temperature=temperature,
         epsilon=epsilon,
         sinkhorn_iters=sinkhorn_iters,
+        queue_a=queue_a,
+        queue_b=queue_b,
     ).total
 
 

@@ -54,6 +54,7 @@ class RunConfig:
     swav_epsilon: float = 0.05
     swav_sinkhorn_iters: int = 3
     swav_freeze_prototypes_epochs: int = 1
+    swav_queue: int = 0
     byol_tau_base: float = 0.99
     # ADC
     adc: bool = False
@@ -100,6 +101,13 @@ class RunConfig:
         for name in ("weight_decay", "adc_nu", "adc_upsilon", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.swav_queue < 0:
+            raise ValueError(f"--swav-queue must be >= 0, got {self.swav_queue}")
+        if self.swav_queue and self.backend != "torch":
+            raise ValueError(
+                f"--swav-queue is implemented by the torch trainer only, not by "
+                f"--backend {self.backend}"
+            )
         if not 0 <= self.byol_tau_base < 1:
             raise ValueError(f"--byol-tau-base must be in [0, 1), got {self.byol_tau_base}")
         if self.adc_rho <= 2:

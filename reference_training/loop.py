@@ -29,7 +29,7 @@ __all__ = ["BackendTrainer", "make_trainer", "train"]
 # What a resumed run may not change: anything that shapes the model or the data stream.
 _RESUME_MUST_MATCH = (
     "backend", "method", "dataset", "seed", "batch_size", "adc", "arch", "cnn_width",
-    "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "optimizer",
+    "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "swav_queue", "optimizer",
 )
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.

@@ -171,3 +171,25 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     bad.write_text("methd = 'byol'\n")
     with pytest.raises(ValueError, match="unknown configuration keys: methd"):
         parse_config(["--config", str(bad)])
+
+
+def test_swav_queue_fills_and_is_checkpointed(tmp_path: Path) -> None:
+    config = small_config(tmp_path, method="swav", epochs=2, swav_queue=128)
+    train(config)
+    state = torch.load(Path(config.out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["queue_filled"] == 128
+    assert state["queue"].shape == (2, 128, SMALL["proj_dim"])
+    assert torch.count_nonzero(state["queue"].abs().sum(dim=2)) == 2 * 128
+    records = report.read_metrics(Path(config.out) / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records)
+
+
+def test_bfloat16_autocast_and_compile_on_cpu(tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path, method="barlow_twins", adc=True, epochs=1, precision="bfloat16",
+        compile="on",
+    )
+    summary = train(config)
+    assert 0.0 <= summary["linear_probe_accuracy"] <= 1.0
+    record = report.read_metrics(Path(config.out) / "metrics.jsonl")[0]
+    assert np.isfinite(record["loss"])

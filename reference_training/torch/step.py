@@ -77,6 +77,9 @@ class TorchTrainer:
                 epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc,
             )
         self.loss_fn.to(self.device)
+        # SwAV's queue of earlier projections (both views), used once full.
+        self.queue = torch.zeros(2, config.swav_queue, config.proj_dim, device=self.device)
+        self.queue_filled = 0
         self.prior_encoder: nn.Module | None = None
         if config.adc and config.adc_prior == "frozen_encoder":
             # The encoder as initialised, frozen: input-space structure seen through
@@ -110,8 +113,12 @@ class TorchTrainer:
             return self.prior_encoder(x)
 
     def _compute_loss(
-        self, view_a: torch.Tensor, view_b: torch.Tensor, prior: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        view_a: torch.Tensor,
+        view_b: torch.Tensor,
+        prior: torch.Tensor,
+        queue: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             z_a, z_b = self.online(view_a), self.online(view_b)
             if self.predictor is not None and self.target is not None:
@@ -120,10 +127,11 @@ class TorchTrainer:
                     t_a, t_b = self.target(view_a), self.target(view_b)
                 args: tuple[torch.Tensor, ...] = (p_a, p_b, t_a, t_b)
             else:
-                args = (z_a, z_b)
+                args = (z_a, z_b) if queue is None else (z_a, z_b, queue[0], queue[1])
         # The loss itself computes in float32 at least, whatever autocast produced.
         parts = self.loss_fn.parts(*args, prior=prior)
-        return parts.total, parts.align, parts.constrain
+        projections = torch.stack([z_a, z_b]).detach().float()
+        return parts.total, parts.align, parts.constrain, projections
 
     def train_step(
         self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
@@ -131,7 +139,10 @@ class TorchTrainer:
         self.online.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, step, total_steps)
-        loss, align, constrain = self._loss(view_a, view_b, self._prior(prior))
+        queue = self.queue if self.queue_filled >= self.config.swav_queue > 0 else None
+        loss, align, constrain, projections = self._loss(
+            view_a, view_b, self._prior(prior), queue
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if isinstance(self.loss_fn, SwAVLoss) and epoch < self.config.swav_freeze_prototypes_epochs:
@@ -140,6 +151,11 @@ class TorchTrainer:
         self.optimizer.step()
         if isinstance(self.loss_fn, SwAVLoss):
             self.loss_fn.normalize_prototypes()
+            if self.config.swav_queue > 0:
+                # Newest first; the oldest fall off the end.
+                size = self.config.swav_queue
+                self.queue = torch.cat([projections, self.queue], dim=1)[:, :size]
+                self.queue_filled = min(size, self.queue_filled + projections.shape[1])
         if self.target is not None:
             tau = byol_tau(self.config, step, total_steps)
             with torch.no_grad():
@@ -180,6 +196,8 @@ class TorchTrainer:
     def save(self, path: Path, meta: dict[str, Any]) -> None:
         state = {
             "meta": meta,
+            "queue": self.queue,
+            "queue_filled": self.queue_filled,
             "optimizer": self.optimizer.state_dict(),
             **{k: m.state_dict() for k, m in self._modules().items() if m is not None},
         }
@@ -203,6 +221,7 @@ class TorchTrainer:
                 if module is not None:
                     module.load_state_dict(state[key])
             self.optimizer.load_state_dict(state["optimizer"])
+            self.queue, self.queue_filled = state["queue"], int(state["queue_filled"])
         except Exception as err:
             raise CheckpointError(
                 f"cannot resume from {path}: it does not fit this model "
