@@ -30,6 +30,7 @@ __all__ = ["BackendTrainer", "make_trainer", "train"]
 _RESUME_MUST_MATCH = (
     "backend", "method", "dataset", "seed", "batch_size", "adc", "arch", "cnn_width",
     "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "swav_queue", "optimizer",
+    "adc_prior", "swav_freeze_prototypes_epochs",
 )
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.

@@ -37,6 +37,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from reference_training.architecture import (
+    DATASET_IMAGE_SHAPES,
+    image_shape_chw,
+    resolve_arch,
+)
+
 __all__ = [
     "DATASET_IMAGE_SHAPES",
     "BasicBlock",
@@ -249,46 +255,6 @@ def predictor(dim: int, hidden_dim: int = 4096, *, dtype: Any = None) -> MLPHead
     return MLPHead(dim, hidden_dim, dim, 2, dtype=dtype)
 
 
-# (channels, height, width) of the datasets the reference trainer knows by name.
-DATASET_IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashionmnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-    "svhn": (3, 32, 32),
-    "stl10": (3, 96, 96),
-}
-
-
-def image_shape_chw(dataset_name_or_image_shape: str | Sequence[int]) -> tuple[int, int, int]:
-    """(C, H, W) for a dataset name or an image shape, read as the PyTorch backend reads it.
-
-    Names are matched without case, ``-`` or ``_``, and by prefix for subsets
-    (``mnist5k`` -> ``mnist``). A shape may be (H, W), (C, H, W) or (H, W, C); a 3-tuple
-    whose last entry is 1, 3 or 4 and whose first is not is read as channels-last.
-    """
-    spec = dataset_name_or_image_shape
-    if isinstance(spec, str):
-        key = spec.lower().replace("-", "").replace("_", "")
-        # Longest names first, so that "cifar100" is not taken for "cifar10".
-        for known in sorted(DATASET_IMAGE_SHAPES, key=len, reverse=True):
-            if key.startswith(known):
-                return DATASET_IMAGE_SHAPES[known]
-        raise ValueError(
-            f"unknown dataset {spec!r}; known: {', '.join(DATASET_IMAGE_SHAPES)}, "
-            "or pass an image shape"
-        )
-    shape = tuple(int(s) for s in spec)
-    if len(shape) == 2:
-        return (1, *shape)
-    if len(shape) == 3:
-        if shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
-            return (shape[2], shape[0], shape[1])
-        return (shape[0], shape[1], shape[2])
-    raise ValueError(f"an image shape must be (H, W), (C, H, W) or (H, W, C), got {shape}")
-
-
 def build_encoder(
     dataset_name_or_image_shape: str | Sequence[int],
     arch: str = "auto",
@@ -302,12 +268,8 @@ def build_encoder(
     images, else ``resnet18`` (:class:`ResNet18Cifar`). ``width`` sizes the small CNN;
     ``dtype`` is the computation dtype (parameters stay float32).
     """
-    c, h, w = image_shape_chw(dataset_name_or_image_shape)
-    if arch == "auto":
-        arch = "small_cnn" if min(h, w) < 32 or c == 1 else "resnet18"
+    arch, channels, size = resolve_arch(dataset_name_or_image_shape, arch)
     if arch == "small_cnn":
-        small = SmallCNN(c, min(h, w), width, dtype=dtype)
+        small = SmallCNN(channels, size, width, dtype=dtype)
         return small, small.feature_dim
-    if arch == "resnet18":
-        return ResNet18Cifar(c, dtype=dtype), ResNet18Cifar.feature_dim
-    raise ValueError(f"arch must be 'auto', 'small_cnn' or 'resnet18', got {arch!r}")
+    return ResNet18Cifar(channels, dtype=dtype), ResNet18Cifar.feature_dim

@@ -11,6 +11,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from reference_training.architecture import (
+    DATASET_IMAGE_SHAPES,
+    image_shape_chw,
+    resolve_arch,
+)
+
 __all__ = [
     "DATASET_IMAGE_SHAPES",
     "BasicBlock",
@@ -183,50 +189,6 @@ def predictor(dim: int, hidden_dim: int = 4096) -> nn.Sequential:
     )
 
 
-# (channels, height, width) of the datasets the reference trainer knows by name.
-DATASET_IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashionmnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-    "svhn": (3, 32, 32),
-    "stl10": (3, 96, 96),
-}
-
-
-def _normalise_name(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
-
-
-def image_shape_chw(dataset_name_or_image_shape: str | Sequence[int]) -> tuple[int, int, int]:
-    """(C, H, W) for a dataset name or an image shape.
-
-    Names are matched without case, ``-`` or ``_``, and by prefix for subsets
-    (``mnist5k`` -> ``mnist``). A shape may be (H, W), (C, H, W) or (H, W, C); a 3-tuple
-    whose last entry is 1, 3 or 4 and whose first is not is read as channels-last.
-    """
-    spec = dataset_name_or_image_shape
-    if isinstance(spec, str):
-        key = _normalise_name(spec)
-        for name in sorted(DATASET_IMAGE_SHAPES, key=len, reverse=True):
-            if key == name or key.startswith(name):
-                return DATASET_IMAGE_SHAPES[name]
-        raise ValueError(
-            f"unknown dataset {spec!r}; known: {', '.join(DATASET_IMAGE_SHAPES)}, "
-            "or pass an image shape"
-        )
-    shape = tuple(int(s) for s in spec)
-    if len(shape) == 2:
-        return (1, shape[0], shape[1])
-    if len(shape) == 3:
-        channels = (1, 3, 4)
-        if shape[-1] in channels and shape[0] not in channels:
-            return (shape[2], shape[0], shape[1])
-        return (shape[0], shape[1], shape[2])
-    raise ValueError(f"an image shape must be (H, W), (C, H, W) or (H, W, C), got {shape}")
-
-
 def build_encoder(
     dataset_name_or_image_shape: str | Sequence[int],
     arch: str = "auto",
@@ -238,13 +200,9 @@ def build_encoder(
     ``arch="auto"`` picks ``small_cnn`` for images below 32 px and single-channel
     images, else ``resnet18`` (:class:`ResNet18Cifar`). ``width`` sizes the small CNN.
     """
-    c, h, w = image_shape_chw(dataset_name_or_image_shape)
-    if arch == "auto":
-        arch = "small_cnn" if min(h, w) < 32 or c == 1 else "resnet18"
+    arch, channels, size = resolve_arch(dataset_name_or_image_shape, arch)
     if arch == "small_cnn":
-        small = SmallCNN(c, min(h, w), width=width)
+        small = SmallCNN(channels, size, width=width)
         return small, small.feature_dim
-    if arch == "resnet18":
-        resnet = ResNet18Cifar(c)
-        return resnet, resnet.feature_dim
-    raise ValueError(f"arch must be 'auto', 'small_cnn' or 'resnet18', got {arch!r}")
+    resnet = ResNet18Cifar(channels)
+    return resnet, resnet.feature_dim

@@ -1,0 +1,11 @@
+"""The TensorFlow (Keras 3) backend of the reference trainer."""
+
+from reference_training.tensorflow.model import (
+    ResNet18Cifar,
+    SmallCNN,
+    build_encoder,
+    predictor,
+    projector,
+)
+
+__all__ = ["ResNet18Cifar", "SmallCNN", "build_encoder", "predictor", "projector"]

@@ -1,0 +1,364 @@
+"""The TensorFlow trainer: Keras 3 models, one XLA-compiled train step, EMA target and a
+single-file checkpoint.
+
+Everything else (batch order, views, logging, evaluation) is the shared loop in
+:mod:`reference_training.loop`.
+
+The whole step (forward passes, loss, gradients, optimiser update, prototype
+normalisation, EMA) is one ``tf.function(jit_compile=True)``. What changes per step (the
+learning rate, BYOL's tau, SwAV's prototype gate) enters as scalar tensors, so the
+function is traced once per run.
+
+Optimisers follow the PyTorch trainer's choices with Keras's implementations: AdamW with
+PyTorch's betas and eps (Keras adds eps to ``sqrt(v)`` after bias correction of the step
+size, PyTorch after bias correction of ``v``, a difference of order eps) and decoupled
+weight decay; SGD with momentum 0.9 and L2 weight decay added to the gradient, as
+PyTorch's ``weight_decay`` does (Keras's momentum buffer holds ``lr * grad`` rather than
+``grad``, the same updates while the learning rate is constant).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from glf_losses.backends import tensorflow as tf_backend
+from glf_losses.backends.tensorflow import BarlowTwinsLoss, BYOLLoss, SimCLRLoss, SwAVLoss
+
+import glf_losses
+from glf_losses import GLFParts
+from reference_training import augment, report
+from reference_training.config import RunConfig
+from reference_training.data import Dataset
+from reference_training.errors import CheckpointError
+from reference_training.schedules import byol_tau, learning_rate, projector_layers
+from reference_training.tensorflow.model import build_encoder, predictor, projector
+
+__all__ = ["TensorFlowTrainer"]
+
+# Checkpoint members besides the weights: the loop's metadata and the variables' layout.
+_META, _LAYOUT = "meta", "layout"
+
+
+def _tf_device(name: str) -> str:
+    """TensorFlow's device string for ``--device`` (``cpu``, ``cuda[:i]`` or ``gpu[:i]``)."""
+    if name == "cpu":
+        return "/CPU:0"
+    kind, _, index = name.partition(":")
+    if kind in ("cuda", "gpu") and (index or "0").isdigit():
+        visible = tf.config.list_logical_devices("GPU")
+        if int(index or 0) >= len(visible):
+            raise RuntimeError(
+                f"--device {name}: TensorFlow sees no such CUDA device ({len(visible)} visible)"
+            )
+        return f"/GPU:{int(index or 0)}"
+    raise RuntimeError(f"--device must be 'cpu', 'cuda' or 'cuda:<index>', got {name!r}")
+
+
+def _copy_of(model: keras.Model, build: Callable[[], keras.Model]) -> keras.Model:
+    """A second model from ``build`` holding ``model``'s current values."""
+    twin = build()
+    for dst, src in zip(twin.weights, model.weights, strict=True):
+        dst.assign(src)
+    return twin
+
+
+def _unsupported_xla_ops(message: str) -> list[str]:
+    """Op names from XLA's "Detected unsupported operations" error, else []."""
+    if "unsupported operations" not in message:
+        return []
+    return sorted(set(re.findall(r"No registered '(\w+)' OpKernel for XLA", message))) or [
+        "(unnamed)"
+    ]
+
+
+class TensorFlowTrainer:
+    """One method (optionally with ADC) on one encoder, trained with TensorFlow + Keras 3."""
+
+    xp = tf_backend.xp
+    checkpoint_name = "checkpoint.npz"
+
+    def __init__(self, config: RunConfig, dataset: Dataset) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                "--backend tensorflow needs Keras on its TensorFlow backend; Keras is using "
+                f"{keras.backend.backend()} (set KERAS_BACKEND=tensorflow)"
+            )
+        self.config, self.dataset = config, dataset
+        self.device = _tf_device(config.device)
+        on_gpu = self.device.startswith("/GPU")
+        bf16 = config.precision == "bfloat16" or (config.precision == "auto" and on_gpu)
+        # bfloat16 compute with float32 variables; the losses compute in float32 anyway.
+        self._dtype = "mixed_bfloat16" if bf16 else None
+        keras.utils.set_random_seed(config.seed)
+        with tf.device(self.device):
+            self._build(config)
+        self.jit_compile = config.compile != "off"
+        self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, autograph=False)
+        self._encode_fns: dict[int, Any] = {}
+
+    def _new_encoder(self) -> keras.Model:
+        encoder, self._feature_dim = build_encoder(
+            self.dataset.image_shape, self.config.arch, width=self.config.cnn_width,
+            dtype=self._dtype,
+        )
+        return encoder
+
+    def _new_head(self) -> keras.Sequential:
+        c = self.config
+        return projector(
+            self._feature_dim, c.proj_hidden, c.proj_dim, projector_layers(c.method),
+            dtype=self._dtype,
+        )
+
+    def _build(self, config: RunConfig) -> None:
+        # Randomly initialised parts first, copies last: building a copy draws from the
+        # seeded stream too, and must not shift any other part's initial values.
+        self.encoder = self._new_encoder()
+        self.head = self._new_head()
+        adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
+        self.predictor: keras.Sequential | None = None
+        self.loss_fn: Any
+        if config.method == "byol":
+            self.predictor = predictor(config.proj_dim, config.pred_hidden, dtype=self._dtype)
+            self.loss_fn = BYOLLoss(adc=adc)
+        elif config.method == "barlow_twins":
+            self.loss_fn = BarlowTwinsLoss(lambd=config.lambd, adc=adc)
+        elif config.method == "simclr":
+            self.loss_fn = SimCLRLoss(temperature=config.temperature, adc=adc)
+        else:
+            self.loss_fn = SwAVLoss(
+                config.proj_dim, config.swav_prototypes, temperature=config.swav_temperature,
+                epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc,
+            )
+        self.target: tuple[keras.Model, keras.Sequential] | None = None
+        if config.method == "byol":
+            self.target = (_copy_of(self.encoder, self._new_encoder),
+                           _copy_of(self.head, self._new_head))
+        self.prior_encoder: keras.Model | None = None
+        if config.adc and config.adc_prior == "frozen_encoder":
+            # The encoder as initialised, frozen: input-space structure seen through
+            # random features (a checkpointed encoder can be loaded into it instead).
+            self.prior_encoder = _copy_of(self.encoder, self._new_encoder)
+        self._trainable = [*self.encoder.trainable_weights, *self.head.trainable_weights]
+        if self.predictor is not None:
+            self._trainable += self.predictor.trainable_weights
+        self._trainable += self.loss_fn.trainable_weights
+        if config.optimizer == "adamw":
+            self.optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
+                learning_rate=config.lr, weight_decay=config.weight_decay, epsilon=1e-8
+            )
+        else:
+            self.optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
+        # Built now, outside the compiled step, so its variables exist for a checkpoint
+        # restore before the first step.
+        self.optimizer.build(self._trainable)
+
+    # --- one step ----------------------------------------------------------------------
+
+    def to_device(self, images: np.ndarray) -> tf.Tensor:
+        with tf.device(self.device):
+            return tf.constant(np.ascontiguousarray(images))
+
+    def _prior(self, images: tf.Tensor) -> tf.Tensor:
+        if self.prior_encoder is None:
+            return images
+        x = augment.center(self.xp, images, self.dataset.mean, self.dataset.std)
+        return tf.stop_gradient(self.prior_encoder(x, training=False))
+
+    def loss_parts(self, *args: tf.Tensor, prior: tf.Tensor | None = None) -> GLFParts:
+        """What the step differentiates: the method's parts (+ ADC) on its outputs.
+
+        ``(z_a, z_b)`` projections, or BYOL's ``(p_a, p_b, t_a, t_b)``; ``prior`` as the
+        step passes it (the raw batch, or frozen features).
+        """
+        parts: GLFParts = self.loss_fn.parts(*args, prior=prior)
+        return parts
+
+    def _online(self, x: tf.Tensor) -> tf.Tensor:
+        return self.head(self.encoder(x, training=True), training=True)
+
+    def _step(
+        self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
+        tau: tf.Tensor, prototype_gate: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        prior = self._prior(images) if self.config.adc else None
+        targets: tuple[tf.Tensor, ...] = ()
+        if self.target is not None:
+            # The target runs in training mode (batch statistics), as BYOL's does; its own
+            # BatchNorm statistics are overwritten from the online network below.
+            t_enc, t_head = self.target
+            targets = tuple(
+                tf.stop_gradient(t_head(t_enc(v, training=True), training=True))
+                for v in (view_a, view_b)
+            )
+        with tf.GradientTape() as tape:
+            z_a, z_b = self._online(view_a), self._online(view_b)
+            if self.predictor is not None:
+                args: tuple[tf.Tensor, ...] = (
+                    self.predictor(z_a, training=True), self.predictor(z_b, training=True),
+                    *targets,
+                )
+            else:
+                args = (z_a, z_b)
+            parts = self.loss_parts(*args, prior=prior)
+            loss = parts.total
+        grads = tape.gradient(loss, self._trainable)
+        if self.config.optimizer == "sgd" and self.config.weight_decay:
+            wd = self.config.weight_decay
+            grads = [g + wd * v.value for g, v in zip(grads, self._trainable, strict=True)]
+        if isinstance(self.loss_fn, SwAVLoss):
+            # SwAV keeps the prototypes fixed at first so that the codes do not chase them;
+            # a zero gradient (and AdamW's uniform decay, undone by the re-normalisation)
+            # leaves them unchanged.
+            proto = self.loss_fn.prototypes
+            grads = [g * prototype_gate if v is proto else g
+                     for g, v in zip(grads, self._trainable, strict=True)]
+        self.optimizer.learning_rate.assign(lr)
+        self.optimizer.apply(grads, self._trainable)
+        if isinstance(self.loss_fn, SwAVLoss):
+            self.loss_fn.normalize_prototypes()
+        if self.target is not None:
+            online = [*self.encoder.weights, *self.head.weights]
+            target = [*self.target[0].weights, *self.target[1].weights]
+            for t, o in zip(target, online, strict=True):
+                # Parameters follow the EMA; BatchNorm statistics are copied.
+                t.assign(t.value + (1.0 - tau) * (o.value - t.value) if o.trainable else o.value)
+        return loss, parts.align, parts.constrain
+
+    def train_step(
+        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+    ) -> dict[str, Any]:
+        config = self.config
+        lr = tf.constant(learning_rate(config, step, total_steps), tf.float32)
+        tau = tf.constant(
+            byol_tau(config, step, total_steps) if config.method == "byol" else 1.0, tf.float32
+        )
+        frozen = epoch < config.swav_freeze_prototypes_epochs
+        gate = tf.constant(0.0 if frozen else 1.0, tf.float32)
+        args = (view_a, view_b, prior, lr, tau, gate)
+        with tf.device(self.device):
+            try:
+                loss, align, constrain = self._step_fn(*args)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
+                ops = _unsupported_xla_ops(str(err)) if self.jit_compile else []
+                if not ops:
+                    raise
+                # XLA compiles before anything runs, so no state has changed yet.
+                print(
+                    f"glf-train: XLA cannot compile {', '.join(ops)} on {self.device}; "
+                    "the train step runs as a TensorFlow graph without XLA",
+                    file=sys.stderr, flush=True,
+                )
+                self.jit_compile = False
+                self._step_fn = tf.function(self._step, jit_compile=False, autograph=False)
+                loss, align, constrain = self._step_fn(*args)
+        return {"loss": loss, "align": align, "constrain": constrain}
+
+    # --- evaluation --------------------------------------------------------------------
+
+    def _encode(self, encoder: keras.Model, images: np.ndarray) -> np.ndarray:
+        fn = self._encode_fns.get(id(encoder))
+        if fn is None:
+
+            def forward(x: tf.Tensor) -> tf.Tensor:
+                x = augment.center(self.xp, x, self.dataset.mean, self.dataset.std)
+                return tf.cast(encoder(x, training=False), tf.float32)
+
+            # One trace per batch shape at most: the full batches and the last one.
+            fn = self._encode_fns[id(encoder)] = tf.function(
+                forward, reduce_retracing=True, autograph=False
+            )
+        with tf.device(self.device):
+            return fn(self.to_device(images)).numpy()
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        return self._encode(self.encoder, images)
+
+    def random_encoder_features(self, images: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_random_encoder"):
+            keras.utils.set_random_seed(self.config.seed + 1)
+            with tf.device(self.device):
+                self._random_encoder = self._new_encoder()
+        return self._encode(self._random_encoder, images)
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def _groups(self) -> dict[str, list[Any]]:
+        """Every variable of the run's state, by group, in a fixed order."""
+        groups: dict[str, list[Any]] = {
+            "encoder": self.encoder.weights,
+            "head": self.head.weights,
+            "loss_fn": self.loss_fn.weights,
+            "optimizer": self.optimizer.variables,
+        }
+        if self.predictor is not None:
+            groups["predictor"] = self.predictor.weights
+        if self.target is not None:
+            groups["target_encoder"] = self.target[0].weights
+            groups["target_head"] = self.target[1].weights
+        if self.prior_encoder is not None:
+            groups["prior_encoder"] = self.prior_encoder.weights
+        return groups
+
+    def save(self, path: Path, meta: dict[str, Any]) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        layout: dict[str, list[list[Any]]] = {}
+        for group, variables in self._groups().items():
+            layout[group] = []
+            for i, v in enumerate(variables):
+                value = np.asarray(v.numpy())
+                arrays[f"{group}/{i}"] = value
+                layout[group].append([v.path, list(value.shape), str(value.dtype)])
+        arrays[_META] = np.array(json.dumps(meta))
+        arrays[_LAYOUT] = np.array(json.dumps(layout))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # the stub reads ** as flags
+        report.atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz[_META]))
+                int(meta["epoch"])
+                # Every member is read (and its CRC checked) before anything is restored.
+                arrays = {key: npz[key] for key in npz.files if key not in (_META, _LAYOUT)}
+        except Exception as err:  # any failure to read means the file is unusable
+            raise CheckpointError(
+                f"cannot resume from {path}: the checkpoint is unreadable "
+                f"({type(err).__name__}: {err}). Delete it to start over."
+            ) from None
+        check(meta)
+        pairs = []
+        expected = set()
+        for group, variables in self._groups().items():
+            for i, v in enumerate(variables):
+                key = f"{group}/{i}"
+                expected.add(key)
+                value = arrays.get(key)
+                if value is None or tuple(value.shape) != tuple(v.shape) \
+                        or value.dtype != np.dtype(v.dtype):
+                    found = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
+                    raise CheckpointError(
+                        f"cannot resume from {path}: it does not fit this model ({key}, "
+                        f"{v.path}: expected {v.dtype}{list(v.shape)}, found {found}). "
+                        "Delete it to start over."
+                    )
+                pairs.append((v, value))
+        extra = sorted(set(arrays) - expected)
+        if extra:
+            raise CheckpointError(
+                f"cannot resume from {path}: it does not fit this model (unexpected "
+                f"{', '.join(extra[:5])}). Delete it to start over."
+            )
+        for v, value in pairs:
+            v.assign(value)
+        return meta
