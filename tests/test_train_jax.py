@@ -1,17 +1,12 @@
 """The JAX reference trainer: end to end on the bundled digits data, and its pieces.
 
-Mirrors tests/test_train_torch.py. The settings are repeated here rather than imported
-from it, since importing that module skips everything when PyTorch is absent.
+Mirrors tests/test_train_torch.py; the shared settings and the resume protocol are in
+tests/train_helpers.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +19,7 @@ pytest.importorskip("optax")
 
 import flax.serialization  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import train_helpers  # noqa: E402
 
 from reference_training import augment, report  # noqa: E402
 from reference_training.cli import main  # noqa: E402
@@ -41,23 +37,9 @@ from reference_training.jax.model import (  # noqa: E402
 from reference_training.jax.step import JaxTrainer, loss_parts, make_optimizer  # noqa: E402
 from reference_training.loop import train  # noqa: E402
 
-SMALL = {
-    "backend": "jax",
-    "dataset": "digits",
-    "batch_size": 64,
-    "cnn_width": 8,
-    "proj_hidden": 64,
-    "proj_dim": 32,
-    "pred_hidden": 64,
-    "swav_prototypes": 16,
-    "adc_perplexity": 10.0,
-    "eval_every": 0,
-    "quiet": True,
-}
-
 
 def small_config(tmp_path: Path, **overrides: object) -> RunConfig:
-    return RunConfig.from_dict({**SMALL, "out": str(tmp_path / "run"), **overrides})
+    return train_helpers.small_config(tmp_path, "jax", **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -324,47 +306,21 @@ def _saved_state(path: Path) -> dict[str, np.ndarray]:
     return _leaves(flax.serialization.msgpack_restore(path.read_bytes())["state"])
 
 
-def _cli(out: Path, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "reference_training", "--out", str(out)]
-    for key, value in SMALL.items():
-        if key == "quiet":
-            args.append("--quiet")
-        else:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    return [*args, *extra]
-
-
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    flags = ("--method", "barlow_twins", "--adc", "--epochs", "4", "--seed", "3")
+    flags = ("--method", "barlow_twins", "--adc", "--seed", "3")
     # The three processes run the same programs: XLA's on-disk cache compiles them once.
     env = {
-        **os.environ, "OMP_NUM_THREADS": "1",
         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla_cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
-    whole = tmp_path / "whole"
-    subprocess.run(_cli(whole, *flags), check=True, env=env, timeout=600)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(killed, *flags), env=env)
-    ckpt = killed / "checkpoint.msgpack"
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    meta = json.loads(flax.serialization.msgpack_restore(ckpt.read_bytes())["meta"])
-    assert meta["epoch"] < 4
-    subprocess.run(_cli(killed, *flags, "--resume"), check=True, env=env, timeout=600)
-
+    whole, killed = train_helpers.sigkill_and_resume(
+        tmp_path, "jax", "checkpoint.msgpack", flags, 4, env=env
+    )
     a = _saved_state(whole / "checkpoint.msgpack")
     b = _saved_state(killed / "checkpoint.msgpack")
     assert a.keys() == b.keys() and any("batch_stats" in k for k in a)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    epochs = [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")]
-    assert epochs == list(range(4))
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from test_train_torch import _cli, small_config  # noqa: E402
+import train_helpers  # noqa: E402
 
 from reference_training import report  # noqa: E402
 from reference_training.cli import main  # noqa: E402
@@ -51,11 +48,7 @@ _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
 
 
 def tf_config(tmp_path: Path, **overrides: object) -> RunConfig:
-    return small_config(tmp_path, backend="tensorflow", **overrides)
-
-
-def _tf_cli(out: Path, *extra: str) -> list[str]:
-    return _cli(out, "--backend", "tensorflow", *extra)
+    return train_helpers.small_config(tmp_path, "tensorflow", **overrides)
 
 
 def _weights(path: Path) -> dict[str, np.ndarray]:
@@ -106,29 +99,14 @@ def test_short_run_lowers_the_loss(
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    flags = ("--method", "barlow_twins", "--adc", "--epochs", "6", "--seed", "3")
-    whole = tmp_path / "whole"
-    subprocess.run(_tf_cli(whole, *flags), check=True, env=_ENV, timeout=600)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_tf_cli(killed, *flags), env=_ENV)
-    ckpt = killed / "checkpoint.npz"
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with np.load(ckpt) as npz:
-        assert json.loads(str(npz["meta"]))["epoch"] < 6
-    subprocess.run(_tf_cli(killed, *flags, "--resume"), check=True, env=_ENV, timeout=600)
-
+    flags = ("--method", "barlow_twins", "--adc", "--seed", "3")
+    whole, killed = train_helpers.sigkill_and_resume(
+        tmp_path, "tensorflow", "checkpoint.npz", flags, 6, env=_ENV
+    )
     a, b = _weights(whole / "checkpoint.npz"), _weights(killed / "checkpoint.npz")
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    epochs = [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")]
-    assert epochs == list(range(6))
 
 
 def test_checkpoint_restores_the_state_exactly_and_the_step_is_traced_once(

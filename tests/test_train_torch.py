@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +10,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import train_helpers  # noqa: E402
+
 from reference_training import report  # noqa: E402
 from reference_training.cli import main, parse_config  # noqa: E402
 from reference_training.config import RunConfig  # noqa: E402
 from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
 from reference_training.loop import train  # noqa: E402
 
-SMALL = {
-    "backend": "torch",
-    "dataset": "digits",
-    "batch_size": 64,
-    "cnn_width": 8,
-    "proj_hidden": 64,
-    "proj_dim": 32,
-    "pred_hidden": 64,
-    "swav_prototypes": 16,
-    "adc_perplexity": 10.0,
-    "eval_every": 0,
-    "quiet": True,
-}
-
 
 def small_config(tmp_path: Path, **overrides: object) -> RunConfig:
-    return RunConfig.from_dict({**SMALL, "out": str(tmp_path / "run"), **overrides})
+    return train_helpers.small_config(tmp_path, "torch", **overrides)
 
 
 @pytest.mark.parametrize("adc", [False, True], ids=["base", "adc"])
@@ -78,41 +61,13 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
     return {f"{k}.{n}": v.numpy() for k in ("online", "loss_fn") for n, v in state[k].items()}
 
 
-def _cli(out: Path, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "reference_training", "--out", str(out)]
-    for key, value in SMALL.items():
-        if key == "quiet":
-            args.append("--quiet")
-        else:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    return [*args, *extra]
-
-
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    flags = ("--method", "barlow_twins", "--adc", "--epochs", "6", "--seed", "3")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    whole = tmp_path / "whole"
-    subprocess.run(_cli(whole, *flags), check=True, env=env, timeout=600)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(killed, *flags), env=env)
-    ckpt = killed / "checkpoint.pt"
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["meta"]
-    assert meta["epoch"] < 6
-    subprocess.run(_cli(killed, *flags, "--resume"), check=True, env=env, timeout=600)
-
+    flags = ("--method", "barlow_twins", "--adc", "--seed", "3")
+    whole, killed = train_helpers.sigkill_and_resume(tmp_path, "torch", "checkpoint.pt", flags, 6)
     a, b = _weights(whole / "checkpoint.pt"), _weights(killed / "checkpoint.pt")
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    epochs = [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")]
-    assert epochs == list(range(6))
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
@@ -178,7 +133,7 @@ def test_swav_queue_fills_and_is_checkpointed(tmp_path: Path) -> None:
     train(config)
     state = torch.load(Path(config.out) / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["queue_filled"] == 128
-    assert state["queue"].shape == (2, 128, SMALL["proj_dim"])
+    assert state["queue"].shape == (2, 128, train_helpers.SMALL["proj_dim"])
     assert torch.count_nonzero(state["queue"].abs().sum(dim=2)) == 2 * 128
     records = report.read_metrics(Path(config.out) / "metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records)

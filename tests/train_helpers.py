@@ -1,0 +1,86 @@
+"""What the trainer tests of every backend share (imports no framework).
+
+``sigkill_and_resume`` is the resume protocol: one uninterrupted run, one run killed with
+SIGKILL as soon as its first checkpoint exists, then resumed; the caller compares the two
+final states in its backend's checkpoint format.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reference_training import report
+from reference_training.config import RunConfig
+
+# A run small enough for seconds per epoch on two CPU cores.
+SMALL: dict[str, object] = {
+    "dataset": "digits",
+    "batch_size": 64,
+    "cnn_width": 8,
+    "proj_hidden": 64,
+    "proj_dim": 32,
+    "pred_hidden": 64,
+    "swav_prototypes": 16,
+    "adc_perplexity": 10.0,
+    "eval_every": 0,
+    "quiet": True,
+}
+
+
+def small_config(tmp_path: Path, backend: str, **overrides: object) -> RunConfig:
+    return RunConfig.from_dict(
+        {**SMALL, "backend": backend, "out": str(tmp_path / "run"), **overrides}
+    )
+
+
+def cli(out: Path, backend: str, *extra: str) -> list[str]:
+    """The ``glf-train`` command line of the small run."""
+    args = [sys.executable, "-m", "reference_training", "--backend", backend, "--out", str(out)]
+    for key, value in SMALL.items():
+        if key == "quiet":
+            args.append("--quiet")
+        else:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return [*args, *extra]
+
+
+def sigkill_and_resume(
+    tmp_path: Path,
+    backend: str,
+    checkpoint_name: str,
+    flags: tuple[str, ...],
+    epochs: int,
+    env: dict[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """Run to the end once; run again, SIGKILL it after its first checkpoint, resume it.
+
+    Returns the two run directories (uninterrupted, killed-and-resumed) and checks that
+    the resumed run's log has every epoch exactly once.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    flags = (*flags, "--epochs", str(epochs))
+    whole = tmp_path / "whole"
+    subprocess.run(cli(whole, backend, *flags), check=True, env=env, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(killed, backend, *flags), env=env)
+    ckpt = killed / checkpoint_name
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")] != list(
+        range(epochs)
+    ), "the killed run had already finished"
+    subprocess.run(cli(killed, backend, *flags, "--resume"), check=True, env=env, timeout=600)
+    assert [r["epoch"] for r in report.read_metrics(killed / "metrics.jsonl")] == list(
+        range(epochs)
+    )
+    return whole, killed
