@@ -26,7 +26,7 @@ def cases(rng: np.random.Generator) -> dict[str, tuple[Callable[..., Any], list[
     prior = rng.integers(0, 256, size=(n, 1, 6, 6))
     perplexity = min(30.0, 2 * n - 1.0)
     return {
-        "byol_loss": (glf_losses.byol_loss, [z_a, z_b, z_b, z_a]),
+        "byol_loss": (glf_losses.byol_loss, [z_a, z_b, z_a, z_b]),
         "barlow_twins_loss": (glf_losses.barlow_twins_loss, [z_a, z_b]),
         "swav_loss": (glf_losses.swav_loss, [s_a, s_b]),
         "simclr_loss": (glf_losses.simclr_loss, [z_a, z_b]),
