@@ -38,8 +38,8 @@ from reference_training.jax.step import JaxTrainer, loss_parts, make_optimizer  
 from reference_training.loop import train  # noqa: E402
 
 
-def small_config(tmp_path: Path, **overrides: object) -> RunConfig:
-    return train_helpers.small_config(tmp_path, "jax", **overrides)
+def small_config(tmp_path: Path, backend: str = "jax", **overrides: object) -> RunConfig:
+    return train_helpers.small_config(tmp_path, backend, **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from reference_training.errors import CheckpointError, TrainingDiverged  # noqa:
 from reference_training.loop import train  # noqa: E402
 
 
-def small_config(tmp_path: Path, **overrides: object) -> RunConfig:
-    return train_helpers.small_config(tmp_path, "torch", **overrides)
+def small_config(tmp_path: Path, backend: str = "torch", **overrides: object) -> RunConfig:
+    return train_helpers.small_config(tmp_path, backend, **overrides)
 
 
 @pytest.mark.parametrize("adc", [False, True], ids=["base", "adc"])
