@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # Two workers at most: each process holds NumPy, PyTorch, JAX and TensorFlow (~1 GB).
 PYTEST_WORKERS ?= 2
 OUT ?= runs/main
-EPOCHS ?= 30
+EPOCHS ?= 100
 
 .PHONY: run test lint install agreement bench-adc clean
 
