@@ -7,7 +7,6 @@ themselves take milliseconds.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ keras = pytest.importorskip("keras")
 
 import train_helpers  # noqa: E402
 
-from reference_training import report  # noqa: E402
 from reference_training.cli import main  # noqa: E402
 from reference_training.config import RunConfig  # noqa: E402
 from reference_training.data import load_dataset  # noqa: E402
@@ -75,27 +73,7 @@ def test_short_run_lowers_the_loss(
     )
     summary = train(config)
     assert "XLA cannot compile" not in capsys.readouterr().err
-    records = report.read_metrics(Path(config.out) / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == [0, 1, 2]
-    losses = [r["loss"] for r in records]
-    assert losses[-1] < losses[0], losses
-    for r in records:
-        assert np.isclose(r["loss"], r["align"] + r["constrain"], rtol=1e-5, atol=1e-6)
-    if method == "byol":
-        # BYOL's constraint is implicit; ADC is the only constraining term it can have.
-        assert all((r["constrain"] > 0.0) is adc for r in records)
-    for key in (
-        "linear_probe_accuracy",
-        "knn_accuracy",
-        "random_encoder_linear_probe_accuracy",
-        "raw_pixels_linear_probe_accuracy",
-    ):
-        assert 0.0 <= summary[key] <= 1.0
-    saved = json.loads((Path(config.out) / "summary.json").read_text())
-    assert saved["config"]["backend"] == "tensorflow"
-    assert saved["config"]["method"] == method and saved["config"]["adc"] is adc
-    for png in ("loss.png", "embeddings.png"):
-        assert (Path(config.out) / png).stat().st_size > 1000
+    train_helpers.check_short_run(config, summary)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ final states in its backend's checkpoint format.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,3 +85,31 @@ def sigkill_and_resume(
         range(epochs)
     )
     return whole, killed
+
+
+def check_short_run(config: RunConfig, summary: dict[str, object]) -> None:
+    """What every backend's short run must show: one record per epoch, a falling loss
+    whose parts add up, BYOL's constraint only from ADC, and complete outputs."""
+    out = Path(config.out)
+    records = report.read_metrics(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == list(range(config.epochs))
+    losses = [r["loss"] for r in records]
+    assert losses[-1] < losses[0], losses
+    for r in records:
+        assert abs(r["loss"] - (r["align"] + r["constrain"])) <= 1e-5 * abs(r["loss"]) + 1e-6
+    if config.method == "byol":
+        # BYOL's constraint is implicit; ADC is the only constraining term it can have.
+        assert all((r["constrain"] > 0.0) is config.adc for r in records)
+    for key in (
+        "linear_probe_accuracy",
+        "knn_accuracy",
+        "random_encoder_linear_probe_accuracy",
+        "raw_pixels_linear_probe_accuracy",
+    ):
+        assert 0.0 <= summary[key] <= 1.0  # type: ignore[operator]
+    saved = json.loads((out / "summary.json").read_text())["config"]
+    assert (saved["backend"], saved["method"], saved["adc"]) == (
+        config.backend, config.method, config.adc
+    )
+    for png in ("loss.png", "embeddings.png"):
+        assert (out / png).stat().st_size > 1000
