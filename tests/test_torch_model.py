@@ -6,11 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from reference_training.architecture import image_shape_chw  # noqa: E402
 from reference_training.torch.model import (  # noqa: E402
     ResNet18Cifar,
     SmallCNN,
     build_encoder,
-    image_shape_chw,
     predictor,
     projector,
 )

@@ -21,6 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 import train_helpers  # noqa: E402
 
 from reference_training import augment  # noqa: E402
+from reference_training.architecture import image_shape_chw  # noqa: E402
 from reference_training.cli import main  # noqa: E402
 from reference_training.config import RunConfig  # noqa: E402
 from reference_training.data import Dataset, load_dataset  # noqa: E402
@@ -29,7 +30,6 @@ from reference_training.jax.model import (  # noqa: E402
     ResNet18Cifar,
     SmallCNN,
     build_encoder,
-    image_shape_chw,
     predictor,
     projector,
 )

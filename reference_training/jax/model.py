@@ -37,20 +37,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from reference_training.architecture import (
-    DATASET_IMAGE_SHAPES,
-    image_shape_chw,
-    resolve_arch,
-)
+from reference_training.architecture import resolve_arch
 
 __all__ = [
-    "DATASET_IMAGE_SHAPES",
     "BasicBlock",
     "MLPHead",
     "ResNet18Cifar",
     "SmallCNN",
     "build_encoder",
-    "image_shape_chw",
     "predictor",
     "projector",
 ]

@@ -23,19 +23,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from reference_training.architecture import (
-    DATASET_IMAGE_SHAPES,
-    image_shape_chw,
-    resolve_arch,
-)
+from reference_training.architecture import resolve_arch
 
 __all__ = [
-    "DATASET_IMAGE_SHAPES",
     "BasicBlock",
     "ResNet18Cifar",
     "SmallCNN",
     "build_encoder",
-    "image_shape_chw",
     "n_parameters",
     "predictor",
     "projector",

@@ -11,19 +11,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from reference_training.architecture import (
-    DATASET_IMAGE_SHAPES,
-    image_shape_chw,
-    resolve_arch,
-)
+from reference_training.architecture import resolve_arch
 
 __all__ = [
-    "DATASET_IMAGE_SHAPES",
     "BasicBlock",
     "ResNet18Cifar",
     "SmallCNN",
     "build_encoder",
-    "image_shape_chw",
     "predictor",
     "projector",
 ]
