@@ -4,4 +4,6 @@ import sys
 
 from reference_training.cli import main
 
-sys.exit(main())
+# Guarded: data-parallel workers are spawned processes that import this module again.
+if __name__ == "__main__":
+    sys.exit(main())

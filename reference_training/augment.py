@@ -461,6 +461,11 @@ def draw(
 
 
 def _device_of(x: Any) -> Any:
+    sharding = getattr(x, "sharding", None)
+    if sharding is not None and len(getattr(sharding, "device_set", ())) > 1:
+        # A global array over several devices (JAX data parallelism): host constants stay
+        # uncommitted and JAX places them beside it.
+        return None
     try:
         from array_api_compat import device
 
@@ -500,6 +505,15 @@ def _normalise(
     m = _put(xp, mean_.astype(np.float32).reshape(shape), device)
     s = _put(xp, std_.astype(np.float32).reshape(shape), device)
     return (x - m) / s
+
+
+def take(params: AugmentParams, rows: slice) -> AugmentParams:
+    """The views of ``rows`` of a drawn batch: what one data-parallel worker applies.
+
+    Drawing for the global batch and taking a worker's rows keeps every image's view the
+    same whatever the number of workers.
+    """
+    return AugmentParams._make(None if a is None else a[rows] for a in params)
 
 
 def apply(

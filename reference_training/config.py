@@ -34,6 +34,8 @@ class RunConfig:
     batch_size: int = 256
     seed: int = 0
     device: str = "cpu"
+    # data parallelism: the global batch (``batch_size``) is split over this many devices
+    devices: int = 1
     out: str = "runs/default"
     # optimisation
     optimizer: str = "adamw"
@@ -93,6 +95,13 @@ class RunConfig:
                      "swav_prototypes", "swav_sinkhorn_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.devices < 1:
+            raise ValueError(f"--devices must be >= 1, got {self.devices}")
+        if self.batch_size % self.devices:
+            raise ValueError(
+                f"--batch-size {self.batch_size} must be divisible by --devices {self.devices} "
+                "(every device holds an equal shard of the global batch)"
+            )
         if self.batch_size < 2:
             raise ValueError(f"--batch-size must be >= 2 (batch statistics), got {self.batch_size}")
         for name in ("lr", "temperature", "swav_temperature", "swav_epsilon"):
@@ -108,6 +117,8 @@ class RunConfig:
                 f"--swav-queue is implemented by the torch trainer only, not by "
                 f"--backend {self.backend}"
             )
+        if self.swav_queue and self.devices > 1:
+            raise ValueError("--swav-queue is not supported with --devices > 1 yet")
         if not 0 <= self.byol_tau_base < 1:
             raise ValueError(f"--byol-tau-base must be in [0, 1), got {self.byol_tau_base}")
         if self.adc_rho <= 2:

@@ -38,10 +38,18 @@ _LOG_EVERY = 10
 
 
 class BackendTrainer(Protocol):
-    """What a backend provides to :func:`train`."""
+    """What a backend provides to :func:`train`.
+
+    Under data parallelism with one process per device (PyTorch), ``batch_rows`` is the
+    slice of the global batch this process feeds and only the ``is_main`` process writes
+    outputs and evaluates; a trainer that shards global arrays itself (JAX, TensorFlow)
+    keeps the defaults, ``slice(None)`` and ``True``.
+    """
 
     xp: Any
     checkpoint_name: str
+    batch_rows: slice
+    is_main: bool
 
     def to_device(self, images: np.ndarray) -> Any: ...
 
@@ -71,28 +79,34 @@ _TRAINERS = {
 }
 
 
-def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
-    """Import the chosen backend's trainer; a clear error if its framework is missing."""
-    module_name, class_name, extra = _TRAINERS[config.backend]
+def _trainer_module(config: RunConfig) -> Any:
+    module_name, _, extra = _TRAINERS[config.backend]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as err:
         raise RuntimeError(
             f"--backend {config.backend} needs a package that is not installed ({err}); "
             f"install it with: pip install '{extra}'"
         ) from None
-    trainer: BackendTrainer = getattr(module, class_name)(config, dataset)
+
+
+def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
+    """Import the chosen backend's trainer; a clear error if its framework is missing."""
+    trainer: BackendTrainer = getattr(_trainer_module(config), _TRAINERS[config.backend][1])(
+        config, dataset
+    )
     return trainer
 
 
 def _view_pair(
     trainer: BackendTrainer, dataset: Dataset, aug: augment.AugmentConfig, images: Any,
-    rng: np.random.Generator,
+    rng: np.random.Generator, global_size: int,
 ) -> tuple[Any, Any]:
     _, channels, height, width = images.shape
     views = []
     for _ in range(2):
-        params = augment.draw(rng, images.shape[0], (height, width), None, aug, channels=channels)
+        params = augment.draw(rng, global_size, (height, width), None, aug, channels=channels)
+        params = augment.take(params, trainer.batch_rows)
         views.append(augment.apply(trainer.xp, images, params, dataset.mean, dataset.std))
     return views[0], views[1]
 
@@ -112,8 +126,18 @@ def _knn(trainer: BackendTrainer, dataset: Dataset) -> float:
 
 
 def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Train, evaluate and write the run's outputs in ``config.out``; returns the summary."""
+    """Train, evaluate and write the run's outputs in ``config.out``; returns the summary.
+
+    A backend that runs one process per device (PyTorch with ``devices > 1``) provides
+    ``launch(config, resume)`` in its trainer module: it starts the processes, each of
+    which comes back here, and returns the main process's summary.
+    """
     config.validate()
+    launch = getattr(_trainer_module(config), "launch", None)
+    if launch is not None:
+        launched: dict[str, Any] | None = launch(config, resume)
+        if launched is not None:
+            return launched
     dataset = load_dataset(config.dataset, root=config.data_root)
     if dataset.ssl_size < config.batch_size:
         raise ValueError(
@@ -123,6 +147,7 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(config, dataset)
+    main = trainer.is_main
     ckpt = out / trainer.checkpoint_name
     start_epoch = 0
     if resume and ckpt.exists():
@@ -137,22 +162,24 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                     )
 
         start_epoch = int(trainer.load(ckpt, same_run)["epoch"])
-    elif resume and not config.quiet:
+    elif resume and main and not config.quiet:
         print(f"--resume: no checkpoint in {out}; starting from scratch")
     # Records of epochs after the checkpoint (a killed run's partial work) are dropped, so
     # the log matches the weights being resumed.
     metrics_path = out / "metrics.jsonl"
-    kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
-        if metrics_path.exists() and start_epoch > 0 else []
-    report.write_metrics(metrics_path, kept)
+    if main:
+        kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
+            if metrics_path.exists() and start_epoch > 0 else []
+        report.write_metrics(metrics_path, kept)
     aug = augment.AugmentConfig.for_dataset(dataset.name)
     steps_per_epoch = dataset.ssl_size // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     started = time.perf_counter()
-    with report.MetricsLog(metrics_path) as metrics:
+    quiet = config.quiet or not main
+    with report.MetricsLog(metrics_path) if main else _NoLog() as metrics:
         for epoch in range(start_epoch, config.epochs):
             bar = report.ProgressBar(
-                steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs, quiet=config.quiet
+                steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs, quiet=quiet
             )
             pending: list[dict[str, Any]] = []
             logs: list[dict[str, float]] = []
@@ -160,8 +187,8 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
             batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
             for step, indices in enumerate(batches):
                 rng = np.random.default_rng((config.seed, epoch, step))
-                images = trainer.to_device(dataset.ssl_batch(indices))
-                view_a, view_b = _view_pair(trainer, dataset, aug, images, rng)
+                images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
+                view_a, view_b = _view_pair(trainer, dataset, aug, images, rng, len(indices))
                 pending.append(
                     trainer.train_step(
                         view_a, view_b, images, epoch=epoch,
@@ -190,6 +217,8 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
             record["images_per_second"] = steps_per_epoch * config.batch_size / (
                 time.perf_counter() - epoch_start
             )
+            if not main:
+                continue
             if config.eval_every and ((epoch + 1) % config.eval_every == 0
                                       or epoch + 1 == config.epochs):
                 record["knn_accuracy"] = _knn(trainer, dataset)
@@ -200,8 +229,23 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                     f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",)
                 )
                 print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
+    if not main:
+        return {}
     summary = _finish(config, dataset, trainer, out, time.perf_counter() - started)
     return summary
+
+
+class _NoLog:
+    """A worker that is not the main process keeps no metrics."""
+
+    def __enter__(self) -> _NoLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def append(self, record: dict[str, Any]) -> None:
+        pass
 
 
 def _finish(

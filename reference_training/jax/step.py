@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from glf_losses.backends.jax import swav_scores
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import glf_losses
 from glf_losses._lib import GLFParts, l2_normalize
@@ -48,7 +50,9 @@ from reference_training.errors import CheckpointError
 from reference_training.jax.model import MLPHead, build_encoder, predictor, projector
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
 
-__all__ = ["JaxTrainer", "loss_parts", "make_optimizer", "make_train_step"]
+__all__ = [
+    "JaxTrainer", "loss_parts", "make_optimizer", "make_train_step", "request_host_devices",
+]
 
 State = dict[str, Any]
 TrainStep = Callable[..., tuple[State, dict[str, jax.Array]]]
@@ -347,17 +351,67 @@ def _programs(config: RunConfig, dataset: Dataset, device: jax.Device) -> _Progr
     return _PROGRAMS[key]
 
 
+def _data_parallel_mesh(config: RunConfig, first: jax.Device) -> Mesh | None:
+    """A one-axis mesh over ``config.devices`` devices of ``first``'s platform, or None."""
+    if config.devices == 1:
+        return None
+    devices = [d for d in jax.devices(first.platform) if d.id >= first.id][: config.devices]
+    if len(devices) < config.devices:
+        hint = (
+            f" (on CPU, start Python with XLA_FLAGS=--xla_force_host_platform_device_count="
+            f"{config.devices}; glf-train sets it when JAX has not started yet)"
+            if first.platform == "cpu" else ""
+        )
+        raise RuntimeError(
+            f"--devices {config.devices}: JAX sees only {len(devices)} {first.platform} "
+            f"device(s) from {first}{hint}"
+        )
+    return Mesh(np.array(devices), ("batch",))
+
+
+def request_host_devices(count: int) -> None:
+    """Ask XLA for ``count`` CPU devices, if JAX has not started its backends yet.
+
+    Under plain ``jax.jit`` over arrays sharded on a mesh, a CPU run with several host
+    devices computes exactly what the GPUs of a data-parallel run would.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if count > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
+
+
+def launch(config: RunConfig, resume: bool) -> None:
+    """Before the trainer: CPU data parallelism needs XLA's host devices requested."""
+    del resume
+    if config.device == "cpu":
+        request_host_devices(config.devices)
+
+
 class JaxTrainer:
-    """One method (optionally with ADC) on one encoder, trained with JAX/flax/optax."""
+    """One method (optionally with ADC) on one encoder, trained with JAX/flax/optax.
+
+    With ``devices > 1`` the batch is sharded over a one-axis mesh and the state is
+    replicated; the step is the same ``jax.jit`` program over global arrays, so every
+    statistic (the losses' and BatchNorm's) is over the global batch and the run computes
+    what one device would, up to the order of floating-point sums.
+    """
 
     xp = jnp
     checkpoint_name = "checkpoint.msgpack"
+    batch_rows = slice(None)
+    is_main = True
 
     def __init__(self, config: RunConfig, dataset: Dataset) -> None:
         self.config, self.dataset = config, dataset
         self.device = _jax_device(config.device)
+        self.mesh = _data_parallel_mesh(config, self.device)
+        self.placement: Any = self.device
+        self.batch_placement: Any = self.device
+        if self.mesh is not None:
+            self.placement = NamedSharding(self.mesh, PartitionSpec())
+            self.batch_placement = NamedSharding(self.mesh, PartitionSpec("batch"))
         self.programs = _programs(config, dataset, self.device)
-        self.state = jax.device_put(self._initial_state(config.seed), self.device)
+        self.state = jax.device_put(self._initial_state(config.seed), self.placement)
         self.prior_variables: Any = None
         if self.programs.frozen_prior:
             # The encoder as initialised, frozen: input-space structure seen through
@@ -381,7 +435,7 @@ class JaxTrainer:
     # --- one step ----------------------------------------------------------------------
 
     def to_device(self, images: np.ndarray) -> jax.Array:
-        return jax.device_put(np.ascontiguousarray(images), self.device)
+        return jax.device_put(np.ascontiguousarray(images), self.batch_placement)
 
     def train_step(
         self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
@@ -411,7 +465,9 @@ class JaxTrainer:
         n = len(images)
         padded = np.zeros((1 << max(n - 1, 0).bit_length(), *images.shape[1:]), images.dtype)
         padded[:n] = images
-        return np.asarray(self.programs.encode(variables, self.to_device(padded)))[:n]
+        variables = jax.device_put(variables, self.device)
+        images_on_device = jax.device_put(padded, self.device)
+        return np.asarray(self.programs.encode(variables, images_on_device))[:n]
 
     def features(self, images: np.ndarray) -> np.ndarray:
         return self._features(self._encoder_variables(self.state), images)
@@ -465,7 +521,7 @@ class JaxTrainer:
                 f"cannot resume from {path}: it does not fit this model "
                 f"({type(err).__name__}: {err}). Delete it to start over."
             ) from None
-        restored = jax.device_put(restored, self.device)
+        restored = jax.device_put(restored, self.placement)
         self.state = restored["state"]
         if "prior_encoder" in restored:
             self.prior_variables = restored["prior_encoder"]

@@ -6,8 +6,12 @@ Everything else (batch order, views, logging, evaluation) is the shared loop in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
+import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,8 @@ from typing import Any
 import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from glf_losses.backends.torch import BarlowTwinsLoss, BYOLLoss, SimCLRLoss, SwAVLoss
 from torch import nn
 
@@ -26,7 +32,7 @@ from reference_training.errors import CheckpointError
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
 from reference_training.torch.model import build_encoder, predictor, projector
 
-__all__ = ["TorchTrainer"]
+__all__ = ["TorchTrainer", "launch"]
 
 
 class _Online(nn.Module):
@@ -38,8 +44,80 @@ class _Online(nn.Module):
         return self.head(self.encoder(x))
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _worker(rank: int, config_dict: dict[str, Any], resume: bool, port: int) -> None:
+    from reference_training.loop import train
+
+    config = RunConfig.from_dict(config_dict)
+    backend = "nccl" if config.device.startswith("cuda") else "gloo"
+    dist.init_process_group(
+        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=config.devices
+    )
+    try:
+        train(config, resume=resume)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(config: RunConfig, resume: bool) -> dict[str, Any] | None:
+    """With ``devices > 1``, one process per device; returns the main process's summary.
+
+    Nothing is started when this process already belongs to a process group of that
+    size (a ``torchrun`` launch, or one of the processes started here).
+    """
+    if config.devices == 1:
+        return None
+    if dist.is_initialized() or "WORLD_SIZE" in os.environ:
+        return None
+    if config.device.startswith("cuda") and torch.cuda.device_count() < config.devices:
+        raise RuntimeError(
+            f"--devices {config.devices}: PyTorch sees {torch.cuda.device_count()} CUDA devices"
+        )
+    try:
+        mp.start_processes(
+            _worker, args=(config.to_dict(), resume, _free_port()), nprocs=config.devices,
+            start_method="spawn", join=True,
+        )
+    except mp.ProcessRaisedException as err:
+        # The worker's own error, not the launcher's traceback around it.
+        last = str(err).strip().splitlines()[-1]
+        raise RuntimeError(f"a data-parallel worker failed: {last}") from None
+    summary: dict[str, Any] = json.loads((Path(config.out) / "summary.json").read_text())
+    return summary
+
+
+def _process_group(config: RunConfig) -> tuple[int, int]:
+    """(rank, world size), joining torchrun's group if this process was started by it."""
+    if config.devices > 1 and not dist.is_initialized() and "WORLD_SIZE" in os.environ:
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+    if not dist.is_initialized():
+        return 0, 1
+    world = dist.get_world_size()
+    if world != config.devices:
+        raise RuntimeError(
+            f"--devices {config.devices}, but the process group has {world} processes"
+        )
+    return dist.get_rank(), world
+
+
 class TorchTrainer:
-    """One method (optionally with ADC) on one encoder, trained with PyTorch."""
+    """One method (optionally with ADC) on one encoder, trained with PyTorch.
+
+    With ``devices > 1`` there is one process per device (started by :func:`launch` or
+    by ``torchrun``). Each feeds its rows of the global batch; the loss is computed inside
+    :func:`glf_losses.data_parallel`, so every process gets the global batch's loss and
+    the exact gradient with respect to its rows; the parameter gradients are then
+    **summed** over processes (one all-reduce of the flattened gradients), which makes
+    each step the step of the global loss. BatchNorm layers use per-device statistics on
+    CPU and are synchronised (``SyncBatchNorm``) on CUDA. Only rank 0 evaluates and
+    writes files.
+    """
 
     xp = xp_torch
     checkpoint_name = "checkpoint.pt"
@@ -48,7 +126,14 @@ class TorchTrainer:
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: no CUDA device is available to PyTorch")
         self.config, self.dataset = config, dataset
-        self.device = torch.device(config.device)
+        self.rank, self.world = _process_group(config)
+        self.is_main = self.rank == 0
+        local = config.batch_size // self.world
+        self.batch_rows = slice(self.rank * local, (self.rank + 1) * local)
+        device = config.device
+        if self.world > 1 and device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank))}"
+        self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
         self.autocast = config.precision == "bfloat16" or (config.precision == "auto" and on_cuda)
         torch.manual_seed(config.seed)
@@ -59,6 +144,8 @@ class TorchTrainer:
             feature_dim, config.proj_hidden, config.proj_dim, projector_layers(config.method)
         )
         self.online = _Online(encoder, head).to(self.device)
+        if self.world > 1 and on_cuda:
+            self.online = nn.SyncBatchNorm.convert_sync_batchnorm(self.online)
         adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
         self.predictor: nn.Module | None = None
         self.target: nn.Module | None = None
@@ -87,7 +174,10 @@ class TorchTrainer:
             self.prior_encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
         params = list(self.online.parameters()) + list(self.loss_fn.parameters())
         if self.predictor is not None:
+            if self.world > 1 and on_cuda:
+                self.predictor = nn.SyncBatchNorm.convert_sync_batchnorm(self.predictor)
             params += list(self.predictor.parameters())
+        self.params = params
         if config.optimizer == "adamw":
             self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
                 params, lr=config.lr, weight_decay=config.weight_decay
@@ -140,14 +230,17 @@ class TorchTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, step, total_steps)
         queue = self.queue if self.queue_filled >= self.config.swav_queue > 0 else None
-        loss, align, constrain, projections = self._loss(
-            view_a, view_b, self._prior(prior), queue
-        )
+        with glf_losses.data_parallel() if self.world > 1 else contextlib.nullcontext():
+            loss, align, constrain, projections = self._loss(
+                view_a, view_b, self._prior(prior), queue
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if isinstance(self.loss_fn, SwAVLoss) and epoch < self.config.swav_freeze_prototypes_epochs:
             # SwAV keeps the prototypes fixed at first so that the codes do not chase them.
             self.loss_fn.prototypes.grad = None
+        if self.world > 1:
+            self._sum_gradients()
         self.optimizer.step()
         if isinstance(self.loss_fn, SwAVLoss):
             self.loss_fn.normalize_prototypes()
@@ -164,6 +257,18 @@ class TorchTrainer:
                 for t, o in zip(self.target.buffers(), self.online.buffers(), strict=True):
                     t.copy_(o)
         return {"loss": loss.detach(), "align": align.detach(), "constrain": constrain.detach()}
+
+    def _sum_gradients(self) -> None:
+        # Each process holds its rows' share of the global loss's gradient: the sum is
+        # the gradient. The same parameters have gradients in every process (the same
+        # graph), so one flat buffer lines up.
+        grads = [p.grad for p in self.params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     # --- evaluation --------------------------------------------------------------------
 
