@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 OUT ?= runs/main
 EPOCHS ?= 100
 
-.PHONY: run test lint install agreement bench-adc clean
+.PHONY: run test lint install agreement bench-adc docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ lint: $(STAMP)
 
 bench-adc: $(STAMP)
 	$(PY) benchmarks/adc.py
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; any warning fails.
+# The docs extra is installed here, on first use, so the main install stamp is unchanged.
+docs: $(STAMP)
+	$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
+		$(PY) -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -465,7 +465,8 @@ def adc_loss(
     over the M = 2N stacked rows (see the module docstring for the distributions).
 
     Args:
-      z_a, z_b: (N, D) projections of the two views (the online branch for BYOL).
+      z_a: (N, D) projections of view a (the online branch for BYOL).
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       prior: N rows of any trailing shape, integer or float: raw inputs (pixels 0..255
         work as they are) or frozen features. Flattened, cast to the projections' dtype,
         stacked for both views; no gradient flows into it.

@@ -85,7 +85,8 @@ def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
     ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps`` added to it).
 
     Args:
-      z_a, z_b: (N, D) projections of the two views, N >= 2.
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       eps: added to the batch variance.
 
     References:
@@ -133,8 +134,10 @@ def swapped_prediction(
     :func:`glf_losses.constrain.sinkhorn` under stop-gradient.
 
     Args:
-      scores_a, scores_b: (N, K) prototype scores ``n(z) W^T`` of the two views.
-      codes_a, codes_b: (N, K) soft assignments, rows summing to 1.
+      scores_a: (N, K) prototype scores ``n(z) W^T`` of view a.
+      scores_b: (N, K) prototype scores of view b.
+      codes_a: (N, K) soft assignments of view a, rows summing to 1.
+      codes_b: (N, K) soft assignments of view b, rows summing to 1.
       temperature: softmax temperature t > 0.
 
     References:
@@ -181,7 +184,8 @@ def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
     Its sum with :func:`glf_losses.constrain.uniformity` is exactly the NT-Xent loss.
 
     Args:
-      z_a, z_b: (N, D) projections of the two views.
+      z_a: (N, D) projections of view a.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       temperature: t > 0.
 
     References:

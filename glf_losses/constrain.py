@@ -50,7 +50,8 @@ def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float =
     with the same batch standardisation as :func:`glf_losses.align.invariance`.
 
     Args:
-      z_a, z_b: (N, D) projections, N >= 2.
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       lambd: weight of the off-diagonal terms (included in the result).
       eps: added to the batch variance.
 
@@ -148,7 +149,8 @@ def uniformity(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
     in the sum, as in NT-Xent. Shifted by a stop-gradient row max.
 
     Args:
-      z_a, z_b: (N, D) projections.
+      z_a: (N, D) projections of view a.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       temperature: t > 0.
 
     References:

@@ -67,9 +67,11 @@ def byol_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
        + \lVert n(p^b_i) - n(\mathrm{sg}(z^a_i))\rVert^2\bigr] \in [0, 8]
 
     Args:
-      p_a, p_b: (N, D) online predictions of views a and b.
-      z_a, z_b: (N, D) target projections of views a and b (from the EMA network; no
-        gradient flows into them).
+      p_a: (N, D) online predictions of view a.
+      p_b: (N, D) online predictions of view b.
+      z_a: (N, D) target projections of view a (from the EMA network; no gradient
+        flows into them).
+      z_b: (N, D) target projections of view b, likewise.
 
     References:
       Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
@@ -119,7 +121,8 @@ def barlow_twins_loss(
     ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps``).
 
     Args:
-      z_a, z_b: (N, D) projections, N >= 2.
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       lambd: off-diagonal weight (0.0051 in the paper).
       eps: added to the batch variance.
       scale: multiplies the total (solo-learn's ``scale_loss``); 1.0 is the paper's.
@@ -205,14 +208,16 @@ def swav_loss(
        \sum_k q^b_{ik}\log\mathrm{softmax}(s^a_i/t)_k\Bigr]
 
     Args:
-      scores_a, scores_b: (N, K) scores ``n(z) W^T`` against L2-normalised prototypes
+      scores_a: (N, K) scores ``n(z) W^T`` of view a against L2-normalised prototypes
         (normalising is the caller's job; the framework front-ends do it).
+      scores_b: (N, K) scores of view b, likewise.
       temperature: softmax temperature (0.1).
       epsilon: Sinkhorn regularisation (0.05).
       sinkhorn_iters: Sinkhorn iterations (3).
-      queue_a, queue_b: optional (Q, K) scores of earlier batches' projections of each
-        view against the current prototypes, prepended to Sinkhorn's input; only the
+      queue_a: optional (Q, K) scores of earlier batches' projections of view a
+        against the current prototypes, prepended to Sinkhorn's input; only the
         current batch's codes are used (SwAV's queue for small batches).
+      queue_b: the same for view b.
 
     References:
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
@@ -257,7 +262,8 @@ def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
        {\sum_{l\ne k}\exp(u_k\cdot u_l/t)}, \qquad u = [n(z^a); n(z^b)]
 
     Args:
-      z_a, z_b: (N, D) projections, N >= 2.
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
       temperature: t (0.2 here; papers use 0.1 to 0.5 by dataset).
 
     References:
