@@ -68,6 +68,10 @@ class RunConfig:
     adc_perplexity: float = 30.0
     adc_prior_perplexity: float | None = None
     adc_prior: str = "pixels"
+    adc_prior_other_view: bool = True
+    # a control arm of the ADC study: this weight times the uniformity term
+    # (glf_losses.constrain.uniformity at --temperature) added to the constraining part
+    uniformity_weight: float = 0.0
     # running
     compile: str = "auto"
     precision: str = "auto"
@@ -107,7 +111,8 @@ class RunConfig:
         for name in ("lr", "temperature", "swav_temperature", "swav_epsilon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "adc_nu", "adc_upsilon", "warmup_epochs"):
+        for name in ("weight_decay", "adc_nu", "adc_upsilon", "warmup_epochs",
+                     "uniformity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.swav_queue < 0:
@@ -116,6 +121,16 @@ class RunConfig:
             raise ValueError(
                 f"--swav-queue is implemented by the torch trainer only, not by "
                 f"--backend {self.backend}"
+            )
+        if self.uniformity_weight and self.backend != "torch":
+            raise ValueError(
+                f"--uniformity-weight (a study control) is implemented by the torch trainer "
+                f"only, not by --backend {self.backend}"
+            )
+        if self.devices > 1 and self.backend == "tensorflow":
+            raise ValueError(
+                "--devices > 1 is implemented by the torch and jax trainers, not yet by "
+                "--backend tensorflow"
             )
         if self.swav_queue and self.devices > 1:
             raise ValueError("--swav-queue is not supported with --devices > 1 yet")
@@ -155,6 +170,7 @@ class RunConfig:
             "prior_bandwidth": bw(self.adc_prior_bandwidth),
             "perplexity": self.adc_perplexity,
             "prior_perplexity": self.adc_prior_perplexity,
+            "prior_other_view": self.adc_prior_other_view,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -576,3 +576,30 @@ def test_building_blocks_validate_their_arguments():
         adc.data_distribution(d, 0.5, rho=2.0)
     with pytest.raises(TypeError, match=r"^distances"):
         adc.median_bandwidth(np.zeros((4, 4), dtype=np.int64))
+
+
+def test_prior_without_other_view_gives_it_no_mass() -> None:
+    """``prior_other_view=False`` removes exactly the partner column from P^pre, and the
+    loss then differs; ``True`` is the default formulation."""
+    from glf_losses import adc as adc_module
+
+    rng = np.random.default_rng(3)
+    n = 6
+    z_a, z_b = rng.normal(size=(n, 4)), rng.normal(size=(n, 4))
+    prior = rng.normal(size=(n, 5))
+    with_view = glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0)
+    assert with_view == glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0,
+                                            prior_other_view=True)
+    without = glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0, prior_other_view=False)
+    assert np.isfinite(without) and abs(without - with_view) > 1e-6
+    # With the view, the partner (prior distance 0) holds a large share of the prior.
+    be = glf_losses.get_backend(z_a)
+    layout = adc_module._layout(be, n, z_a)
+    r = adc_module._prior_distances(be, prior, layout)
+    partner = (np.arange(2 * n) + n) % (2 * n)
+    _, p_with = adc_module._prior(be, r, layout.mask, 1.0)
+    assert np.all(p_with[np.arange(2 * n), partner] > 0.05)
+    with pytest.raises(TypeError, match="prior_other_view must be a bool"):
+        glf_losses.adc_loss(  # type: ignore[arg-type]
+            z_a, z_b, prior, perplexity=3.0, prior_other_view=1
+        )

@@ -251,3 +251,49 @@ def test_bad_device_exits_with_a_message(
             "--quiet", "--epochs", "1"]
     assert main(argv) == 2
     assert "CUDA" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["barlow_twins", "byol", "simclr", "swav"])
+def test_loss_step_matches_torch(tmp_path: Path, method: str) -> None:
+    """Fixed network outputs through both trainers' losses (ADC on): the same values
+    and gradients, the TensorFlow side XLA-compiled as in its train step."""
+    torch = pytest.importorskip("torch")
+    from reference_training.torch.step import TorchTrainer
+
+    digits = load_dataset("digits")
+    config = train_helpers.small_config(tmp_path, "torch", method=method, adc=True)
+    rng = np.random.default_rng(0)
+    n, d = 32, config.proj_dim
+    n_outputs = 4 if method == "byol" else 2
+    outputs = [rng.normal(size=(n, d)).astype(np.float32) for _ in range(n_outputs)]
+    prior = digits.x_train[:n]
+    torch_loss = TorchTrainer(config, digits).loss_fn
+    t_out = [torch.tensor(o, requires_grad=True) for o in outputs]
+    t_parts = torch_loss.parts(*t_out, prior=torch.from_numpy(prior))
+    t_parts.total.backward()
+
+    trainer = TensorFlowTrainer(RunConfig.from_dict({**config.to_dict(), "backend": "tensorflow"}),
+                                digits)
+    if method == "swav":
+        trainer.loss_fn.prototypes.assign(torch_loss.prototypes.detach().numpy())
+
+    @tf.function(jit_compile=True)
+    def step(*outs: Any) -> tuple[Any, ...]:
+        with tf.GradientTape() as tape:
+            tape.watch(outs)
+            parts = trainer.loss_parts(*outs, prior=tf.constant(prior))
+            total = parts.total
+        wrt = [*outs, *([trainer.loss_fn.prototypes] if method == "swav" else [])]
+        return parts.align, parts.constrain, tape.gradient(total, wrt)
+
+    align, constrain, grads = step(*[tf.constant(o) for o in outputs])
+    for got, want in ((align, t_parts.align), (constrain, t_parts.constrain)):
+        np.testing.assert_allclose(float(got), float(want.detach()), rtol=1e-4, atol=1e-5)
+    for g_tf, t in zip(grads[:n_outputs], t_out, strict=True):
+        expected = np.zeros_like(outputs[0]) if t.grad is None else t.grad.numpy()
+        got = np.zeros_like(expected) if g_tf is None else g_tf.numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+    if method == "swav":
+        np.testing.assert_allclose(
+            grads[-1].numpy(), torch_loss.prototypes.grad.numpy(), rtol=1e-3, atol=1e-6
+        )

@@ -220,6 +220,12 @@ class TorchTrainer:
                 args = (z_a, z_b) if queue is None else (z_a, z_b, queue[0], queue[1])
         # The loss itself computes in float32 at least, whatever autocast produced.
         parts = self.loss_fn.parts(*args, prior=prior)
+        if self.config.uniformity_weight:
+            # The study's control: plain spreading of the outputs ADC would act on.
+            u = self.config.uniformity_weight * glf_losses.constrain.uniformity(
+                args[0].float(), args[1].float(), self.config.temperature
+            )
+            parts = glf_losses.GLFParts(parts.align, parts.constrain + u)
         projections = torch.stack([z_a, z_b]).detach().float()
         return parts.total, parts.align, parts.constrain, projections
 

@@ -1,0 +1,352 @@
+"""The ADC study: does ADC help, and is it more than spreading or sheer strength?
+
+Two tiers, each paired by seed against its base method trained with the same budget:
+
+- ``main``: every method (BYOL, Barlow Twins, SwAV, SimCLR) with and without ADC at the
+  library's defaults;
+- ``ablations`` (one method, ``--ablation-method``): DCM only, LPM only; nu and upsilon
+  in {0.1, 1, 10, 100}; rho in {2.5, 3, 5}; "median" against "perplexity" in {10, 30, 100},
+  for the features and the prior separately; the prior with and without each anchor's
+  other view; and two controls, the base method plus the uniformity term (plain
+  spreading) at the gradient norm of ADC's default arm and of its "median" arm, and the
+  "median" arm rescaled to the default arm's gradient norm (strength matched).
+
+Every ADC-like arm's strength is also reported as its *gradient share*: the norm of
+the gradient its extra term adds to the encoder's and heads' parameters, over the norm of
+the whole gradient, at initialisation, averaged over the first batches. Methods with
+different loss scales compare through it.
+
+Runs that already have a ``summary.json`` are reused, so an interrupted study continues
+where it stopped; ``--jobs`` trains that many runs at a time, one process each. Writes
+``results.md``, ``results.json`` and ``study.png`` into ``--out``. Example (the figures in
+docs/study.md)::
+
+    python studies/adc.py --tier all --jobs 2 --out runs/study
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+METHODS = ("byol", "barlow_twins", "swav", "simclr")
+
+# name -> RunConfig overrides of the arm (on top of the tier's base settings)
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "adc": {"adc": True},
+    "dcm only": {"adc": True, "adc_upsilon": 0.0},
+    "lpm only": {"adc": True, "adc_nu": 0.0},
+    **{f"upsilon {u:g}": {"adc": True, "adc_upsilon": u} for u in (0.1, 1.0, 100.0)},
+    **{f"nu {n:g}": {"adc": True, "adc_nu": n} for n in (0.1, 10.0, 100.0)},
+    **{f"rho {r:g}": {"adc": True, "adc_rho": r} for r in (2.5, 5.0)},
+    "median (both)": {"adc": True, "adc_bandwidth": "median", "adc_prior_bandwidth": "median"},
+    "features median": {"adc": True, "adc_bandwidth": "median"},
+    "prior median": {"adc": True, "adc_prior_bandwidth": "median"},
+    "perplexity 10": {"adc": True, "adc_perplexity": 10.0},
+    "perplexity 100": {"adc": True, "adc_perplexity": 100.0},
+    "prior without other view": {"adc": True, "adc_prior_other_view": False},
+    # Filled in by _matched_arms from gradient norms at initialisation.
+    "uniformity ~ adc": {},
+    "uniformity ~ median": {},
+    "median, strength ~ adc": {},
+}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
+
+
+def _base_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "backend": "torch", "dataset": args.dataset, "batch_size": args.batch_size,
+        "quiet": True, "eval_every": args.eval_every,
+    }
+
+
+# --- gradient shares -----------------------------------------------------------------------
+
+
+def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, float]:
+    """Norm of the whole gradient, and of what the arm adds to its base method's, at
+    initialisation, averaged over the first batches (torch trainer)."""
+    import numpy as np
+    import torch
+
+    from reference_training import augment, loop
+    from reference_training.config import RunConfig
+    from reference_training.data import epoch_batches, load_dataset
+
+    config = RunConfig.from_dict({**settings, "out": "/nonexistent"}).validate()
+    base = dataclasses.replace(config, adc=False, uniformity_weight=0.0)
+    dataset = load_dataset(config.dataset)
+    trainers = [loop.make_trainer(c, dataset) for c in (config, base)]
+    aug = augment.AugmentConfig.for_dataset(dataset.name)
+    whole, extra = [], []
+    batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, 0)
+    for step, indices in enumerate(batches[:n_batches]):
+        grads = []
+        for trainer in trainers:
+            rng = np.random.default_rng((config.seed, 0, step))
+            images = trainer.to_device(dataset.ssl_batch(indices))
+            view_a, view_b = loop._view_pair(trainer, dataset, aug, images, rng, len(indices))
+            trainer.online.train()
+            params = [p for p in trainer.params if p.requires_grad]
+            for p in params:
+                p.grad = None
+            loss = trainer._compute_loss(view_a, view_b, trainer._prior(images))[0]
+            loss.backward()
+            grads.append(torch.cat([
+                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                for p in params
+            ]))
+        whole.append(float(grads[0].norm()))
+        extra.append(float((grads[0] - grads[1]).norm()))
+    return {"whole": statistics.mean(whole), "extra": statistics.mean(extra)}
+
+
+def _matched_arms(
+    arms: dict[str, dict[str, Any]], settings: dict[str, Any], cache: Path
+) -> dict[str, dict[str, float]]:
+    """Fix the control arms' weights from gradient norms; returns every arm's norms."""
+    norms: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.exists() else {}
+
+    def measure(name: str, overrides: dict[str, Any]) -> dict[str, float]:
+        key = json.dumps({**settings, **overrides}, sort_keys=True)
+        if key not in norms:
+            norms[key] = _gradient_norms({**settings, **overrides})
+            cache.write_text(json.dumps(norms, indent=1))
+        return norms[key]
+
+    if "uniformity ~ adc" in arms:
+        adc_norm = measure("adc", arms["adc"])["extra"]
+        median = arms["median (both)"]
+        median_norm = measure("median (both)", median)["extra"]
+        unit = measure("uniformity 1", {"uniformity_weight": 1.0})["extra"]
+        arms["uniformity ~ adc"] = {"uniformity_weight": round(adc_norm / unit, 6)}
+        arms["uniformity ~ median"] = {"uniformity_weight": round(median_norm / unit, 6)}
+        scale = adc_norm / median_norm
+        arms["median, strength ~ adc"] = {
+            **median, "adc_nu": round(scale, 6), "adc_upsilon": round(10.0 * scale, 6),
+        }
+    result = {}
+    for name, overrides in arms.items():
+        if name == "base":
+            continue
+        got = measure(name, overrides)
+        result[name] = {**got, "share": got["extra"] / got["whole"]}
+    return result
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(every run's RunConfig fields, the arms: tier, method, name, overrides, dirs)."""
+    from reference_training.config import RunConfig
+
+    settings = _base_settings(args)
+    out = Path(args.out)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms: list[dict[str, Any]] = []
+    if args.tier in ("main", "all"):
+        cache = out / "gradient_norms.json"
+        for method in args.methods.split(","):
+            share = _matched_arms(
+                {"adc": {"adc": True}}, {**settings, "method": method}, cache
+            )["adc"]["share"]
+            for adc in (False, True):
+                arms.append({
+                    "tier": "main", "method": method, "name": "adc" if adc else "base",
+                    "share": share if adc else None,
+                    "overrides": {"adc": adc, "epochs": args.epochs},
+                    "dirs": [out / "main" / f"{method}{'-adc' if adc else ''}-seed{s}"
+                             for s in seeds],
+                })
+    if args.tier in ("ablations", "all"):
+        method = args.ablation_method
+        tier_settings = {**settings, "method": method, "epochs": args.ablation_epochs}
+        ablations = {k: dict(v) for k, v in ABLATIONS.items()}
+        shares = _matched_arms(ablations, tier_settings, out / "gradient_norms.json")
+        ab_seeds = [int(s) for s in args.ablation_seeds.split(",")]
+        for name, overrides in ablations.items():
+            arms.append({
+                "tier": "ablations", "method": method, "name": name,
+                "overrides": {"epochs": args.ablation_epochs, **overrides},
+                "share": shares.get(name, {}).get("share"),
+                "dirs": [out / "ablations" / method / f"{_slug(name)}-seed{s}" for s in ab_seeds],
+            })
+    jobs = []
+    for arm in arms:
+        for directory in arm["dirs"]:
+            seed = int(str(directory).rsplit("seed", 1)[1])
+            fields = {**settings, "method": arm["method"], **arm["overrides"], "seed": seed,
+                      "out": str(directory)}
+            jobs.append(dataclasses.asdict(RunConfig.from_dict(fields).validate()))
+    return jobs, arms
+
+
+def _worker(jobs: list[dict[str, Any]]) -> None:
+    from reference_training.config import RunConfig
+    from reference_training.loop import train
+
+    for job in jobs:
+        if Path(job["out"], "summary.json").exists():
+            continue
+        print(f"-> {job['out']}", flush=True)
+        train(RunConfig.from_dict(job), resume=True)
+
+
+def _run(jobs: list[dict[str, Any]], n_jobs: int) -> None:
+    # The main tier first, then the ablations seed by seed: a partial study is balanced.
+    todo = sorted(
+        (j for j in jobs if not Path(j["out"], "summary.json").exists()),
+        key=lambda j: ("/ablations/" in j["out"], j["seed"]),
+    )
+    print(f"{len(jobs)} runs, {len(todo)} to train, {n_jobs} at a time", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    procs = [
+        subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                         text=True, env=env)
+        for _ in range(min(n_jobs, len(todo)))
+    ]
+    for i, proc in enumerate(procs):
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(todo[i::len(procs)]))
+        proc.stdin.close()
+    if any(proc.wait() for proc in procs):
+        raise SystemExit("a worker failed; rerun the same command to continue")
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _pct(values: list[float], signed: bool = False) -> str:
+    pct = [100 * v for v in values]
+    spread = statistics.stdev(pct) if len(pct) > 1 else 0.0
+    return f"{statistics.mean(pct):{'+' if signed else ''}.1f} ± {spread:.1f}"
+
+
+def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    bases = {(a["tier"], a["method"]): a for a in arms if a["name"] == "base"}
+    for arm in arms:
+        summaries = [json.loads(Path(d, "summary.json").read_text()) for d in arm["dirs"]
+                     if Path(d, "summary.json").exists()]
+        if len(summaries) < len(arm["dirs"]):
+            continue
+        base = bases[(arm["tier"], arm["method"])]
+        base_summaries = [json.loads(Path(d, "summary.json").read_text()) for d in base["dirs"]]
+        row: dict[str, Any] = {
+            "tier": arm["tier"], "method": arm["method"], "arm": arm["name"],
+            "overrides": arm["overrides"], "share": arm.get("share"),
+            "linear": [s["linear_probe_accuracy"] for s in summaries],
+            "knn": [s["knn_accuracy"] for s in summaries],
+            "raw_knn": summaries[0]["raw_pixels_knn_accuracy"],
+            "raw_linear": summaries[0]["raw_pixels_linear_probe_accuracy"],
+        }
+        row["d_linear"] = [a - b for a, b in zip(row["linear"], [
+            s["linear_probe_accuracy"] for s in base_summaries], strict=True)]
+        row["d_knn"] = [a - b for a, b in zip(row["knn"], [
+            s["knn_accuracy"] for s in base_summaries], strict=True)]
+        rows.append(row)
+    return rows
+
+
+def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = []
+    for tier in ("main", "ablations"):
+        tier_rows = [r for r in rows if r["tier"] == tier]
+        if not tier_rows:
+            continue
+        epochs = args.epochs if tier == "main" else args.ablation_epochs
+        seeds = args.seeds if tier == "main" else args.ablation_seeds
+        lines += [
+            f"### {tier}: {args.dataset}, {epochs} epochs, seeds {seeds}",
+            "",
+            f"Raw pixels: linear {100 * tier_rows[0]['raw_linear']:.1f}, "
+            f"kNN {100 * tier_rows[0]['raw_knn']:.1f}. Accuracy in %, mean ± standard "
+            "deviation over seeds; Δ is the arm minus its base method, paired by seed.",
+            "",
+            "| method | arm | gradient share | linear | kNN | Δ linear | Δ kNN |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in tier_rows:
+            share = "" if r["share"] is None else f"{100 * r['share']:.0f}%"
+            d_lin = "" if r["arm"] == "base" else _pct(r["d_linear"], signed=True)
+            d_knn = "" if r["arm"] == "base" else _pct(r["d_knn"], signed=True)
+            lines.append(f"| {r['method']} | {r['arm']} | {share} | {_pct(r['linear'])} | "
+                         f"{_pct(r['knn'])} | {d_lin} | {d_knn} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["arm"] != "base"]
+    if not shown:
+        return
+    labels = [f"{r['method']}: {r['arm']}" if r["tier"] == "main" else r["arm"] for r in shown]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(shown) + 1.5), sharey=True)
+    for ax, key, title in ((axes[0], "d_linear", "Δ linear probe (points)"),
+                           (axes[1], "d_knn", "Δ kNN (points)")):
+        means = [100 * statistics.mean(r[key]) for r in shown]
+        errs = [100 * statistics.stdev(r[key]) if len(r[key]) > 1 else 0.0 for r in shown]
+        colours = ["tab:blue" if r["tier"] == "main" else "tab:orange" for r in shown]
+        ax.barh(range(len(shown)), means, xerr=errs, color=colours, alpha=0.8)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(title)
+    axes[0].set_yticks(range(len(shown)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", choices=("main", "ablations", "all"), default="all")
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--ablation-method", default="byol")
+    parser.add_argument("--ablation-epochs", type=int, default=10)
+    parser.add_argument("--ablation-seeds", default="0,1")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(json.loads(sys.stdin.read()))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, arms = _jobs(args)
+    if not args.report_only:
+        _run(jobs, args.jobs)
+    rows = _report(arms, args)
+    text = _markdown(rows, args)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
+    _plot(rows, out / "study.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
