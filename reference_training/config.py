@@ -127,11 +127,6 @@ class RunConfig:
                 f"--uniformity-weight (a study control) is implemented by the torch trainer "
                 f"only, not by --backend {self.backend}"
             )
-        if self.devices > 1 and self.backend == "tensorflow":
-            raise ValueError(
-                "--devices > 1 is implemented by the torch and jax trainers, not yet by "
-                "--backend tensorflow"
-            )
         if self.swav_queue and self.devices > 1:
             raise ValueError("--swav-queue is not supported with --devices > 1 yet")
         if not 0 <= self.byol_tau_base < 1:

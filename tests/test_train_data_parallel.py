@@ -4,7 +4,8 @@ PyTorch (one process per device, gloo on CPU) keeps per-device BatchNorm statist
 CPU, so its reference is one process whose network sees each device's rows separately
 and whose loss takes the concatenated projections: the two must give the same losses
 epoch after epoch (the second epoch's losses check the summed gradients of the first).
-JAX shards global arrays over host devices; its reference is the one-device run itself.
+JAX shards global arrays over host devices and TensorFlow mirrors the model over logical
+CPU devices with synchronised BatchNorm: their reference is the one-device run itself.
 """
 
 from __future__ import annotations
@@ -59,19 +60,24 @@ def test_torch_two_processes_train_the_global_batch(
     np.testing.assert_allclose(_losses(parallel), _losses(Path(config.out)), rtol=2e-4)
 
 
-def test_jax_two_devices_equal_one(tmp_path: Path) -> None:
-    pytest.importorskip("jax")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "XLA_FLAGS": ""}
+@pytest.mark.parametrize(
+    ("backend", "method"), [("jax", "barlow_twins"), ("tensorflow", "byol")]
+)
+def test_two_devices_equal_one(tmp_path: Path, backend: str, method: str) -> None:
+    """Global arrays over host devices (JAX) and a MirroredStrategy with synchronised
+    BatchNorm (TensorFlow) train exactly what one device trains."""
+    pytest.importorskip(backend)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     runs = {}
     for devices in (1, 2):
         out = tmp_path / f"devices{devices}"
         cmd = train_helpers.cli(
-            out, "jax", "--method", "barlow_twins", "--adc", "--epochs", str(EPOCHS),
+            out, backend, "--method", method, "--adc", "--epochs", str(EPOCHS),
             "--devices", str(devices),
         )
         subprocess.run(cmd, check=True, env=env, timeout=600)
         runs[devices] = _losses(out)
-    np.testing.assert_allclose(runs[2], runs[1], rtol=2e-3)
+    np.testing.assert_allclose(runs[2], runs[1], rtol=1e-3)
 
 
 def test_devices_must_divide_the_batch(tmp_path: Path) -> None:

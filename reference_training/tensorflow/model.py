@@ -16,8 +16,9 @@ Every builder takes ``dtype``: a Keras dtype policy name such as ``"mixed_bfloat
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -33,6 +34,7 @@ __all__ = [
     "n_parameters",
     "predictor",
     "projector",
+    "synchronized_batch_norm",
 ]
 
 # PyTorch's BatchNorm momentum 0.1 weights the new batch statistic; Keras's weights the old.
@@ -65,10 +67,25 @@ def _conv(out_ch: int, kernel: int, stride: int, dtype: Any, name: str) -> list[
     return layers
 
 
+# Set by the trainer while it builds models for several replicas: BatchNorm then takes its
+# statistics over the global batch, as one device would.
+_SYNC_BATCH_NORM: list[bool] = [False]
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(enabled: bool = True) -> Iterator[None]:
+    """BatchNorm layers built inside take cross-replica statistics under tf.distribute."""
+    _SYNC_BATCH_NORM.append(enabled)
+    try:
+        yield
+    finally:
+        _SYNC_BATCH_NORM.pop()
+
+
 def _bn(dtype: Any, name: str, *, affine: bool = True) -> keras.Layer:
     return keras.layers.BatchNormalization(
         momentum=_BN_MOMENTUM, epsilon=_BN_EPS, center=affine, scale=affine, dtype=dtype,
-        name=name,
+        name=name, synchronized=_SYNC_BATCH_NORM[-1],
     )
 
 

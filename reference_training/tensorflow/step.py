@@ -19,6 +19,7 @@ PyTorch's ``weight_decay`` does (Keras's momentum buffer holds ``lr * grad`` rat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -40,9 +41,14 @@ from reference_training.config import RunConfig
 from reference_training.data import Dataset
 from reference_training.errors import CheckpointError
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
-from reference_training.tensorflow.model import build_encoder, predictor, projector
+from reference_training.tensorflow.model import (
+    build_encoder,
+    predictor,
+    projector,
+    synchronized_batch_norm,
+)
 
-__all__ = ["TensorFlowTrainer"]
+__all__ = ["TensorFlowTrainer", "launch"]
 
 # Checkpoint members besides the weights: the loop's metadata and the variables' layout.
 _META, _LAYOUT = "meta", "layout"
@@ -80,11 +86,50 @@ def _unsupported_xla_ops(message: str) -> list[str]:
     ]
 
 
+def launch(config: RunConfig, resume: bool) -> None:
+    """Before the trainer: CPU data parallelism needs logical CPU devices, which
+    TensorFlow accepts only before its runtime starts."""
+    del resume
+    if config.device == "cpu" and config.devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        with contextlib.suppress(RuntimeError):  # started already: the trainer checks
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * config.devices
+            )
+
+
+def _strategy(config: RunConfig, first: str) -> tf.distribute.Strategy | None:
+    if config.devices == 1:
+        return None
+    kind = "GPU" if first.startswith("/GPU") else "CPU"
+    start = int(first.rsplit(":", 1)[1])
+    visible = tf.config.list_logical_devices(kind)
+    if len(visible) < start + config.devices:
+        raise RuntimeError(
+            f"--devices {config.devices}: TensorFlow sees {len(visible)} {kind} device(s)"
+            + (" (logical CPU devices must be configured before TensorFlow starts)"
+               if kind == "CPU" else "")
+        )
+    names = [f"/{kind}:{start + i}" for i in range(config.devices)]
+    return tf.distribute.MirroredStrategy(
+        names, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
+
+
 class TensorFlowTrainer:
-    """One method (optionally with ADC) on one encoder, trained with TensorFlow + Keras 3."""
+    """One method (optionally with ADC) on one encoder, trained with TensorFlow + Keras 3.
+
+    With ``devices > 1`` a ``MirroredStrategy`` holds one replica per device: each takes
+    its rows of the global batch, BatchNorm is synchronised, the loss (computed in the
+    replica context, so over the global batch) gives each replica the exact gradient of
+    its rows, and the optimiser sums the replicas' gradients. The replicated step runs as
+    a TensorFlow graph (XLA does not compile the cross-replica collectives there).
+    """
 
     xp = tf_backend.xp
     checkpoint_name = "checkpoint.npz"
+    batch_rows = slice(None)
+    is_main = True
 
     def __init__(self, config: RunConfig, dataset: Dataset) -> None:
         if keras.backend.backend() != "tensorflow":
@@ -99,10 +144,17 @@ class TensorFlowTrainer:
         # bfloat16 compute with float32 variables; the losses compute in float32 anyway.
         self._dtype = "mixed_bfloat16" if bf16 else None
         keras.utils.set_random_seed(config.seed)
-        with tf.device(self.device):
-            self._build(config)
-        self.jit_compile = config.compile != "off"
+        self.strategy = _strategy(config, self.device)
+        if self.strategy is None:
+            with tf.device(self.device):
+                self._build(config)
+        else:
+            with self.strategy.scope(), synchronized_batch_norm():
+                self._build(config)
+        self.jit_compile = config.compile != "off" and self.strategy is None
         self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, autograph=False)
+        if self.strategy is not None:
+            self._step_fn = tf.function(self._replicated_step, autograph=False)
         self._encode_fns: dict[int, Any] = {}
 
     def _new_encoder(self) -> keras.Model:
@@ -213,7 +265,8 @@ class TensorFlowTrainer:
             loss = parts.total
         grads = tape.gradient(loss, self._trainable)
         if self.config.optimizer == "sgd" and self.config.weight_decay:
-            wd = self.config.weight_decay
+            # The optimiser sums the replicas' gradients: each adds its share of the decay.
+            wd = self.config.weight_decay / self.config.devices
             grads = [g + wd * v.value for g, v in zip(grads, self._trainable, strict=True)]
         if isinstance(self.loss_fn, SwAVLoss):
             # SwAV keeps the prototypes fixed at first so that the codes do not chase them;
@@ -222,8 +275,14 @@ class TensorFlowTrainer:
             proto = self.loss_fn.prototypes
             grads = [g * prototype_gate if v is proto else g
                      for g, v in zip(grads, self._trainable, strict=True)]
-        self.optimizer.learning_rate.assign(lr)
+        if self.strategy is None:
+            self.optimizer.learning_rate.assign(lr)
         self.optimizer.apply(grads, self._trainable)
+        if self.strategy is None:
+            self._after_update(tau)
+        return loss, parts.align, parts.constrain
+
+    def _after_update(self, tau: tf.Tensor) -> None:
         if isinstance(self.loss_fn, SwAVLoss):
             self.loss_fn.normalize_prototypes()
         if self.target is not None:
@@ -232,7 +291,28 @@ class TensorFlowTrainer:
             for t, o in zip(target, online, strict=True):
                 # Parameters follow the EMA; BatchNorm statistics are copied.
                 t.assign(t.value + (1.0 - tau) * (o.value - t.value) if o.trainable else o.value)
-        return loss, parts.align, parts.constrain
+
+    def _replicated_step(
+        self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
+        tau: tf.Tensor, prototype_gate: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        assert self.strategy is not None
+        rows = self.config.batch_size // self.config.devices
+
+        def replica(*args: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            i = tf.distribute.get_replica_context().replica_id_in_sync_group
+            local = [x[i * rows : (i + 1) * rows] for x in args[:3]]
+            return self._step(*local, *args[3:])
+
+        # Variables shared by the replicas change in the cross-replica context only.
+        self.optimizer.learning_rate.assign(lr)
+        results = self.strategy.run(
+            replica, args=(view_a, view_b, images, lr, tau, prototype_gate)
+        )
+        self._after_update(tau)
+        # Every replica holds the global batch's loss: the first one's is the value.
+        first = self.strategy.experimental_local_results
+        return tuple(first(r)[0] for r in results)  # type: ignore[return-value]
 
     def train_step(
         self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
