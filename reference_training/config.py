@@ -117,11 +117,6 @@ class RunConfig:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.swav_queue < 0:
             raise ValueError(f"--swav-queue must be >= 0, got {self.swav_queue}")
-        if self.swav_queue and self.backend != "torch":
-            raise ValueError(
-                f"--swav-queue is implemented by the torch trainer only, not by "
-                f"--backend {self.backend}"
-            )
         if self.uniformity_weight and self.backend != "torch":
             raise ValueError(
                 f"--uniformity-weight (a study control) is implemented by the torch trainer "

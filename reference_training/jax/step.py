@@ -9,6 +9,9 @@ Everything else (batch order, views, logging, evaluation) is the shared loop in
   once with the state's buffers donated;
 - the learning rate, BYOL's EMA rate and SwAV's "prototypes may move" flag enter the
   step as traced scalars, so changing them each step never recompiles;
+- SwAV's queue (``--swav-queue Q``) is a ``(2, Q, D)`` float32 array in the state,
+  updated by the step; whether the step uses it (once full, as torch decides from its
+  host-side count) is a static argument, so a run compiles at most two programs;
 - the optimisers are torch's: AdamW (decoupled weight decay ``p -= lr * wd * p``) or SGD
   with momentum 0.9 and L2 weight decay added to the gradient; the learning rate scales
   the optimiser's output, so it is not part of the optimiser state;
@@ -71,17 +74,24 @@ class _Online(nn.Module):
 
 
 def loss_parts(
-    config: RunConfig, outputs: Sequence[Any], prior: Any, prototypes: Any = None
+    config: RunConfig, outputs: Sequence[Any], prior: Any, prototypes: Any = None,
+    queue: Any = None,
 ) -> GLFParts:
     """The method's ``GLFParts`` (ADC included when ``config.adc``) from network outputs.
 
     ``outputs`` is ``(z_a, z_b)``, or ``(p_a, p_b, t_a, t_b)`` for BYOL (online
     predictions, then target projections, taken under stop-gradient by the loss);
     ``prototypes`` is SwAV's ``(K, D)`` matrix, normalised here like the projections.
+    ``queue`` is SwAV's earlier projections of both views, ``(queue_a, queue_b)`` of shape
+    ``(Q, D)`` each (or one ``(2, Q, D)`` array): scored against the current prototypes
+    like the projections and put before them in Sinkhorn's input, as torch's
+    ``SwAVLoss.parts(z_a, z_b, queue_a, queue_b)`` does.
     Pure and differentiable in ``outputs`` and ``prototypes``: the same function the
     train step calls, and what a cross-framework check feeds with fixed arrays.
     """
     adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
+    if queue is not None and config.method != "swav":
+        raise ValueError(f"only swav has a queue, not {config.method!r}")
     if config.method == "byol":
         p_a, p_b, t_a, t_b = outputs
         # ADC acts on the online predictions, BYOL's only outputs that carry gradient.
@@ -96,9 +106,14 @@ def loss_parts(
         if prototypes is None:
             raise ValueError("swav needs the prototypes")
         w = prototypes.astype(z_a.dtype)
+        queue_scores: list[Any] = [None, None]
+        if queue is not None:
+            # Each queue against the prototypes in its own dtype, as the torch front-end.
+            queue_scores = [swav_scores(q, prototypes.astype(q.dtype)) for q in queue]
         parts = glf_losses.swav_parts(
             swav_scores(z_a, w), swav_scores(z_b, w), config.swav_temperature,
             config.swav_epsilon, config.swav_sinkhorn_iters,
+            queue_a=queue_scores[0], queue_b=queue_scores[1],
         )
     else:
         raise ValueError(f"unknown method {config.method!r}")
@@ -132,15 +147,22 @@ def make_train_step(
     std: Sequence[float],
 ) -> TrainStep:
     """The pure train step ``(state, view_a, view_b, images, lr, tau, proto_active,
-    prior_variables) -> (state, logs)``; ``logs`` holds 0-d ``loss``, ``align``,
-    ``constrain``.
+    prior_variables, use_queue=False) -> (state, logs)``; ``logs`` holds 0-d ``loss``,
+    ``align``, ``constrain``.
 
     ``images`` are the raw batch (ADC's default prior); with ``prior_encoder`` the prior
     is that encoder's eval-mode features of the centred batch under
     ``prior_variables``. ``tau`` is BYOL's EMA rate; ``proto_active`` (0 or 1) lets
     SwAV's prototypes and their optimiser state move.
+
+    With SwAV's queue the state holds ``queue``, ``(2, Q, D)`` float32 earlier
+    projections of both views, newest first. ``use_queue`` (a Python bool, static under
+    jit) passes it to the loss; the caller sets it once the queue is full. Every step
+    then puts this step's projections (computed before the update) in front of the queue
+    and drops the oldest rows.
     """
     swav = config.method == "swav"
+    queue_size = config.swav_queue if swav else 0
 
     def forward(module: nn.Module, params: Any, stats: Any, x: jax.Array) -> tuple[Any, Any]:
         out, updates = module.apply(
@@ -149,8 +171,9 @@ def make_train_step(
         return out, updates["batch_stats"]
 
     def objective(
-        trainable: State, state: State, view_a: jax.Array, view_b: jax.Array, prior: Any
-    ) -> tuple[jax.Array, tuple[GLFParts, Any]]:
+        trainable: State, state: State, view_a: jax.Array, view_b: jax.Array, prior: Any,
+        queue: jax.Array | None,
+    ) -> tuple[jax.Array, tuple[GLFParts, Any, jax.Array]]:
         params, stats = trainable["params"], state["batch_stats"]
         z_a, online_stats = forward(online, params["online"], stats["online"], view_a)
         z_b, online_stats = forward(online, params["online"], online_stats, view_b)
@@ -164,12 +187,13 @@ def make_train_step(
             t_a, _ = forward(online, state["target"], stats["online"], view_a)
             t_b, _ = forward(online, state["target"], stats["online"], view_b)
             outputs = (p_a, p_b, jax.lax.stop_gradient(t_a), jax.lax.stop_gradient(t_b))
-        parts = loss_parts(config, outputs, prior, trainable.get("prototypes"))
-        return parts.total, (parts, new_stats)
+        parts = loss_parts(config, outputs, prior, trainable.get("prototypes"), queue)
+        projections = jax.lax.stop_gradient(jnp.stack([z_a, z_b])).astype(jnp.float32)
+        return parts.total, (parts, new_stats, projections)
 
     def step(
         state: State, view_a: jax.Array, view_b: jax.Array, images: jax.Array, lr: jax.Array,
-        tau: jax.Array, proto_active: jax.Array, prior_variables: Any,
+        tau: jax.Array, proto_active: jax.Array, prior_variables: Any, use_queue: bool = False,
     ) -> tuple[State, dict[str, jax.Array]]:
         prior: Any = images
         if prior_encoder is not None:
@@ -178,8 +202,9 @@ def make_train_step(
         trainable = {"params": state["params"]}
         if swav:
             trainable["prototypes"] = state["prototypes"]
-        grads, (parts, new_stats) = jax.grad(objective, has_aux=True)(
-            trainable, state, view_a, view_b, prior
+        queue = state["queue"] if use_queue and queue_size > 0 else None
+        grads, (parts, new_stats, projections) = jax.grad(objective, has_aux=True)(
+            trainable, state, view_a, view_b, prior, queue
         )
         new = dict(state, batch_stats=new_stats)
         updates, new["opt_state"] = tx.update(grads["params"], state["opt_state"], state["params"])
@@ -195,6 +220,9 @@ def make_train_step(
             new["prototypes_opt_state"] = _where(moving, w_opt, state["prototypes_opt_state"])
             w = jnp.where(moving, w - lr * w_update, w)
             new["prototypes"] = l2_normalize(jnp, w)
+        if queue_size > 0:
+            # Newest first; the oldest fall off the end.
+            new["queue"] = jnp.concatenate([projections, state["queue"]], axis=1)[:, :queue_size]
         if "target" in state:
             new["target"] = jax.tree.map(
                 lambda t, o: t + (1.0 - tau) * (o - t), state["target"], new["params"]["online"]
@@ -281,7 +309,10 @@ class _Programs:
             config, self.online, self.predictor, self.encoder if self.frozen_prior else None,
             self.tx, dataset.mean, dataset.std,
         )
-        self.step = step if config.compile == "off" else jax.jit(step, donate_argnums=0)
+        self.step = (
+            step if config.compile == "off"
+            else jax.jit(step, donate_argnums=0, static_argnames="use_queue")
+        )
         self.prototypes_shape = (
             (config.swav_prototypes, config.proj_dim) if config.method == "swav" else None
         )
@@ -417,6 +448,10 @@ class JaxTrainer:
             # The encoder as initialised, frozen: input-space structure seen through
             # random features.
             self.prior_variables = _copy(self._encoder_variables(self.state))
+        # SwAV's queue: rows filled so far (capped at its size), counted on the host, as
+        # torch does, to choose between the step without and with the queue.
+        self.queue_size = config.swav_queue if config.method == "swav" else 0
+        self.queue_filled = 0
 
     def _initial_state(self, seed: int) -> State:
         params, stats = self.programs.init(seed)
@@ -430,6 +465,9 @@ class JaxTrainer:
         if prototypes is not None:
             state["prototypes"] = prototypes
             state["prototypes_opt_state"] = tx.init(prototypes)
+            if self.config.swav_queue > 0:
+                shape = (2, self.config.swav_queue, self.config.proj_dim)
+                state["queue"] = jnp.zeros(shape, jnp.float32)
         return state
 
     # --- one step ----------------------------------------------------------------------
@@ -445,9 +483,13 @@ class JaxTrainer:
         lr = np.float32(learning_rate(config, step, total_steps))
         tau = np.float32(byol_tau(config, step, total_steps) if config.method == "byol" else 1)
         active = np.float32(epoch >= config.swav_freeze_prototypes_epochs)
+        use_queue = self.queue_filled >= self.queue_size > 0
         self.state, logs = self.programs.step(
-            self.state, view_a, view_b, prior, lr, tau, active, self.prior_variables
+            self.state, view_a, view_b, prior, lr, tau, active, self.prior_variables,
+            use_queue=use_queue,
         )
+        if self.queue_size > 0:
+            self.queue_filled = min(self.queue_size, self.queue_filled + int(view_a.shape[0]))
         return logs
 
     # --- evaluation --------------------------------------------------------------------
@@ -482,9 +524,11 @@ class JaxTrainer:
     # --- checkpoints -------------------------------------------------------------------
 
     def _saved(self) -> dict[str, Any]:
-        tree = {"state": self.state}
+        tree: dict[str, Any] = {"state": self.state}
         if self.prior_variables is not None:
             tree["prior_encoder"] = self.prior_variables
+        if self.queue_size > 0:
+            tree["queue_filled"] = np.asarray(self.queue_filled, np.int64)
         return tree
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
@@ -521,8 +565,11 @@ class JaxTrainer:
                 f"cannot resume from {path}: it does not fit this model "
                 f"({type(err).__name__}: {err}). Delete it to start over."
             ) from None
+        queue_filled = restored.pop("queue_filled", None)
         restored = jax.device_put(restored, self.placement)
         self.state = restored["state"]
         if "prior_encoder" in restored:
             self.prior_variables = restored["prior_encoder"]
+        if queue_filled is not None:
+            self.queue_filled = int(queue_filled)
         return meta

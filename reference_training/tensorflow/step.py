@@ -7,7 +7,9 @@ Everything else (batch order, views, logging, evaluation) is the shared loop in
 The whole step (forward passes, loss, gradients, optimiser update, prototype
 normalisation, EMA) is one ``tf.function(jit_compile=True)``. What changes per step (the
 learning rate, BYOL's tau, SwAV's prototype gate) enters as scalar tensors, so the
-function is traced once per run.
+function is traced once per run; with SwAV's queue, twice (before and after the queue is
+full: the host counts its rows, as the PyTorch trainer does, and passes the choice as a
+Python bool).
 
 Optimisers follow the PyTorch trainer's choices with Keras's implementations: AdamW with
 PyTorch's betas and eps (Keras adds eps to ``sqrt(v)`` after bias correction of the step
@@ -213,6 +215,21 @@ class TensorFlowTrainer:
         # Built now, outside the compiled step, so its variables exist for a checkpoint
         # restore before the first step.
         self.optimizer.build(self._trainable)
+        # SwAV's queue: earlier projections of both views (newest first), used once full;
+        # the rows filled so far are counted on the host (the variable holds the count for
+        # the checkpoint only).
+        self.queue_size = config.swav_queue if config.method == "swav" else 0
+        self.queue_filled = 0
+        self.queue: keras.Variable | None = None
+        self._queue_filled_var: keras.Variable | None = None
+        if self.queue_size > 0:
+            self.queue = keras.Variable(
+                np.zeros((2, self.queue_size, config.proj_dim), np.float32),
+                trainable=False, dtype="float32", name="swav_queue",
+            )
+            self._queue_filled_var = keras.Variable(
+                np.int64(0), trainable=False, dtype="int64", name="swav_queue_filled"
+            )
 
     # --- one step ----------------------------------------------------------------------
 
@@ -229,8 +246,9 @@ class TensorFlowTrainer:
     def loss_parts(self, *args: tf.Tensor, prior: tf.Tensor | None = None) -> GLFParts:
         """What the step differentiates: the method's parts (+ ADC) on its outputs.
 
-        ``(z_a, z_b)`` projections, or BYOL's ``(p_a, p_b, t_a, t_b)``; ``prior`` as the
-        step passes it (the raw batch, or frozen features).
+        ``(z_a, z_b)`` projections, SwAV's ``(z_a, z_b, queue_a, queue_b)`` with its full
+        queue, or BYOL's ``(p_a, p_b, t_a, t_b)``; ``prior`` as the step passes it (the
+        raw batch, or frozen features).
         """
         parts: GLFParts = self.loss_fn.parts(*args, prior=prior)
         return parts
@@ -240,7 +258,7 @@ class TensorFlowTrainer:
 
     def _step(
         self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
-        tau: tf.Tensor, prototype_gate: tf.Tensor,
+        tau: tf.Tensor, prototype_gate: tf.Tensor, use_queue: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         prior = self._prior(images) if self.config.adc else None
         targets: tuple[tf.Tensor, ...] = ()
@@ -259,6 +277,9 @@ class TensorFlowTrainer:
                     self.predictor(z_a, training=True), self.predictor(z_b, training=True),
                     *targets,
                 )
+            elif use_queue and self.queue is not None:
+                queue = self.queue.value
+                args = (z_a, z_b, queue[0], queue[1])
             else:
                 args = (z_a, z_b)
             parts = self.loss_parts(*args, prior=prior)
@@ -280,6 +301,13 @@ class TensorFlowTrainer:
         self.optimizer.apply(grads, self._trainable)
         if self.strategy is None:
             self._after_update(tau)
+            if self.queue is not None:
+                # This step's projections (before the update), newest first; the oldest
+                # fall off the end.
+                projections = tf.stop_gradient(tf.cast(tf.stack([z_a, z_b]), tf.float32))
+                self.queue.assign(
+                    tf.concat([projections, self.queue.value], axis=1)[:, : self.queue_size]
+                )
         return loss, parts.align, parts.constrain
 
     def _after_update(self, tau: tf.Tensor) -> None:
@@ -325,9 +353,11 @@ class TensorFlowTrainer:
         frozen = epoch < config.swav_freeze_prototypes_epochs
         gate = tf.constant(0.0 if frozen else 1.0, tf.float32)
         args = (view_a, view_b, prior, lr, tau, gate)
+        # A Python bool: part of tf.function's trace key, so two traces at most.
+        use_queue = {"use_queue": True} if self.queue_filled >= self.queue_size > 0 else {}
         with tf.device(self.device):
             try:
-                loss, align, constrain = self._step_fn(*args)
+                loss, align, constrain = self._step_fn(*args, **use_queue)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
                 ops = _unsupported_xla_ops(str(err)) if self.jit_compile else []
                 if not ops:
@@ -340,7 +370,9 @@ class TensorFlowTrainer:
                 )
                 self.jit_compile = False
                 self._step_fn = tf.function(self._step, jit_compile=False, autograph=False)
-                loss, align, constrain = self._step_fn(*args)
+                loss, align, constrain = self._step_fn(*args, **use_queue)
+        if self.queue_size > 0:
+            self.queue_filled = min(self.queue_size, self.queue_filled + int(view_a.shape[0]))
         return {"loss": loss, "align": align, "constrain": constrain}
 
     # --- evaluation --------------------------------------------------------------------
@@ -387,9 +419,13 @@ class TensorFlowTrainer:
             groups["target_head"] = self.target[1].weights
         if self.prior_encoder is not None:
             groups["prior_encoder"] = self.prior_encoder.weights
+        if self.queue is not None and self._queue_filled_var is not None:
+            groups["swav_queue"] = [self.queue, self._queue_filled_var]
         return groups
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
+        if self._queue_filled_var is not None:
+            self._queue_filled_var.assign(self.queue_filled)
         arrays: dict[str, np.ndarray] = {}
         layout: dict[str, list[list[Any]]] = {}
         for group, variables in self._groups().items():
@@ -441,4 +477,6 @@ class TensorFlowTrainer:
             )
         for v, value in pairs:
             v.assign(value)
+        if self._queue_filled_var is not None:
+            self.queue_filled = int(self._queue_filled_var.numpy())
         return meta
