@@ -5,7 +5,8 @@ the CIFAR-10 python files when ``$GLF_DATA/cifar-10-batches-py`` exists, else mn
 padded to 32x32 with 3 channels. For each backend it runs ``glf-train`` (mixed precision
 and ``torch.compile`` on CUDA for PyTorch, the jitted step for JAX, XLA for TensorFlow)
 and prints the images/s of every epoch after the first (which includes compilation),
-side by side, plus the accuracies the run reached.
+side by side, plus the accuracies the run reached. For the cost of ADC in one step (with
+and without it, alternating), see ``benchmarks/training.py``.
 
 Run: ``python benchmarks/gpu_train.py [--backends torch,jax,tensorflow] [--epochs 3]``.
 ``--device cpu --arch small_cnn --batch-size 64`` makes a quick CPU smoke run of the same
@@ -22,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from reference_training.data import data_root
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from training import default_dataset
 
 
 def main() -> None:
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--out", default="runs/gpu")
     args = parser.parse_args()
-    dataset = "cifar10" if (data_root() / "cifar-10-batches-py").is_dir() else "mnist5k-rgb32"
+    dataset = default_dataset()
     print(f"dataset {dataset}, {args.arch}, batch {args.batch_size}, {args.epochs} epochs, "
           f"device {args.device}", flush=True)
     rows = []

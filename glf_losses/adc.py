@@ -388,8 +388,8 @@ def _adc(
     log_pre, p_pre = _prior(be, r, prior_mask, tau)
     log_cal, p_cal = _calibration(be, d, mask, sigma2)
     weights = _anchor_weights(be, p_pre, log_pre, prior_mask)
-    l_dcm = batch_average(be, weights * kl_divergence(xp, p_cal, log_cal, log_q, mask))
-    l_lpm = batch_average(be, kl_divergence(xp, p_pre, log_pre, log_q, prior_mask))
+    l_dcm = batch_average(be, weights * kl_divergence(xp, p_cal, log_cal, log_q))
+    l_lpm = batch_average(be, kl_divergence(xp, p_pre, log_pre, log_q))
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
 
 

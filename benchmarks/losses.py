@@ -1,0 +1,1014 @@
+"""Forward+backward time and peak memory of every loss: glf-losses against a hand-written
+native implementation of the same formula, in PyTorch, JAX and TensorFlow, eager and
+compiled; in PyTorch also against lightly's losses when ``lightly.loss`` imports.
+
+Run::
+
+    python benchmarks/losses.py [--sizes 256 1024 4096] [--dims 128 2048 8192]
+        [--frameworks torch,jax,tensorflow] [--terms byol,barlow_twins,swav,simclr,adc]
+        [--modes eager,compiled] [--repeats 15] [--device cpu|cuda] [--threads T]
+        [--quick] [--json PATH]
+
+What is timed, for each (framework, mode, term, N, D): one call that computes the loss
+and its gradient with respect to the two projections (BYOL: the two online predictions;
+the targets are stop-gradient) and waits for both. The contenders run in the same
+process, alternating (``_timing.interleaved``), after warm-up calls (which compile).
+Before timing, each contender's loss and gradients are checked against the native
+ones (float32 tolerance); a contender that disagrees is not timed.
+
+- eager: PyTorch eager, ``jax.value_and_grad`` without ``jit`` (every operation
+  dispatched on its own), TensorFlow eager under ``tf.GradientTape``;
+- compiled: ``torch.compile(fullgraph=True, dynamic=False)`` of the loss (its backward
+  compiled by AOTAutograd), ``jax.jit(jax.value_and_grad(loss))``,
+  ``tf.function(jit_compile=True)`` around the tape.
+
+Terms and inputs (float32; views are correlated: ``base + 0.5 * noise`` each):
+``byol_loss(p_a, p_b, z_a, z_b)``; ``barlow_twins_loss(z_a, z_b)``; ``swav_loss`` of the
+scores ``n(z) n(W)^T`` against K fixed prototypes (``--prototypes``, default 300),
+Sinkhorn inside, the scoring written once natively and shared by both contenders so
+that the gradient reaches the projections; ``simclr_loss(z_a, z_b)``; ``adc_loss(z_a,
+z_b, prior)`` with default keyword arguments (perplexity 30 for both bandwidths, 20
+bisection steps) and a uint8 prior of ``--prior-dim`` (784) columns.
+
+Reported: median ms of each contender; ``ours/native`` is the median of the per-round
+ratios (ours and native run back to back in each round, the order alternating) with
+their interquartile range in brackets; peak memory beyond the inputs (``--help`` of
+``--device`` says how each framework's is measured; "n/a" where a framework keeps no
+statistics on the device). docs/benchmarks.md holds the figures and how to read them.
+
+Combinations whose estimated cost exceeds ``--max-gflop`` or ``--max-gib`` are skipped
+and listed with the estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Quiet, cooperative frameworks in one process: no TF/XLA info logs, no JAX or TF
+# grabbing the whole GPU before the others run.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import (
+    interleaved,
+    limit_threads,
+    machine_info,
+    machine_line,
+    ratio_summary,
+    summary_ms,
+)
+
+import glf_losses
+
+TERMS = ("byol", "barlow_twins", "swav", "simclr", "adc")
+FRAMEWORKS = ("torch", "jax", "tensorflow")
+MODES = ("eager", "compiled")
+TARGETS = {"eager": 1.15, "compiled": 1.05}
+
+# Hyperparameters, the library's defaults, spelled out for the native versions.
+LAMBD, BN_EPS = 0.0051, 1e-5
+SIMCLR_T = 0.2
+SWAV_T, SWAV_EPS, SWAV_ITERS = 0.1, 0.05, 3
+ADC_NU, ADC_UPSILON, ADC_RHO, ADC_PERPLEXITY, ADC_STEPS = 1.0, 10.0, 3.0, 30.0, 20
+TINY = 1e-12
+
+# float32 agreement: loss relative, gradient relative to its largest entry.
+LOSS_RTOL, GRAD_RTOL = 2e-4, 2e-3
+
+
+# --- inputs and cost estimates ------------------------------------------------------------
+
+
+def make_inputs(term: str, n: int, d: int, k: int, p: int, seed: int = 0) -> list[np.ndarray]:
+    """The term's arguments as float32 NumPy arrays (the prior as uint8); the first two
+    are the ones differentiated."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d), dtype=np.float32)
+
+    def view() -> np.ndarray:
+        return base + np.float32(0.5) * rng.standard_normal((n, d), dtype=np.float32)
+
+    if term == "byol":
+        return [view(), view(), view(), view()]
+    if term == "swav":
+        w = rng.standard_normal((k, d), dtype=np.float32)
+        return [view(), view(), w / np.linalg.norm(w, axis=1, keepdims=True)]
+    if term == "adc":
+        return [view(), view(), rng.integers(0, 256, size=(n, p), dtype=np.uint8)]
+    return [view(), view()]
+
+
+def estimate(term: str, n: int, d: int, k: int, p: int) -> tuple[float, float]:
+    """Rough (GFLOP, GiB) of one forward+backward, for the skip rule only."""
+    m = 2 * n
+    if term == "byol":
+        flop, floats = 60.0 * n * d, 16.0 * n * d
+    elif term == "barlow_twins":
+        # C = za^T zb and its two backward products; a few (D, D) buffers.
+        flop, floats = 6.0 * n * d * d, 8.0 * d * d + 16.0 * n * d
+    elif term == "swav":
+        flop, floats = 12.0 * n * d * k + 60.0 * n * k, 24.0 * n * k + 12.0 * n * d
+    elif term == "simclr":
+        flop, floats = 6.0 * m * m * d + 30.0 * m * m, 10.0 * m * m + 12.0 * n * d
+    else:
+        # Feature Gram and its backward, the prior's (N, N) Gram, 2 x 20 bisection steps.
+        flop = 6.0 * m * m * d + 2.0 * n * n * p + 2 * ADC_STEPS * 8.0 * m * m + 200.0 * m * m
+        floats = 30.0 * m * m + 12.0 * n * d + 2.0 * n * p
+    return flop / 1e9, 4.0 * floats / 2**30
+
+
+# --- native implementations -----------------------------------------------------------------
+#
+# Each is written directly in its framework, as one would without glf-losses, computing
+# exactly the library's formula (docs/glf.md, docs/adc.md). Masked diagonals are removed
+# with the official Barlow Twins off-diagonal view (flatten, drop one, view (M-1, M+1),
+# drop a column), so that softmaxes and KL divergences run on (M, M-1) rows with no mask.
+# ADC's fixed-count bisection is each framework's usual loop: a Python loop in PyTorch,
+# jax.lax.fori_loop in JAX, a tf.range loop (a tf.while_loop under tf.function) in TF.
+
+
+def torch_natives(torch: Any) -> dict[str, Callable[..., Any]]:
+    import torch.nn.functional as F
+
+    def off_diagonal(x: Any) -> Any:
+        m = x.shape[0]
+        return x.flatten()[:-1].view(m - 1, m + 1)[:, 1:].reshape(m, m - 1)
+
+    def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+        def regression(p: Any, z: Any) -> Any:
+            p, z = F.normalize(p, dim=1), F.normalize(z.detach(), dim=1)
+            return 2.0 - 2.0 * (p * z).sum(dim=1)
+
+        return (regression(p_a, z_b) + regression(p_b, z_a)).mean()
+
+    def barlow_twins(z_a: Any, z_b: Any) -> Any:
+        n = z_a.shape[0]
+        za = F.batch_norm(z_a, None, None, training=True, eps=BN_EPS)
+        zb = F.batch_norm(z_b, None, None, training=True, eps=BN_EPS)
+        c = za.T @ zb / n
+        on_diag = (torch.diagonal(c) - 1.0).pow(2).sum()
+        return on_diag + LAMBD * off_diagonal(c).pow(2).sum()
+
+    @torch.no_grad()
+    def sinkhorn(scores: Any) -> Any:
+        q = torch.exp(scores / SWAV_EPS).T  # (K, B)
+        q = q / q.sum()
+        k, b = q.shape
+        for _ in range(SWAV_ITERS):
+            q = q / q.sum(dim=1, keepdim=True) / k
+            q = q / q.sum(dim=0, keepdim=True) / b
+        return (q * b).T
+
+    def score(z: Any, w: Any) -> Any:
+        return F.normalize(z, dim=1) @ w.T
+
+    def swav_of_scores(s_a: Any, s_b: Any) -> Any:
+        q_a, q_b = sinkhorn(s_a), sinkhorn(s_b)
+        ce_a = (q_a * F.log_softmax(s_b / SWAV_T, dim=1)).sum(dim=1).mean()
+        ce_b = (q_b * F.log_softmax(s_a / SWAV_T, dim=1)).sum(dim=1).mean()
+        return -0.5 * (ce_a + ce_b)
+
+    def simclr(z_a: Any, z_b: Any) -> Any:
+        n = z_a.shape[0]
+        u = F.normalize(torch.cat([z_a, z_b]), dim=1)
+        logits = u @ u.T / SIMCLR_T
+        eye = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+        logits = logits.masked_fill(eye, float("-inf"))
+        labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(u.device)
+        return F.cross_entropy(logits, labels)
+
+    def sq_dist(x: Any) -> Any:
+        sq = (x * x).sum(dim=1)
+        return (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0)
+
+    def perplexity_scale(d: Any) -> Any:
+        # t-SNE's bisection on log(1/b), entropy as beta E[d] + log Z on shifted rows.
+        d = d - d.min(dim=1, keepdim=True).values
+        base = -torch.log(d.max(dim=1, keepdim=True).values.clamp_min(TINY))
+        lo, hi = base - 10.0, base + 20.0
+        target = math.log(ADC_PERPLEXITY)
+        for _ in range(ADC_STEPS):
+            mid = (lo + hi) / 2.0
+            beta = torch.exp(mid)
+            w = torch.exp(-beta * d)
+            z = w.sum(dim=1, keepdim=True)
+            h = beta * (w * d).sum(dim=1, keepdim=True) / z + torch.log(z)
+            flat = h > target
+            lo, hi = torch.where(flat, mid, lo), torch.where(flat, hi, mid)
+        return torch.exp(-(lo + hi) / 2.0).clamp_min(TINY)
+
+    def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
+        n = z_a.shape[0]
+        d = off_diagonal(sq_dist(F.normalize(torch.cat([z_a, z_b]), dim=1)))
+        with torch.no_grad():
+            e = prior.reshape(n, -1).to(z_a.dtype)
+            r = off_diagonal(sq_dist(e - e.mean(dim=0)).repeat(2, 2))
+            sigma2 = (perplexity_scale(d) / 2.0).clamp_min(TINY)
+            tau = perplexity_scale(r)
+            log_cal = F.log_softmax(-d / (2.0 * sigma2), dim=1)
+            log_pre = F.log_softmax(-r / tau, dim=1)
+            p_cal, p_pre = log_cal.exp(), log_pre.exp()
+            inv_h = 1.0 / (-(p_pre * log_pre).sum(dim=1)).clamp_min(TINY)
+            weights = inv_h / inv_h.mean()
+        scaled = d * ((ADC_RHO - 2.0) / ADC_RHO**2) / sigma2
+        log_q = F.log_softmax(-0.5 * (ADC_RHO + 1.0) * torch.log1p(scaled), dim=1)
+        dcm = (weights * (p_cal * (log_cal - log_q)).sum(dim=1)).mean()
+        lpm = (p_pre * (log_pre - log_q)).sum(dim=1).mean()
+        return ADC_NU * dcm + ADC_UPSILON * lpm
+
+    return {
+        "byol": byol,
+        "barlow_twins": barlow_twins,
+        "swav": lambda z_a, z_b, w: swav_of_scores(score(z_a, w), score(z_b, w)),
+        "swav_score": score,
+        "simclr": simclr,
+        "adc": adc,
+    }
+
+
+def jax_natives(jax: Any) -> dict[str, Callable[..., Any]]:
+    import jax.numpy as jnp
+
+    sg = jax.lax.stop_gradient
+
+    def normalize(x: Any) -> Any:
+        return x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def off_diagonal(x: Any) -> Any:
+        m = x.shape[0]
+        return x.reshape(-1)[:-1].reshape(m - 1, m + 1)[:, 1:].reshape(m, m - 1)
+
+    def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+        def regression(p: Any, z: Any) -> Any:
+            return 2.0 - 2.0 * jnp.sum(normalize(p) * normalize(sg(z)), axis=1)
+
+        return jnp.mean(regression(p_a, z_b) + regression(p_b, z_a))
+
+    def batch_norm(z: Any) -> Any:
+        return (z - z.mean(axis=0)) / jnp.sqrt(z.var(axis=0) + BN_EPS)
+
+    def barlow_twins(z_a: Any, z_b: Any) -> Any:
+        c = batch_norm(z_a).T @ batch_norm(z_b) / z_a.shape[0]
+        on_diag = jnp.sum((jnp.diagonal(c) - 1.0) ** 2)
+        return on_diag + LAMBD * jnp.sum(off_diagonal(c) ** 2)
+
+    def sinkhorn(scores: Any) -> Any:
+        q = jnp.exp(sg(scores) / SWAV_EPS).T
+        q = q / q.sum()
+        k, b = q.shape
+        for _ in range(SWAV_ITERS):
+            q = q / q.sum(axis=1, keepdims=True) / k
+            q = q / q.sum(axis=0, keepdims=True) / b
+        return (q * b).T
+
+    def score(z: Any, w: Any) -> Any:
+        return normalize(z) @ w.T
+
+    def swav_of_scores(s_a: Any, s_b: Any) -> Any:
+        q_a, q_b = sinkhorn(s_a), sinkhorn(s_b)
+        ce_a = jnp.mean(jnp.sum(q_a * jax.nn.log_softmax(s_b / SWAV_T, axis=1), axis=1))
+        ce_b = jnp.mean(jnp.sum(q_b * jax.nn.log_softmax(s_a / SWAV_T, axis=1), axis=1))
+        return -0.5 * (ce_a + ce_b)
+
+    def simclr(z_a: Any, z_b: Any) -> Any:
+        n = z_a.shape[0]
+        u = normalize(jnp.concatenate([z_a, z_b]))
+        logits = u @ u.T / SIMCLR_T
+        logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+        labels = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+        log_p = jax.nn.log_softmax(logits, axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=1))
+
+    def sq_dist(x: Any) -> Any:
+        sq = jnp.sum(x * x, axis=1)
+        return jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
+
+    def perplexity_scale(d: Any) -> Any:
+        d = d - d.min(axis=1, keepdims=True)
+        base = -jnp.log(jnp.maximum(d.max(axis=1, keepdims=True), TINY))
+        target = math.log(ADC_PERPLEXITY)
+
+        def bisect(_: Any, bracket: tuple[Any, Any]) -> tuple[Any, Any]:
+            lo, hi = bracket
+            mid = (lo + hi) / 2.0
+            beta = jnp.exp(mid)
+            w = jnp.exp(-beta * d)
+            z = w.sum(axis=1, keepdims=True)
+            flat = beta * jnp.sum(w * d, axis=1, keepdims=True) / z + jnp.log(z) > target
+            return jnp.where(flat, mid, lo), jnp.where(flat, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, ADC_STEPS, bisect, (base - 10.0, base + 20.0))
+        return jnp.maximum(jnp.exp(-(lo + hi) / 2.0), TINY)
+
+    def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
+        n = z_a.shape[0]
+        d = off_diagonal(sq_dist(normalize(jnp.concatenate([z_a, z_b]))))
+        e = prior.reshape(n, -1).astype(z_a.dtype)
+        r = off_diagonal(jnp.tile(sq_dist(e - e.mean(axis=0)), (2, 2)))
+        sigma2 = sg(jnp.maximum(perplexity_scale(sg(d)) / 2.0, TINY))
+        tau = perplexity_scale(r)
+        log_cal = sg(jax.nn.log_softmax(-d / (2.0 * sigma2), axis=1))
+        log_pre = jax.nn.log_softmax(-r / tau, axis=1)
+        p_cal, p_pre = jnp.exp(log_cal), jnp.exp(log_pre)
+        inv_h = 1.0 / jnp.maximum(-jnp.sum(p_pre * log_pre, axis=1), TINY)
+        weights = inv_h / inv_h.mean()
+        scaled = d * ((ADC_RHO - 2.0) / ADC_RHO**2) / sigma2
+        log_q = jax.nn.log_softmax(-0.5 * (ADC_RHO + 1.0) * jnp.log1p(scaled), axis=1)
+        dcm = jnp.mean(weights * jnp.sum(p_cal * (log_cal - log_q), axis=1))
+        lpm = jnp.mean(jnp.sum(p_pre * (log_pre - log_q), axis=1))
+        return ADC_NU * dcm + ADC_UPSILON * lpm
+
+    return {
+        "byol": byol,
+        "barlow_twins": barlow_twins,
+        "swav": lambda z_a, z_b, w: swav_of_scores(score(z_a, w), score(z_b, w)),
+        "swav_score": score,
+        "simclr": simclr,
+        "adc": adc,
+    }
+
+
+def tensorflow_natives(tf: Any) -> dict[str, Callable[..., Any]]:
+    def off_diagonal(x: Any) -> Any:
+        m = x.shape[0]
+        return tf.reshape(tf.reshape(tf.reshape(x, [-1])[:-1], [m - 1, m + 1])[:, 1:], [m, m - 1])
+
+    def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+        def regression(p: Any, z: Any) -> Any:
+            p = tf.math.l2_normalize(p, axis=1)
+            z = tf.math.l2_normalize(tf.stop_gradient(z), axis=1)
+            return 2.0 - 2.0 * tf.reduce_sum(p * z, axis=1)
+
+        return tf.reduce_mean(regression(p_a, z_b) + regression(p_b, z_a))
+
+    def batch_norm(z: Any) -> Any:
+        mean, var = tf.nn.moments(z, axes=[0])
+        return (z - mean) / tf.sqrt(var + BN_EPS)
+
+    def barlow_twins(z_a: Any, z_b: Any) -> Any:
+        n = tf.cast(tf.shape(z_a)[0], z_a.dtype)
+        c = tf.matmul(batch_norm(z_a), batch_norm(z_b), transpose_a=True) / n
+        on_diag = tf.reduce_sum((tf.linalg.diag_part(c) - 1.0) ** 2)
+        return on_diag + LAMBD * tf.reduce_sum(off_diagonal(c) ** 2)
+
+    def sinkhorn(scores: Any) -> Any:
+        q = tf.transpose(tf.exp(tf.stop_gradient(scores) / SWAV_EPS))
+        q = q / tf.reduce_sum(q)
+        k, b = q.shape
+        for _ in range(SWAV_ITERS):
+            q = q / tf.reduce_sum(q, axis=1, keepdims=True) / k
+            q = q / tf.reduce_sum(q, axis=0, keepdims=True) / b
+        return tf.transpose(q * b)
+
+    def score(z: Any, w: Any) -> Any:
+        return tf.matmul(tf.math.l2_normalize(z, axis=1), w, transpose_b=True)
+
+    def swav_of_scores(s_a: Any, s_b: Any) -> Any:
+        q_a, q_b = sinkhorn(s_a), sinkhorn(s_b)
+        ce_a = tf.reduce_mean(tf.reduce_sum(q_a * tf.nn.log_softmax(s_b / SWAV_T), axis=1))
+        ce_b = tf.reduce_mean(tf.reduce_sum(q_b * tf.nn.log_softmax(s_a / SWAV_T), axis=1))
+        return -0.5 * (ce_a + ce_b)
+
+    def simclr(z_a: Any, z_b: Any) -> Any:
+        n = z_a.shape[0]
+        u = tf.math.l2_normalize(tf.concat([z_a, z_b], axis=0), axis=1)
+        logits = tf.matmul(u, u, transpose_b=True) / SIMCLR_T
+        logits = tf.where(tf.eye(2 * n, dtype=tf.bool), float("-inf"), logits)
+        labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], axis=0)
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        )
+
+    def sq_dist(x: Any) -> Any:
+        sq = tf.reduce_sum(x * x, axis=1)
+        gram = tf.matmul(x, x, transpose_b=True)
+        return tf.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+
+    def perplexity_scale(d: Any) -> Any:
+        d = d - tf.reduce_min(d, axis=1, keepdims=True)
+        base = -tf.math.log(tf.maximum(tf.reduce_max(d, axis=1, keepdims=True), TINY))
+        lo, hi = base - 10.0, base + 20.0
+        target = math.log(ADC_PERPLEXITY)
+        # tf.range: a tf.while_loop under tf.function (AutoGraph), as TF code writes loops.
+        for _ in tf.range(ADC_STEPS):
+            mid = (lo + hi) / 2.0
+            beta = tf.exp(mid)
+            w = tf.exp(-beta * d)
+            z = tf.reduce_sum(w, axis=1, keepdims=True)
+            h = beta * tf.reduce_sum(w * d, axis=1, keepdims=True) / z + tf.math.log(z)
+            flat = h > target
+            lo, hi = tf.where(flat, mid, lo), tf.where(flat, hi, mid)
+        return tf.maximum(tf.exp(-(lo + hi) / 2.0), TINY)
+
+    def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
+        n = z_a.shape[0]
+        d = off_diagonal(sq_dist(tf.math.l2_normalize(tf.concat([z_a, z_b], axis=0), axis=1)))
+        e = tf.cast(tf.reshape(prior, [n, -1]), z_a.dtype)
+        r = off_diagonal(tf.tile(sq_dist(e - tf.reduce_mean(e, axis=0)), [2, 2]))
+        sigma2 = tf.stop_gradient(tf.maximum(perplexity_scale(tf.stop_gradient(d)) / 2.0, TINY))
+        tau = perplexity_scale(r)
+        log_cal = tf.stop_gradient(tf.nn.log_softmax(-d / (2.0 * sigma2)))
+        log_pre = tf.nn.log_softmax(-r / tau)
+        p_cal, p_pre = tf.exp(log_cal), tf.exp(log_pre)
+        inv_h = 1.0 / tf.maximum(-tf.reduce_sum(p_pre * log_pre, axis=1), TINY)
+        weights = inv_h / tf.reduce_mean(inv_h)
+        scaled = d * ((ADC_RHO - 2.0) / ADC_RHO**2) / sigma2
+        log_q = tf.nn.log_softmax(-0.5 * (ADC_RHO + 1.0) * tf.math.log1p(scaled))
+        dcm = tf.reduce_mean(weights * tf.reduce_sum(p_cal * (log_cal - log_q), axis=1))
+        lpm = tf.reduce_mean(tf.reduce_sum(p_pre * (log_pre - log_q), axis=1))
+        return ADC_NU * dcm + ADC_UPSILON * lpm
+
+    return {
+        "byol": byol,
+        "barlow_twins": barlow_twins,
+        "swav": lambda z_a, z_b, w: swav_of_scores(score(z_a, w), score(z_b, w)),
+        "swav_score": score,
+        "simclr": simclr,
+        "adc": adc,
+    }
+
+
+def ours(score: Callable[[Any, Any], Any]) -> dict[str, Callable[..., Any]]:
+    """glf-losses' functions; SwAV scores with the framework's native ``score``."""
+    return {
+        "byol": glf_losses.byol_loss,
+        "barlow_twins": glf_losses.barlow_twins_loss,
+        "swav": lambda z_a, z_b, w: glf_losses.swav_loss(score(z_a, w), score(z_b, w)),
+        "simclr": glf_losses.simclr_loss,
+        "adc": glf_losses.adc_loss,
+    }
+
+
+# --- lightly (PyTorch) ----------------------------------------------------------------------
+
+# Where lightly's formula is ours: BarlowTwinsLoss with lambda_param=0.0051 (its default is
+# 5e-3; it standardises with F.batch_norm, eps 1e-5, as we do); NTXentLoss(temperature=0.2)
+# is NT-Xent over the 2N rows without memory bank; SwaVLoss on [s_a, s_b] with no
+# low-resolution crops is the symmetrised swapped prediction (its Sinkhorn has no max
+# shift, which cancels in exact arithmetic); BYOL is composed from
+# NegativeCosineSimilarity as 4 + 2 (ncs(p_a, sg z_b) + ncs(p_b, sg z_a)), which is our
+# mean of |n(p) - n(z)|^2 = 2 - 2 cos per direction.
+
+
+def lightly_contenders(score: Callable[[Any, Any], Any]) -> tuple[dict[str, Any], str | None]:
+    try:
+        import lightly.loss as ll
+    except ImportError as err:
+        try:
+            import lightly  # noqa: F401
+        except ImportError:
+            return {}, f"lightly is not installed ({err})"
+        return {}, f"lightly is installed but lightly.loss does not import: {err}"
+    bt = ll.BarlowTwinsLoss(lambda_param=LAMBD)
+    ntxent = ll.NTXentLoss(temperature=SIMCLR_T)
+    swav = ll.SwaVLoss(temperature=SWAV_T, sinkhorn_iterations=SWAV_ITERS,
+                       sinkhorn_epsilon=SWAV_EPS)
+    ncs = ll.NegativeCosineSimilarity()
+
+    def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+        return 4.0 + 2.0 * (ncs(p_a, z_b.detach()) + ncs(p_b, z_a.detach()))
+
+    return {
+        "byol": byol,
+        "barlow_twins": bt,
+        "swav": lambda z_a, z_b, w: swav([score(z_a, w), score(z_b, w)], []).reshape(()),
+        "simclr": ntxent,
+    }, None
+
+
+# --- harnesses: one per framework -----------------------------------------------------------
+
+Runner = Callable[[], Any]
+
+
+class TorchHarness:
+    name = "torch"
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch = torch
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("no CUDA device is available to PyTorch")
+        self.device = torch.device(device)
+        self.version = torch.__version__
+        self.natives = torch_natives(torch)
+        self.ours = ours(self.natives["swav_score"])
+        self.extra, self.extra_skip = lightly_contenders(self.natives["swav_score"])
+
+    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+        out = [self.torch.tensor(a, device=self.device) for a in arrays]
+        for t in out[:2]:
+            t.requires_grad_(True)
+        return out
+
+    def close(self) -> None:
+        # Hand the caching allocator's blocks back before the next framework runs.
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+    def new_combination(self) -> None:
+        # Fresh Dynamo caches: every (term, N, D) compiles for its static shapes, and no
+        # cache limit is reached over a long sweep.
+        self.torch._dynamo.reset()
+
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+        torch = self.torch
+        f = torch.compile(fn, fullgraph=True, dynamic=False) if compiled else fn
+        diff = inputs[:2]
+        cuda = self.device.type == "cuda"
+
+        def run() -> Any:
+            for t in diff:
+                t.grad = None
+            loss = f(*inputs)
+            loss.backward()
+            if cuda:
+                torch.cuda.synchronize()
+            return loss, [t.grad for t in diff]
+
+        return run
+
+    def numpy(self, out: Any) -> tuple[float, list[np.ndarray]]:
+        loss, grads = out
+        return float(loss.detach().sum().cpu()), [g.detach().cpu().numpy() for g in grads]
+
+    def peak_bytes(self, run: Runner, inputs: list[Any], compiled: bool) -> float | None:
+        torch = self.torch
+        for t in inputs[:2]:
+            t.grad = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            run()
+            return float(torch.cuda.max_memory_allocated() - base)
+        # CPU: the profiler records every allocation and free of the CPU allocator; the
+        # peak of their running sum is the most memory the step held beyond its inputs.
+        try:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                run()
+            events = sorted(
+                (e.start_ns(), e.nbytes())
+                for e in prof.profiler.kineto_results.events()
+                if e.name() == "[memory]"
+            )
+        except Exception:  # a private profiler API: report n/a rather than fail
+            return None
+        held = peak = 0
+        for _, nbytes in events:
+            held += nbytes
+            peak = max(peak, held)
+        return float(peak)
+
+
+class JaxHarness:
+    name = "jax"
+
+    def __init__(self, device: str) -> None:
+        import jax
+
+        self.jax = jax
+        platform_name = "gpu" if device == "cuda" else "cpu"
+        try:
+            self.device = jax.devices(platform_name)[0]
+        except RuntimeError as err:
+            raise RuntimeError(f"no {platform_name} device is available to JAX ({err})") from None
+        self.version = jax.__version__
+        self.natives = jax_natives(jax)
+        self.ours = ours(self.natives["swav_score"])
+        self.extra, self.extra_skip = {}, None
+
+    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+        return [self.jax.device_put(a, self.device) for a in arrays]
+
+    def new_combination(self) -> None:
+        pass
+
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+        jax = self.jax
+        vg = jax.value_and_grad(fn, argnums=(0, 1))
+        f = jax.jit(vg) if compiled else vg
+
+        def run() -> Any:
+            return jax.block_until_ready(f(*inputs))
+
+        run.compiled = f if compiled else None  # type: ignore[attr-defined]
+        return run
+
+    def numpy(self, out: Any) -> tuple[float, list[np.ndarray]]:
+        loss, grads = out
+        return float(loss), [np.asarray(g) for g in grads]
+
+    def peak_bytes(self, run: Runner, inputs: list[Any], compiled: bool) -> float | None:
+        # XLA's buffer assignment of the compiled program: temporaries plus outputs (the
+        # inputs excluded, as for the other frameworks). Eager JAX runs operation by
+        # operation and keeps no resettable peak, so it has none.
+        f = getattr(run, "compiled", None)
+        if f is None:
+            return None
+        try:
+            stats = f.lower(*inputs).compile().memory_analysis()
+            return float(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+        except Exception:
+            return None
+
+
+class TensorFlowHarness:
+    name = "tensorflow"
+
+    def __init__(self, device: str) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        if device == "cuda":
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                raise RuntimeError("no GPU is visible to TensorFlow")
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            self.device, self.memory_device = "/GPU:0", "GPU:0"
+        else:
+            self.device, self.memory_device = "/CPU:0", None
+        self.version = tf.__version__
+        self.natives = tensorflow_natives(tf)
+        self.ours = ours(self.natives["swav_score"])
+        self.extra, self.extra_skip = {}, None
+
+    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+        with self.tf.device(self.device):
+            return [self.tf.constant(a) for a in arrays]
+
+    def new_combination(self) -> None:
+        pass
+
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+        tf = self.tf
+
+        def value_and_grad(*xs: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(xs[:2])
+                loss = fn(*xs)
+            return loss, tape.gradient(loss, xs[:2])
+
+        f = tf.function(value_and_grad, jit_compile=True) if compiled else value_and_grad
+        gpu = self.memory_device is not None
+
+        def run() -> Any:
+            with tf.device(self.device):
+                out = f(*inputs)
+            if gpu:
+                tf.test.experimental.sync_devices()
+            else:
+                out[0].numpy()
+            return out
+
+        return run
+
+    def numpy(self, out: Any) -> tuple[float, list[np.ndarray]]:
+        loss, grads = out
+        return float(loss), [g.numpy() for g in grads]
+
+    def peak_bytes(self, run: Runner, inputs: list[Any], compiled: bool) -> float | None:
+        # TensorFlow tracks allocator statistics on GPUs only (on CPU it reports zeros).
+        if self.memory_device is None:
+            return None
+        experimental = self.tf.config.experimental
+        self.tf.test.experimental.sync_devices()
+        experimental.reset_memory_stats(self.memory_device)
+        base = experimental.get_memory_info(self.memory_device)["current"]
+        run()
+        return float(experimental.get_memory_info(self.memory_device)["peak"] - base)
+
+
+HARNESSES = {"torch": TorchHarness, "jax": JaxHarness, "tensorflow": TensorFlowHarness}
+
+
+# --- one combination ------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    framework: str
+    mode: str
+    term: str
+    n: int
+    d: int
+    ours_ms: float
+    native_ms: float
+    ratio: float
+    ratio_q1: float
+    ratio_q3: float
+    ours_q: tuple[float, float] = (0.0, 0.0)
+    native_q: tuple[float, float] = (0.0, 0.0)
+    ours_peak_mib: float | None = None
+    native_peak_mib: float | None = None
+    lightly_ms: float | None = None
+    lightly_ratio: tuple[float, float, float] | None = None
+    lightly_peak_mib: float | None = None
+    loss: float = 0.0
+    repeats: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def check(name: str, got: tuple[float, list[np.ndarray]], want: tuple[float, list[np.ndarray]]
+          ) -> str | None:
+    """None if ``got`` matches ``want`` to float32 tolerance, else what differs."""
+    (loss, grads), (ref_loss, ref_grads) = got, want
+    if not math.isfinite(loss) or abs(loss - ref_loss) > LOSS_RTOL * max(abs(ref_loss), 1e-3):
+        return f"{name} loss {loss:.7g} vs native {ref_loss:.7g}"
+    for i, (g, r) in enumerate(zip(grads, ref_grads, strict=True)):
+        g, r = np.asarray(g, np.float64).reshape(r.shape), np.asarray(r, np.float64)
+        scale = max(float(np.abs(r).max()), 1e-30)
+        err = float(np.abs(g - r).max()) / scale
+        if not np.isfinite(err) or err > GRAD_RTOL:
+            return f"{name} gradient {i} differs from native by {err:.2e} of its largest entry"
+    return None
+
+
+def mib(x: float | None) -> float | None:
+    return None if x is None else x / 2**20
+
+
+def run_combination(harness: Any, mode: str, term: str, n: int, d: int, args: argparse.Namespace
+                    ) -> Row | str:
+    """Time one combination; returns its row, or a string saying why it was not timed."""
+    harness.new_combination()
+    arrays = make_inputs(term, n, d, args.prototypes, args.prior_dim)
+    inputs = harness.inputs(arrays)
+    compiled = mode == "compiled"
+    runners = {
+        "ours": harness.runner(harness.ours[term], inputs, compiled),
+        "native": harness.runner(harness.natives[term], inputs, compiled),
+    }
+    if term in harness.extra:
+        runners["lightly"] = harness.runner(harness.extra[term], inputs, compiled)
+    notes: list[str] = []
+    reference = harness.numpy(runners["native"]())
+    for name in [k for k in runners if k != "native"]:
+        try:
+            problem = check(name, harness.numpy(runners[name]()), reference)
+        except Exception as err:  # a contender that does not run is reported, not fatal
+            problem = f"{name} failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        if problem is not None:
+            if name == "ours":
+                return f"NOT TIMED: {problem}"
+            notes.append(f"{name} not timed: {problem}")
+            del runners[name]
+    times = interleaved(runners, repeats=args.repeats, warmup=args.warmup, rotate=True)
+    ours_ms, o1, o3 = summary_ms(times["ours"])
+    native_ms, n1, n3 = summary_ms(times["native"])
+    ratio = ratio_summary(times["ours"], times["native"])
+    peaks = {k: mib(harness.peak_bytes(r, inputs, compiled)) for k, r in runners.items()}
+    row = Row(
+        framework=harness.name, mode=mode, term=term, n=n, d=d, ours_ms=ours_ms,
+        native_ms=native_ms, ratio=ratio[0], ratio_q1=ratio[1], ratio_q3=ratio[2],
+        ours_q=(o1, o3), native_q=(n1, n3), ours_peak_mib=peaks["ours"],
+        native_peak_mib=peaks["native"], loss=reference[0], repeats=args.repeats, notes=notes,
+    )
+    if "lightly" in times:
+        row.lightly_ms = summary_ms(times["lightly"])[0]
+        row.lightly_ratio = ratio_summary(times["ours"], times["lightly"])
+        row.lightly_peak_mib = peaks["lightly"]
+    return row
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def fmt_mem(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def markdown(rows: list[Row], show_lightly: bool) -> str:
+    head = ["framework", "mode", "term", "N", "D", "ours ms", "native ms",
+            "ours/native [IQR]"]
+    if show_lightly:
+        head += ["lightly ms", "ours/lightly [IQR]"]
+    head += ["peak MiB ours / native" + (" / lightly" if show_lightly else "")]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---:" if h in ("N", "D") or "ms" in h or "/" in h else "---"
+                            for h in head) + "|"]
+    for r in rows:
+        over = r.ratio > TARGETS[r.mode]
+        ratio = f"{r.ratio:.2f} [{r.ratio_q1:.2f}, {r.ratio_q3:.2f}]"
+        cells = [r.framework, r.mode, r.term, str(r.n), str(r.d), _ms(r.ours_ms),
+                 _ms(r.native_ms), f"**{ratio}**" if over else ratio]
+        if show_lightly:
+            if r.lightly_ms is None or r.lightly_ratio is None:
+                cells += ["-", "-"]
+            else:
+                q = r.lightly_ratio
+                cells += [_ms(r.lightly_ms), f"{q[0]:.2f} [{q[1]:.2f}, {q[2]:.2f}]"]
+        peaks = f"{fmt_mem(r.ours_peak_mib)} / {fmt_mem(r.native_peak_mib)}"
+        if show_lightly:
+            peaks += f" / {fmt_mem(r.lightly_peak_mib) if r.lightly_ms is not None else '-'}"
+        cells.append(peaks)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def summary_lines(rows: list[Row]) -> list[str]:
+    out = []
+    for fw in FRAMEWORKS:
+        for mode in MODES:
+            sel = [r for r in rows if r.framework == fw and r.mode == mode]
+            if not sel:
+                continue
+            ratios = [r.ratio for r in sel]
+            over = [f"{r.term} N={r.n} D={r.d} ({r.ratio:.2f})" for r in sel
+                    if r.ratio > TARGETS[mode]]
+            out.append(
+                f"- {fw} {mode}: ours/native median {statistics.median(ratios):.2f}, range "
+                f"{min(ratios):.2f} to {max(ratios):.2f} over {len(sel)} rows; target "
+                f"<= {TARGETS[mode]:.2f}; above it: {', '.join(over) if over else 'none'}"
+            )
+    return out
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096],
+                        help="batch sizes N")
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048, 8192],
+                        help="projection dimensions D")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--terms", default=",".join(TERMS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per combination")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed calls per contender first (the first one compiles)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="peak memory: cuda: the frameworks' allocator peaks (torch "
+                        "max_memory_allocated, TF get_memory_info peak; JAX jit: XLA's "
+                        "buffer assignment); cpu: torch via the profiler's allocation "
+                        "events, JAX jit via XLA's buffer assignment, otherwise n/a")
+    parser.add_argument("--prototypes", type=int, default=300, help="SwAV prototypes K")
+    parser.add_argument("--prior-dim", type=int, default=784, help="ADC prior columns P")
+    parser.add_argument("--max-gflop", type=float, default=None,
+                        help="skip combinations estimated above this many GFLOP per step "
+                        "(default 60 on cpu, 20000 on cuda)")
+    parser.add_argument("--max-gib", type=float, default=None,
+                        help="skip combinations estimated above this much memory (default "
+                        "half the available RAM on cpu, 60%% of the GPU's memory on cuda)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: N=256, D=128, 5 repeats, 1 warm-up call")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per framework (torch intra/inter-op, TF intra/inter-op, "
+                        "XLA's CPU Eigen pool off when 1); default: each framework's own")
+    parser.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.dims, args.repeats, args.warmup = [256], [128], 5, 1
+    if args.repeats < 2:
+        parser.error("--repeats must be >= 2")
+    for name, allowed in (("frameworks", FRAMEWORKS), ("terms", TERMS), ("modes", MODES)):
+        chosen = getattr(args, name).split(",")
+        bad = [c for c in chosen if c not in allowed]
+        if bad:
+            parser.error(f"--{name}: unknown {bad}; choose from {','.join(allowed)}")
+        setattr(args, name, chosen)
+    return args
+
+
+def memory_limit_gib(device: str) -> float:
+    if device == "cuda":
+        try:
+            import torch
+
+            return 0.6 * torch.cuda.get_device_properties(0).total_memory / 2**30
+        except Exception:
+            return 16.0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return 0.5 * int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 4.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limit_threads(args.threads)
+    max_gflop = args.max_gflop or (20000.0 if args.device == "cuda" else 60.0)
+    max_gib = args.max_gib or memory_limit_gib(args.device)
+    rows: list[Row] = []
+    skipped: list[str] = []
+    versions: dict[str, str] = {}
+    extra_skip: str | None = None
+    started = time.perf_counter()
+    for fw in args.frameworks:
+        try:
+            harness = HARNESSES[fw](args.device)
+        except (ImportError, RuntimeError) as err:
+            skipped.append(f"{fw}: all skipped ({err})")
+            print(f"[{fw}] skipped: {err}", file=sys.stderr, flush=True)
+            continue
+        versions[fw] = harness.version
+        if fw == "torch":
+            extra_skip = harness.extra_skip
+            if extra_skip:
+                print(f"[torch] lightly skipped: {extra_skip}", file=sys.stderr, flush=True)
+        for mode in args.modes:
+            for term in args.terms:
+                for n in args.sizes:
+                    for d in args.dims:
+                        label = f"{fw} {mode} {term} N={n} D={d}"
+                        gflop, gib = estimate(term, n, d, args.prototypes, args.prior_dim)
+                        reason = None
+                        if gflop > max_gflop:
+                            reason = f"est. {gflop:.0f} GFLOP per step > --max-gflop {max_gflop:g}"
+                        elif gib > max_gib:
+                            reason = f"est. {gib:.1f} GiB > --max-gib {max_gib:.1f}"
+                        if reason:
+                            skipped.append(f"{label}: skipped, {reason}")
+                            print(f"[{label}] skipped: {reason}", file=sys.stderr, flush=True)
+                            continue
+                        t0 = time.perf_counter()
+                        try:
+                            result = run_combination(harness, mode, term, n, d, args)
+                        except Exception as err:
+                            result = f"failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+                        gc.collect()
+                        if isinstance(result, str):
+                            skipped.append(f"{label}: {result}")
+                            print(f"[{label}] {result}", file=sys.stderr, flush=True)
+                            continue
+                        rows.append(result)
+                        print(
+                            f"[{label}] ours {result.ours_ms:.2f} ms, native "
+                            f"{result.native_ms:.2f} ms, ratio {result.ratio:.2f} "
+                            f"[{result.ratio_q1:.2f}, {result.ratio_q3:.2f}]"
+                            f"{'; ' + '; '.join(result.notes) if result.notes else ''} "
+                            f"({time.perf_counter() - t0:.0f} s)",
+                            file=sys.stderr, flush=True,
+                        )
+        close = getattr(harness, "close", None)
+        del harness
+        gc.collect()
+        if close is not None:
+            close()
+    info = machine_info(args.device, versions)
+    header = (
+        machine_line(info, versions)
+        + (f", {args.threads} thread(s) per framework" if args.threads else "")
+        + f"; float32; {args.repeats} rounds after {args.warmup} "
+        f"warm-up calls; {time.perf_counter() - started:.0f} s in all"
+    )
+    print(header)
+    print()
+    show_lightly = any(r.lightly_ms is not None for r in rows)
+    print(markdown(rows, show_lightly))
+    print()
+    print("ours/native: median over rounds of ours_i / native_i (the two run back to back in "
+          "each round), [25th, 75th percentile]; bold: above the target (eager 1.15, "
+          "compiled 1.05).")
+    for line in summary_lines(rows):
+        print(line)
+    if "torch" in versions:
+        print(f"- lightly: {'compared' if show_lightly else 'skipped: ' + str(extra_skip)}")
+    notes = [f"- {r.framework} {r.mode} {r.term} N={r.n} D={r.d}: {note}"
+             for r in rows for note in r.notes]
+    for line in notes + [f"- {s}" for s in skipped]:
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "args": vars(args), "rows": [asdict(r) for r in rows],
+                       "skipped": skipped, "lightly": extra_skip or "compared"}, f, indent=1)
+    failed = any("NOT TIMED" in s or "failed" in s for s in skipped)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
