@@ -176,7 +176,13 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
         ablations = {k: dict(v) for k, v in ABLATIONS.items()}
         shares = _matched_arms(ablations, tier_settings, out / "gradient_norms.json")
         ab_seeds = [int(s) for s in args.ablation_seeds.split(",")]
+        chosen = set(args.arms.split(",")) if args.arms else set(ablations)
+        unknown = chosen - set(ablations)
+        if unknown:
+            raise SystemExit(f"--arms: unknown arms {sorted(unknown)}; known: {list(ablations)}")
         for name, overrides in ablations.items():
+            if name != "base" and name not in chosen:
+                continue
             arms.append({
                 "tier": "ablations", "method": method, "name": name,
                 "overrides": {"epochs": args.ablation_epochs, **overrides},
@@ -324,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation-method", default="byol")
     parser.add_argument("--ablation-epochs", type=int, default=10)
     parser.add_argument("--ablation-seeds", default="0,1")
+    parser.add_argument("--arms", default="",
+                        help="comma-separated ablation arms to run (default: all)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
