@@ -54,9 +54,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "perplexity 100": {"adc": True, "adc_perplexity": 100.0},
     "prior without other view": {"adc": True, "adc_prior_other_view": False},
     # Filled in by _matched_arms from gradient norms at initialisation.
-    "uniformity ~ adc": {},
-    "uniformity ~ median": {},
-    "median, strength ~ adc": {},
+    "uniformity at adc strength": {},
+    "uniformity at median strength": {},
+    "median at adc strength": {},
 }
 
 
@@ -125,15 +125,15 @@ def _matched_arms(
             cache.write_text(json.dumps(norms, indent=1))
         return norms[key]
 
-    if "uniformity ~ adc" in arms:
+    if "uniformity at adc strength" in arms:
         adc_norm = measure("adc", arms["adc"])["extra"]
         median = arms["median (both)"]
         median_norm = measure("median (both)", median)["extra"]
         unit = measure("uniformity 1", {"uniformity_weight": 1.0})["extra"]
-        arms["uniformity ~ adc"] = {"uniformity_weight": round(adc_norm / unit, 6)}
-        arms["uniformity ~ median"] = {"uniformity_weight": round(median_norm / unit, 6)}
+        arms["uniformity at adc strength"] = {"uniformity_weight": round(adc_norm / unit, 6)}
+        arms["uniformity at median strength"] = {"uniformity_weight": round(median_norm / unit, 6)}
         scale = adc_norm / median_norm
-        arms["median, strength ~ adc"] = {
+        arms["median at adc strength"] = {
             **median, "adc_nu": round(scale, 6), "adc_upsilon": round(10.0 * scale, 6),
         }
     result = {}
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation-epochs", type=int, default=10)
     parser.add_argument("--ablation-seeds", default="0,1")
     parser.add_argument("--arms", default="",
-                        help="comma-separated ablation arms to run (default: all)")
+                        help="ablation arms to run, separated by commas (default: all)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
