@@ -3,7 +3,9 @@
 PyTorch (one process per device, gloo on CPU) keeps per-device BatchNorm statistics on
 CPU, so its reference is one process whose network sees each device's rows separately
 and whose loss takes the concatenated projections: the two must give the same losses
-epoch after epoch (the second epoch's losses check the summed gradients of the first).
+epoch after epoch (the second epoch's losses check the first epoch's updates; with AdamW,
+which is blind to a constant factor on the gradient, they check its direction, and the
+sum-not-mean convention is checked at the loss level by tests/test_distributed.py).
 JAX shards global arrays over host devices and TensorFlow mirrors the model over logical
 CPU devices with synchronised BatchNorm: their reference is the one-device run itself.
 """
