@@ -163,6 +163,26 @@ class RunConfig:
             "prior_other_view": self.adc_prior_other_view,
         }
 
+    def loss_front_end(self, backend: Any) -> Any:
+        """This run's loss (ADC included) from a backend module's front-ends.
+
+        ``backend`` is ``glf_losses.backends.torch`` (``nn.Module``s) or
+        ``glf_losses.backends.tensorflow`` (Keras layers): the same class names in each.
+        """
+        import glf_losses
+
+        adc = glf_losses.ADC(**self.adc_kwargs()) if self.adc else None
+        if self.method == "byol":
+            return backend.BYOLLoss(adc=adc)
+        if self.method == "barlow_twins":
+            return backend.BarlowTwinsLoss(lambd=self.lambd, adc=adc)
+        if self.method == "simclr":
+            return backend.SimCLRLoss(temperature=self.temperature, adc=adc)
+        return backend.SwAVLoss(
+            self.proj_dim, self.swav_prototypes, temperature=self.swav_temperature,
+            epsilon=self.swav_epsilon, sinkhorn_iters=self.swav_sinkhorn_iters, adc=adc,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -34,9 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from glf_losses.backends import tensorflow as tf_backend
-from glf_losses.backends.tensorflow import BarlowTwinsLoss, BYOLLoss, SimCLRLoss, SwAVLoss
+from glf_losses.backends.tensorflow import SwAVLoss
 
-import glf_losses
 from glf_losses import GLFParts
 from reference_training import augment, report
 from reference_training.config import RunConfig
@@ -178,21 +177,10 @@ class TensorFlowTrainer:
         # seeded stream too, and must not shift any other part's initial values.
         self.encoder = self._new_encoder()
         self.head = self._new_head()
-        adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
         self.predictor: keras.Sequential | None = None
-        self.loss_fn: Any
         if config.method == "byol":
             self.predictor = predictor(config.proj_dim, config.pred_hidden, dtype=self._dtype)
-            self.loss_fn = BYOLLoss(adc=adc)
-        elif config.method == "barlow_twins":
-            self.loss_fn = BarlowTwinsLoss(lambd=config.lambd, adc=adc)
-        elif config.method == "simclr":
-            self.loss_fn = SimCLRLoss(temperature=config.temperature, adc=adc)
-        else:
-            self.loss_fn = SwAVLoss(
-                config.proj_dim, config.swav_prototypes, temperature=config.swav_temperature,
-                epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc,
-            )
+        self.loss_fn: Any = config.loss_front_end(tf_backend)
         self.target: tuple[keras.Model, keras.Sequential] | None = None
         if config.method == "byol":
             self.target = (_copy_of(self.encoder, self._new_encoder),

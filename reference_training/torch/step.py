@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from glf_losses.backends.torch import BarlowTwinsLoss, BYOLLoss, SimCLRLoss, SwAVLoss
+from glf_losses.backends import torch as torch_frontends
+from glf_losses.backends.torch import SwAVLoss
 from torch import nn
 
 import glf_losses
@@ -146,23 +147,12 @@ class TorchTrainer:
         self.online = _Online(encoder, head).to(self.device)
         if self.world > 1 and on_cuda:
             self.online = nn.SyncBatchNorm.convert_sync_batchnorm(self.online)
-        adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
         self.predictor: nn.Module | None = None
         self.target: nn.Module | None = None
-        self.loss_fn: nn.Module
         if config.method == "byol":
             self.predictor = predictor(config.proj_dim, config.pred_hidden).to(self.device)
             self.target = copy.deepcopy(self.online).requires_grad_(False)
-            self.loss_fn = BYOLLoss(adc=adc)
-        elif config.method == "barlow_twins":
-            self.loss_fn = BarlowTwinsLoss(lambd=config.lambd, adc=adc)
-        elif config.method == "simclr":
-            self.loss_fn = SimCLRLoss(temperature=config.temperature, adc=adc)
-        else:
-            self.loss_fn = SwAVLoss(
-                config.proj_dim, config.swav_prototypes, temperature=config.swav_temperature,
-                epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc,
-            )
+        self.loss_fn: nn.Module = config.loss_front_end(torch_frontends)
         self.loss_fn.to(self.device)
         # SwAV's queue of earlier projections (both views), used once full.
         self.queue = torch.zeros(2, config.swav_queue, config.proj_dim, device=self.device)
