@@ -49,7 +49,7 @@ from glf_losses._lib import GLFParts, l2_normalize
 from reference_training import augment, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
-from reference_training.errors import CheckpointError
+from reference_training.errors import checkpoint_problem
 from reference_training.jax.model import MLPHead, build_encoder, predictor, projector
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
 
@@ -542,29 +542,19 @@ class JaxTrainer:
         report.atomic_write_bytes(path, flax.serialization.msgpack_serialize(tree))
 
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        try:
+        with checkpoint_problem(path, "the checkpoint is unreadable"):
             raw = flax.serialization.msgpack_restore(Path(path).read_bytes())
             if raw.get("format") != _FORMAT:
                 raise ValueError(f"not a {_FORMAT} checkpoint (format {raw.get('format')!r})")
             meta = dict(json.loads(raw["meta"]))
             int(meta["epoch"])
-        except Exception as err:  # any failure to read means the file is unusable
-            raise CheckpointError(
-                f"cannot resume from {path}: the checkpoint is unreadable "
-                f"({type(err).__name__}: {err}). Delete it to start over."
-            ) from None
         check(meta)
-        try:
+        with checkpoint_problem(path, "it does not fit this model"):
             template = self._saved()
             restored = flax.serialization.from_state_dict(
                 template, {key: raw[key] for key in template}
             )
             _check_like(template, restored)
-        except Exception as err:
-            raise CheckpointError(
-                f"cannot resume from {path}: it does not fit this model "
-                f"({type(err).__name__}: {err}). Delete it to start over."
-            ) from None
         queue_filled = restored.pop("queue_filled", None)
         restored = jax.device_put(restored, self.placement)
         self.state = restored["state"]

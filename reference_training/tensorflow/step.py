@@ -40,7 +40,7 @@ from glf_losses import GLFParts
 from reference_training import augment, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
-from reference_training.errors import CheckpointError
+from reference_training.errors import CheckpointError, checkpoint_problem
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
 from reference_training.tensorflow.model import (
     build_encoder,
@@ -429,17 +429,12 @@ class TensorFlowTrainer:
         report.atomic_write_bytes(path, buffer.getvalue())
 
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        try:
+        with checkpoint_problem(path, "the checkpoint is unreadable"):
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz[_META]))
                 int(meta["epoch"])
                 # Every member is read (and its CRC checked) before anything is restored.
                 arrays = {key: npz[key] for key in npz.files if key not in (_META, _LAYOUT)}
-        except Exception as err:  # any failure to read means the file is unusable
-            raise CheckpointError(
-                f"cannot resume from {path}: the checkpoint is unreadable "
-                f"({type(err).__name__}: {err}). Delete it to start over."
-            ) from None
         check(meta)
         pairs = []
         expected = set()

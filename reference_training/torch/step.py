@@ -29,7 +29,7 @@ import glf_losses
 from reference_training import augment, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
-from reference_training.errors import CheckpointError
+from reference_training.errors import checkpoint_problem
 from reference_training.schedules import byol_tau, learning_rate, projector_layers
 from reference_training.torch.model import build_encoder, predictor, projector
 
@@ -307,25 +307,15 @@ class TorchTrainer:
         report.atomic_write_bytes(path, buffer.getvalue())
 
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        try:
+        with checkpoint_problem(path, "the checkpoint is unreadable"):
             state = torch.load(path, map_location=self.device, weights_only=True)
             meta = dict(state["meta"])
             int(meta["epoch"])
-        except Exception as err:  # any failure to read means the file is unusable
-            raise CheckpointError(
-                f"cannot resume from {path}: the checkpoint is unreadable "
-                f"({type(err).__name__}: {err}). Delete it to start over."
-            ) from None
         check(meta)
-        try:
+        with checkpoint_problem(path, "it does not fit this model"):
             for key, module in self._modules().items():
                 if module is not None:
                     module.load_state_dict(state[key])
             self.optimizer.load_state_dict(state["optimizer"])
             self.queue, self.queue_filled = state["queue"], int(state["queue_filled"])
-        except Exception as err:
-            raise CheckpointError(
-                f"cannot resume from {path}: it does not fit this model "
-                f"({type(err).__name__}: {err}). Delete it to start over."
-            ) from None
         return meta
