@@ -72,6 +72,9 @@ class RunConfig:
     # a control arm of the ADC study: this weight times the uniformity term
     # (glf_losses.constrain.uniformity at --temperature) added to the constraining part
     uniformity_weight: float = 0.0
+    # views: the smallest crop area (fraction of the image) instead of the dataset preset's;
+    # the aspect ratio then spans [3/4, 4/3], as in the usual random-resized crop
+    crop_min_area: float | None = None
     # running
     compile: str = "auto"
     precision: str = "auto"
@@ -115,6 +118,8 @@ class RunConfig:
                      "uniformity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.crop_min_area is not None and not 0 < self.crop_min_area <= 1:
+            raise ValueError(f"--crop-min-area must be in (0, 1], got {self.crop_min_area}")
         if self.swav_queue < 0:
             raise ValueError(f"--swav-queue must be >= 0, got {self.swav_queue}")
         if self.uniformity_weight and self.backend != "torch":

@@ -10,6 +10,7 @@ steps an uninterrupted run would have taken.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import time
@@ -24,7 +25,7 @@ from reference_training.config import RunConfig
 from reference_training.data import Dataset, epoch_batches, load_dataset
 from reference_training.errors import TrainingDiverged
 
-__all__ = ["BackendTrainer", "make_trainer", "train"]
+__all__ = ["BackendTrainer", "make_trainer", "train", "view_config"]
 
 # What a resumed run may not change: anything that shapes the model or the data stream.
 _RESUME_MUST_MATCH = (
@@ -96,6 +97,16 @@ def make_trainer(config: RunConfig, dataset: Dataset) -> BackendTrainer:
         config, dataset
     )
     return trainer
+
+
+def view_config(config: RunConfig, dataset_name: str) -> augment.AugmentConfig:
+    """The views a run draws: the dataset's preset, with ``--crop-min-area`` applied."""
+    aug = augment.AugmentConfig.for_dataset(dataset_name)
+    if config.crop_min_area is None:
+        return aug
+    return dataclasses.replace(
+        aug, crop_scale=(config.crop_min_area, 1.0), crop_ratio=(3 / 4, 4 / 3)
+    )
 
 
 def _view_pair(
@@ -171,7 +182,7 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
         kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
             if metrics_path.exists() and start_epoch > 0 else []
         report.write_metrics(metrics_path, kept)
-    aug = augment.AugmentConfig.for_dataset(dataset.name)
+    aug = view_config(config, dataset.name)
     steps_per_epoch = dataset.ssl_size // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     started = time.perf_counter()

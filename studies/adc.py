@@ -67,7 +67,7 @@ def _slug(name: str) -> str:
 def _base_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "backend": "torch", "dataset": args.dataset, "batch_size": args.batch_size,
-        "quiet": True, "eval_every": args.eval_every,
+        "quiet": True, "eval_every": args.eval_every, "crop_min_area": args.crop_min_area,
     }
 
 
@@ -274,8 +274,9 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             continue
         epochs = args.epochs if tier == "main" else args.ablation_epochs
         seeds = args.seeds if tier == "main" else args.ablation_seeds
+        views = "" if args.crop_min_area is None else f", crop area >= {args.crop_min_area:g}"
         lines += [
-            f"### {tier}: {args.dataset}, {epochs} epochs, seeds {seeds}",
+            f"### {tier}: {args.dataset}, {epochs} epochs, seeds {seeds}{views}",
             "",
             f"Raw pixels: linear {100 * tier_rows[0]['raw_linear']:.1f}, "
             f"kNN {100 * tier_rows[0]['raw_knn']:.1f}. Accuracy in %, mean ± standard "
@@ -334,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ablation arms to run, separated by commas (default: all)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--crop-min-area", type=float, default=None,
+                        help="smallest crop area of the views (default: the dataset preset's)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--report-only", action="store_true")

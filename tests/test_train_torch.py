@@ -15,7 +15,7 @@ from reference_training import report  # noqa: E402
 from reference_training.cli import main, parse_config  # noqa: E402
 from reference_training.config import RunConfig  # noqa: E402
 from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
-from reference_training.loop import train  # noqa: E402
+from reference_training.loop import train, view_config  # noqa: E402
 
 
 def small_config(tmp_path: Path, backend: str = "torch", **overrides: object) -> RunConfig:
@@ -84,6 +84,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
         (["--method", "mocov3"], "--method must be one of"),
         (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--adc-rho", "2"], "--adc-rho must be > 2"),
+        (["--crop-min-area", "0"], "--crop-min-area must be in (0, 1]"),
         (["--adc-bandwidth", "widest"], "--adc-bandwidth must be 'median', 'perplexity'"),
         (["--dataset", "cifar10", "--data-root", "/nonexistent"], "cifar-10-batches-py"),
         (["--backend", "torch", "--device", "cuda:7"], "CUDA"),
@@ -97,6 +98,15 @@ def test_bad_arguments_exit_with_a_message(
     code = main([*argv, "--out", str(tmp_path / "run"), "--quiet", "--epochs", "1"])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_crop_min_area_replaces_the_preset_crop() -> None:
+    preset = view_config(RunConfig(dataset="mnist5k"), "mnist5k")
+    assert preset.crop_scale == (0.7, 1.0)
+    views = view_config(RunConfig(dataset="mnist5k", crop_min_area=0.15), "mnist5k")
+    assert views.crop_scale == (0.15, 1.0) and views.crop_ratio == (3 / 4, 4 / 3)
+    # Everything else about the views stays the preset's.
+    assert (views.translate, views.noise_std) == (preset.translate, preset.noise_std)
 
 
 def test_config_file_and_flags(tmp_path: Path) -> None:
