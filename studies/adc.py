@@ -60,6 +60,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# Arms whose weights come from the ablation tier's gradient norms (see _matched_arms).
+_CONTROLS = ("uniformity at adc strength", "uniformity at median strength",
+             "median at adc strength")
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
 
@@ -157,18 +162,23 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
     seeds = [int(s) for s in args.seeds.split(",")]
     arms: list[dict[str, Any]] = []
     if args.tier in ("main", "all"):
+        main_names = [name for name in args.main_arms.split(",") if name]
+        bad = [n for n in main_names if n not in ABLATIONS or n in _CONTROLS or n == "base"]
+        if bad:
+            raise SystemExit(f"--main-arms: not usable in the main tier: {bad}; known: "
+                             f"{[n for n in ABLATIONS if n not in _CONTROLS and n != 'base']}")
         cache = out / "gradient_norms.json"
         for method in args.methods.split(","):
-            share = _matched_arms(
-                {"adc": {"adc": True}}, {**settings, "method": method}, cache
-            )["adc"]["share"]
-            for adc in (False, True):
+            main_arms = {"base": {}, **{name: ABLATIONS[name] for name in main_names}}
+            shares = _matched_arms(main_arms, {**settings, "method": method}, cache)
+            for name, overrides in main_arms.items():
+                # "adc" keeps its historical directory name, method-adc-seedN.
+                tag = "" if name == "base" else f"-{_slug(name)}"
                 arms.append({
-                    "tier": "main", "method": method, "name": "adc" if adc else "base",
-                    "share": share if adc else None,
-                    "overrides": {"adc": adc, "epochs": args.epochs},
-                    "dirs": [out / "main" / f"{method}{'-adc' if adc else ''}-seed{s}"
-                             for s in seeds],
+                    "tier": "main", "method": method, "name": name,
+                    "share": shares.get(name, {}).get("share"),
+                    "overrides": {"adc": False, **overrides, "epochs": args.epochs},
+                    "dirs": [out / "main" / f"{method}{tag}-seed{s}" for s in seeds],
                 })
     if args.tier in ("ablations", "all"):
         method = args.ablation_method
@@ -328,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--main-arms", default="adc",
+                        help="arms beside each method's base in the main tier, separated by "
+                             "commas (ablation arm names, e.g. 'adc,prior without other view')")
     parser.add_argument("--ablation-method", default="byol")
     parser.add_argument("--ablation-epochs", type=int, default=10)
     parser.add_argument("--ablation-seeds", default="0,1")
