@@ -85,7 +85,7 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     import numpy as np
     import torch
 
-    from reference_training import augment, loop
+    from reference_training import loop
     from reference_training.config import RunConfig
     from reference_training.data import epoch_batches, load_dataset
 
@@ -93,7 +93,7 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     base = dataclasses.replace(config, adc=False, uniformity_weight=0.0)
     dataset = load_dataset(config.dataset)
     trainers = [loop.make_trainer(c, dataset) for c in (config, base)]
-    aug = augment.AugmentConfig.for_dataset(dataset.name)
+    aug = loop.view_config(config, dataset.name)
     whole, extra = [], []
     batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, 0)
     for step, indices in enumerate(batches[:n_batches]):
