@@ -60,6 +60,12 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# Main-tier arms that are not ablations: ADC with both weights scaled, for methods whose
+# loss scale leaves the default weights weak (Barlow Twins: a few % of the gradient).
+STRENGTH_ARMS: dict[str, dict[str, Any]] = {
+    "adc x100": {"adc": True, "adc_nu": 100.0, "adc_upsilon": 1000.0},
+}
+
 # Arms whose weights come from the ablation tier's gradient norms (see _matched_arms).
 _CONTROLS = ("uniformity at adc strength", "uniformity at median strength",
              "median at adc strength")
@@ -163,13 +169,14 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
     arms: list[dict[str, Any]] = []
     if args.tier in ("main", "all"):
         main_names = [name for name in args.main_arms.split(",") if name]
-        bad = [n for n in main_names if n not in ABLATIONS or n in _CONTROLS or n == "base"]
+        usable = [n for n in [*ABLATIONS, *STRENGTH_ARMS] if n not in _CONTROLS and n != "base"]
+        bad = [n for n in main_names if n not in usable]
         if bad:
-            raise SystemExit(f"--main-arms: not usable in the main tier: {bad}; known: "
-                             f"{[n for n in ABLATIONS if n not in _CONTROLS and n != 'base']}")
+            raise SystemExit(f"--main-arms: not usable in the main tier: {bad}; known: {usable}")
         cache = out / "gradient_norms.json"
         for method in args.methods.split(","):
-            main_arms = {"base": {}, **{name: ABLATIONS[name] for name in main_names}}
+            known = {**ABLATIONS, **STRENGTH_ARMS}
+            main_arms = {"base": {}, **{name: known[name] for name in main_names}}
             shares = _matched_arms(main_arms, {**settings, "method": method}, cache)
             for name, overrides in main_arms.items():
                 # "adc" keeps its historical directory name, method-adc-seedN.
