@@ -266,6 +266,8 @@ def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
         if len(summaries) < len(arm["dirs"]):
             continue
         base = bases[(arm["tier"], arm["method"])]
+        if not all(Path(d, "summary.json").exists() for d in base["dirs"]):
+            continue  # nothing to pair with yet
         base_summaries = [json.loads(Path(d, "summary.json").read_text()) for d in base["dirs"]]
         row: dict[str, Any] = {
             "tier": arm["tier"], "method": arm["method"], "arm": arm["name"],
@@ -338,7 +340,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tier", choices=("main", "ablations", "all"), default="all")
     parser.add_argument("--dataset", default="mnist5k")
@@ -361,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.worker:
         _worker(json.loads(sys.stdin.read()))
         return 0

@@ -1,0 +1,159 @@
+"""The ADC study's plan and report, and the loss benchmark's agreement check.
+
+The study's training runs take minutes each; what is tested here is what decides their
+meaning: which runs are paired, how controls get their weights, and what the report
+computes from the runs' summaries. The benchmark is run at a toy size: it refuses to
+time a hand-written contender that disagrees with the library, so a clean exit means
+every native formula matched ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    sys.path.insert(0, str(path.parent))  # each script imports its own helpers
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while being built
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+@pytest.fixture(scope="module")
+def study() -> ModuleType:
+    return _load(ROOT / "studies" / "adc.py", "glf_study_adc")
+
+
+def _fake_norms(settings: dict[str, Any]) -> dict[str, float]:
+    """Gradient norms that depend on the arm, so matched weights can be checked."""
+    if settings.get("uniformity_weight"):
+        return {"whole": 10.0, "extra": 2.0 * settings["uniformity_weight"]}
+    if not settings.get("adc"):
+        return {"whole": 10.0, "extra": 0.0}
+    median = settings.get("adc_bandwidth") == "median"
+    extra = (0.5 if median else 4.0) * settings.get("adc_upsilon", 10.0) / 10.0
+    return {"whole": 10.0 + extra, "extra": extra}
+
+
+def _plan(study: ModuleType, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Any:
+    monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
+    return study._jobs(study._parser().parse_args(argv))
+
+
+def test_main_tier_pairs_every_arm_with_its_base_by_seed(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, arms = _plan(study, monkeypatch, [
+        "--tier", "main", "--methods", "byol,simclr", "--seeds", "0,3", "--epochs", "7",
+        "--crop-min-area", "0.2", "--main-arms", "adc,prior without other view",
+        "--out", str(tmp_path),
+    ])
+    assert [(a["method"], a["name"]) for a in arms] == [
+        (m, n) for m in ("byol", "simclr") for n in ("base", "adc", "prior without other view")
+    ]
+    assert len(jobs) == 2 * 3 * 2
+    by_out = {Path(j["out"]).name: j for j in jobs}
+    # The historical directory names of the default arms are kept, so old runs are reused.
+    assert {"byol-seed0", "byol-adc-seed3", "simclr-prior_without_other_view-seed0"} <= set(by_out)
+    base, arm = by_out["simclr-seed3"], by_out["simclr-prior_without_other_view-seed3"]
+    assert (base["adc"], arm["adc"], arm["adc_prior_other_view"]) == (False, True, False)
+    # A pair differs in the arm's settings only.
+    differing = {k for k in base if base[k] != arm[k]}
+    assert differing == {"adc", "adc_prior_other_view", "out"}
+    assert all(j["epochs"] == 7 and j["crop_min_area"] == 0.2 for j in jobs)
+    assert arms[1]["share"] == pytest.approx(4.0 / 14.0)
+
+
+def test_main_tier_refuses_controls_and_unknown_arms(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for bad in ("uniformity at adc strength", "adc x7"):
+        with pytest.raises(SystemExit, match="--main-arms: not usable"):
+            _plan(study, monkeypatch, ["--tier", "main", "--main-arms", bad,
+                                       "--out", str(tmp_path)])
+
+
+def test_controls_are_weighted_to_the_gradient_norm_they_match(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, arms = _plan(study, monkeypatch, ["--tier", "ablations", "--ablation-seeds", "0",
+                                         "--out", str(tmp_path)])
+    by_name = {a["name"]: a["overrides"] for a in arms}
+    # Fake norms: ADC's extra gradient 4, "median" ADC's 0.5, uniformity 2 per unit weight.
+    assert by_name["uniformity at adc strength"]["uniformity_weight"] == pytest.approx(2.0)
+    assert by_name["uniformity at median strength"]["uniformity_weight"] == pytest.approx(0.25)
+    matched = by_name["median at adc strength"]
+    assert matched["adc_bandwidth"] == matched["adc_prior_bandwidth"] == "median"
+    assert (matched["adc_nu"], matched["adc_upsilon"]) == pytest.approx((8.0, 80.0))
+    assert _fake_norms({**matched, "adc": True})["extra"] == pytest.approx(4.0)
+
+
+def _summary(linear: float, knn: float) -> dict[str, float]:
+    return {"linear_probe_accuracy": linear, "knn_accuracy": knn,
+            "raw_pixels_linear_probe_accuracy": 0.9, "raw_pixels_knn_accuracy": 0.8}
+
+
+def test_report_gives_paired_differences_and_skips_unfinished_arms(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
+    runs = {
+        "byol-seed0": (0.80, 0.50), "byol-seed1": (0.90, 0.70),
+        "byol-adc-seed0": (0.85, 0.60), "byol-adc-seed1": (0.93, 0.70),
+        "simclr-seed0": (0.95, 0.80),  # seed 1 of SimCLR never finished
+        "simclr-adc-seed0": (0.96, 0.85), "simclr-adc-seed1": (0.97, 0.86),
+    }
+    for name, (linear, knn) in runs.items():
+        (tmp_path / "main" / name).mkdir(parents=True)
+        (tmp_path / "main" / name / "summary.json").write_text(json.dumps(_summary(linear, knn)))
+    argv = ["--tier", "main", "--methods", "byol,simclr", "--seeds", "0,1", "--report-only",
+            "--out", str(tmp_path)]
+    assert study.main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["arm"]) for r in rows] == [("byol", "base"), ("byol", "adc")]
+    adc = rows[1]
+    assert adc["d_linear"] == pytest.approx([0.05, 0.03])
+    assert adc["d_knn"] == pytest.approx([0.10, 0.0])
+    table = (tmp_path / "results.md").read_text()
+    assert "| byol | adc | 29% | 89.0 ± 5.7 | 65.0 ± 7.1 | +4.0 ± 1.4 | +5.0 ± 7.1 |" in table
+    assert "Raw pixels: linear 90.0, kNN 80.0" in table
+    assert (tmp_path / "study.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def loss_benchmark() -> ModuleType:
+    return _load(ROOT / "benchmarks" / "losses.py", "glf_benchmark_losses")
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax", "tensorflow"])
+def test_loss_benchmark_natives_agree_with_the_library(
+    loss_benchmark: ModuleType, framework: str, tmp_path: Path
+) -> None:
+    pytest.importorskip(framework)
+    path = tmp_path / "bench.json"
+    modes = "eager,compiled" if framework == "jax" else "eager"
+    code = loss_benchmark.main([
+        "--frameworks", framework, "--modes", modes, "--sizes", "16", "--dims", "8",
+        "--prototypes", "6", "--prior-dim", "5", "--repeats", "2", "--warmup", "1",
+        "--threads", "1", "--json", str(path),
+    ])
+    result = json.loads(path.read_text())
+    assert code == 0, result["skipped"]
+    terms = {(r["mode"], r["term"]) for r in result["rows"]}
+    assert terms == {(m, t) for m in modes.split(",") for t in loss_benchmark.TERMS}
+    assert all(r["ratio"] > 0 and r["ours_ms"] > 0 for r in result["rows"])
