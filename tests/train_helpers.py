@@ -63,7 +63,11 @@ def sigkill_and_resume(
     Returns the two run directories (uninterrupted, killed-and-resumed) and checks that
     the resumed run's log has every epoch exactly once.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # One intra-op thread: TensorFlow's multithreaded CPU kernels may reduce in an order
+    # that depends on scheduling, which a loaded machine changes between two runs; the
+    # comparison is of the checkpoint logic, not of the kernels' thread scheduling.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_NUM_INTEROP_THREADS": "1", **(env or {})}
     flags = (*flags, "--epochs", str(epochs))
     whole = tmp_path / "whole"
     subprocess.run(cli(whole, backend, *flags), check=True, env=env, timeout=600)
