@@ -886,6 +886,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CPU threads per framework (torch intra/inter-op, TF intra/inter-op, "
                         "XLA's CPU Eigen pool off when 1); default: each framework's own")
     parser.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the results (PNG); "
+                        "benchmarks/plot.py redraws one from --json")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.dims, args.repeats, args.warmup = [256], [128], 5, 1
@@ -1006,6 +1008,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "args": vars(args), "rows": [asdict(r) for r in rows],
                        "skipped": skipped, "lightly": extra_skip or "compared"}, f, indent=1)
+    if args.plot and rows:
+        from plot import plot_losses
+
+        result = {"machine": info, "args": vars(args), "rows": [asdict(r) for r in rows]}
+        plot_losses(result, args.plot)
     failed = any("NOT TIMED" in s or "failed" in s for s in skipped)
     return 1 if failed else 0
 

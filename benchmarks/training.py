@@ -178,6 +178,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per framework (default: each framework's own)")
     parser.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the results (PNG); "
+                        "benchmarks/plot.py redraws one from --json")
     args = parser.parse_args(argv)
     args.backends = args.backends.split(",")
     bad = [b for b in args.backends if b not in BACKENDS]
@@ -232,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "args": vars(args), "rows": rows,
                        "failures": failures}, f, indent=1)
+    if args.plot and rows:
+        from plot import plot_training
+
+        plot_training({"machine": info, "args": vars(args), "rows": rows}, args.plot)
     return 1 if failures else 0
 
 
