@@ -150,10 +150,11 @@ def test_loss_benchmark_natives_agree_with_the_library(
     code = loss_benchmark.main([
         "--frameworks", framework, "--modes", modes, "--sizes", "16", "--dims", "8",
         "--prototypes", "6", "--prior-dim", "5", "--repeats", "2", "--warmup", "1",
-        "--threads", "1", "--json", str(path),
+        "--threads", "1", "--json", str(path), "--plot", str(tmp_path / "bench.png"),
     ])
     result = json.loads(path.read_text())
     assert code == 0, result["skipped"]
     terms = {(r["mode"], r["term"]) for r in result["rows"]}
     assert terms == {(m, t) for m in modes.split(",") for t in loss_benchmark.TERMS}
     assert all(r["ratio"] > 0 and r["ours_ms"] > 0 for r in result["rows"])
+    assert (tmp_path / "bench.png").stat().st_size > 0
