@@ -18,6 +18,7 @@ __all__ = [
     "FeaturesFn",
     "baselines",
     "dataset_arrays",
+    "effective_rank",
     "evaluate",
     "extract_features",
     "knn_accuracy",
@@ -176,6 +177,26 @@ def knn_accuracy(
     )
     yte = _as_labels(test_labels, probs.shape[0], "test_labels")
     return float(np.mean(classes[np.argmax(probs, axis=1)] == yte))
+
+
+def effective_rank(features: np.ndarray, eps: float = 1e-7) -> float:
+    """RankMe: ``exp(H(p))`` with ``p_k = s_k / sum(s) + eps`` over the singular values
+    ``s`` of the (n, d) feature matrix; between 1 and ``min(n, d)``.
+
+    A dimensionally collapsed encoder, whose features span few directions, scores low
+    whatever its accuracy; it explains a low cosine-kNN accuracy beside a fair linear
+    probe (a probe rescales directions, cosine similarity does not).
+
+    References:
+      Garrido et al., "RankMe: Assessing the Downstream Performance of Pretrained
+      Self-Supervised Representations by Their Rank", ICML 2023.
+    """
+    a = _as_features(features, "features").astype(np.float64, copy=False)
+    s = np.linalg.svd(a, compute_uv=False)
+    if not s.sum() > 0:
+        return 1.0  # all-zero features: one (degenerate) direction at most
+    p = s / s.sum() + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def extract_features(

@@ -275,8 +275,9 @@ def _finish(
         "train_seconds": seconds,
         "config": config.to_dict(),
     }
-    report.write_summary(out, summary)
     test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
+    summary["effective_rank"] = evaluate.effective_rank(test_feats)
+    report.write_summary(out, summary)
     report.plot_run(
         out, report.read_metrics(out / "metrics.jsonl"), report.project_2d(test_feats),
         dataset.y_test, title=f"{config.method}{' + ADC' if config.adc else ''} on "

@@ -257,6 +257,36 @@ def _pct(values: list[float], signed: bool = False) -> str:
     return f"{statistics.mean(pct):{'+' if signed else ''}.1f} ± {spread:.1f}"
 
 
+def _effective_ranks(dirs: list[Path], cache_path: Path) -> list[float]:
+    """Each run's RankMe on the test features: from its summary, else computed once from
+    its checkpoint (runs from before the summary recorded it) and cached."""
+    cache: dict[str, float] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    ranks = []
+    for directory in dirs:
+        summary = json.loads(Path(directory, "summary.json").read_text())
+        if "effective_rank" in summary:
+            ranks.append(float(summary["effective_rank"]))
+            continue
+        key = str(directory)
+        if key not in cache:
+            cache[key] = _rank_from_checkpoint(Path(directory), summary["config"])
+            cache_path.write_text(json.dumps(cache, indent=1))
+        ranks.append(cache[key])
+    return ranks
+
+
+def _rank_from_checkpoint(directory: Path, fields: dict[str, Any]) -> float:
+    from reference_training import evaluate, loop
+    from reference_training.config import RunConfig
+    from reference_training.data import load_dataset
+
+    config = RunConfig.from_dict({**fields, "out": str(directory)})
+    dataset = load_dataset(config.dataset, root=config.data_root)
+    trainer = loop.make_trainer(config, dataset)
+    trainer.load(directory / trainer.checkpoint_name, lambda meta: None)
+    return evaluate.effective_rank(evaluate.extract_features(trainer.features, dataset.x_test))
+
+
 def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     bases = {(a["tier"], a["method"]): a for a in arms if a["name"] == "base"}
@@ -274,6 +304,7 @@ def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
             "overrides": arm["overrides"], "share": arm.get("share"),
             "linear": [s["linear_probe_accuracy"] for s in summaries],
             "knn": [s["knn_accuracy"] for s in summaries],
+            "rank": _effective_ranks(arm["dirs"], Path(args.out) / "effective_ranks.json"),
             "raw_knn": summaries[0]["raw_pixels_knn_accuracy"],
             "raw_linear": summaries[0]["raw_pixels_linear_probe_accuracy"],
         }
@@ -299,17 +330,19 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             "",
             f"Raw pixels: linear {100 * tier_rows[0]['raw_linear']:.1f}, "
             f"kNN {100 * tier_rows[0]['raw_knn']:.1f}. Accuracy in %, mean ± standard "
-            "deviation over seeds; Δ is the arm minus its base method, paired by seed.",
+            "deviation over seeds; Δ is the arm minus its base method, paired by seed; "
+            "rank: the encoder's effective rank (RankMe) on the test images, mean over seeds.",
             "",
-            "| method | arm | gradient share | linear | kNN | Δ linear | Δ kNN |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| method | arm | gradient share | linear | kNN | Δ linear | Δ kNN | rank |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in tier_rows:
             share = "" if r["share"] is None else f"{100 * r['share']:.0f}%"
             d_lin = "" if r["arm"] == "base" else _pct(r["d_linear"], signed=True)
             d_knn = "" if r["arm"] == "base" else _pct(r["d_knn"], signed=True)
             lines.append(f"| {r['method']} | {r['arm']} | {share} | {_pct(r['linear'])} | "
-                         f"{_pct(r['knn'])} | {d_lin} | {d_knn} |")
+                         f"{_pct(r['knn'])} | {d_lin} | {d_knn} | "
+                         f"{statistics.mean(r['rank']):.1f} |")
         lines.append("")
     return "\n".join(lines)
 

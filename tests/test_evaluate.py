@@ -8,6 +8,7 @@ import pytest
 from reference_training.evaluate import (
     baselines,
     dataset_arrays,
+    effective_rank,
     evaluate,
     extract_features,
     knn_accuracy,
@@ -160,3 +161,22 @@ def test_evaluate_and_baselines_on_pixel_clusters():
         assert set(v) == {"linear_probe_accuracy", "knn_accuracy"}
         assert all(0.0 <= a <= 1.0 for a in v.values())
     assert set(baselines(ds, k=10)) == {"raw_pixels"}
+
+
+@pytest.mark.parametrize("r", [1, 3, 10])
+def test_effective_rank_counts_equally_strong_directions(r: int) -> None:
+    rng = np.random.default_rng(r)
+    q, _ = np.linalg.qr(rng.standard_normal((200, 16)))
+    basis, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    feats = q[:, :r] @ basis[:r] * 7.0  # r equal singular values, rotated in 16 dims
+    assert effective_rank(feats) == pytest.approx(r, rel=1e-4)
+    assert effective_rank(feats * 1e-3) == pytest.approx(r, rel=1e-4)
+
+
+def test_effective_rank_falls_as_features_collapse() -> None:
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((300, 32))
+    collapsed = spread * np.geomspace(1.0, 1e-3, 32)
+    assert 20 < effective_rank(spread) <= 32
+    assert effective_rank(collapsed) < 0.5 * effective_rank(spread)
+    assert effective_rank(np.zeros((10, 4))) == 1.0

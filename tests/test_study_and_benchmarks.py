@@ -104,7 +104,7 @@ def test_controls_are_weighted_to_the_gradient_norm_they_match(
 
 
 def _summary(linear: float, knn: float) -> dict[str, float]:
-    return {"linear_probe_accuracy": linear, "knn_accuracy": knn,
+    return {"linear_probe_accuracy": linear, "knn_accuracy": knn, "effective_rank": 10 * knn,
             "raw_pixels_linear_probe_accuracy": 0.9, "raw_pixels_knn_accuracy": 0.8}
 
 
@@ -130,9 +130,28 @@ def test_report_gives_paired_differences_and_skips_unfinished_arms(
     assert adc["d_linear"] == pytest.approx([0.05, 0.03])
     assert adc["d_knn"] == pytest.approx([0.10, 0.0])
     table = (tmp_path / "results.md").read_text()
-    assert "| byol | adc | 29% | 89.0 ± 5.7 | 65.0 ± 7.1 | +4.0 ± 1.4 | +5.0 ± 7.1 |" in table
+    assert "| byol | adc | 29% | 89.0 ± 5.7 | 65.0 ± 7.1 | +4.0 ± 1.4 | +5.0 ± 7.1 | 6.5 |" in table
     assert "Raw pixels: linear 90.0, kNN 80.0" in table
     assert (tmp_path / "study.png").stat().st_size > 0
+
+
+def test_effective_rank_of_an_older_run_comes_from_its_checkpoint(
+    study: ModuleType, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    import train_helpers
+
+    from reference_training.loop import train
+
+    config = train_helpers.small_config(tmp_path, "torch", epochs=1)
+    recorded = train(config)["effective_rank"]
+    path = Path(config.out, "summary.json")
+    older = json.loads(path.read_text())
+    del older["effective_rank"]
+    path.write_text(json.dumps(older))
+    cache = tmp_path / "ranks.json"
+    assert study._effective_ranks([Path(config.out)], cache) == [pytest.approx(recorded)]
+    assert json.loads(cache.read_text()) == {config.out: pytest.approx(recorded)}
 
 
 @pytest.fixture(scope="module")

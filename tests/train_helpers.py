@@ -111,6 +111,8 @@ def check_short_run(config: RunConfig, summary: dict[str, object]) -> None:
         "raw_pixels_linear_probe_accuracy",
     ):
         assert 0.0 <= summary[key] <= 1.0  # type: ignore[operator]
+    # At most the feature dimension of the default small CNN (4 x width 32).
+    assert 1.0 <= summary["effective_rank"] <= 4 * config.cnn_width  # type: ignore[operator]
     saved = json.loads((out / "summary.json").read_text())["config"]
     assert (saved["backend"], saved["method"], saved["adc"]) == (
         config.backend, config.method, config.adc
