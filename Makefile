@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 OUT ?= runs/main
 EPOCHS ?= 100
 
-.PHONY: run test lint install agreement bench-adc docs clean
+.PHONY: run test lint install agreement bench-adc bench-losses bench-training study docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,23 @@ lint: $(STAMP)
 
 bench-adc: $(STAMP)
 	$(PY) benchmarks/adc.py
+
+# The benchmarks and the study of docs/benchmarks.md and docs/study.md, as run there
+# (CPU-sized; each page gives the GPU variant). Results and plots go to runs/.
+bench-losses: $(STAMP)
+	mkdir -p runs/bench
+	$(PY) benchmarks/losses.py --sizes 256 1024 --dims 128 2048 --repeats 10 --threads 1 \
+		--json runs/bench/losses_cpu.json --plot runs/bench/losses_cpu.png
+
+bench-training: $(STAMP)
+	mkdir -p runs/bench
+	$(PY) benchmarks/training.py --arch small_cnn --batch-size 256 --steps 30 --warmup 3 \
+		--threads 1 --json runs/bench/training_cpu_smallcnn.json \
+		--plot runs/bench/training_cpu_smallcnn.png
+
+study: $(STAMP)
+	$(PY) studies/adc.py --tier main --epochs 40 --crop-min-area 0.15 --seeds 0,1,2 \
+		--main-arms "adc,prior without other view" --jobs 2 --out runs/study-long
 
 # The documentation site (MkDocs + Material + mkdocstrings) into site/; any warning fails.
 # The docs extra is installed here, on first use, so the main install stamp is unchanged.
