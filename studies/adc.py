@@ -276,14 +276,22 @@ def _effective_ranks(dirs: list[Path], cache_path: Path) -> list[float]:
 
 
 def _rank_from_checkpoint(directory: Path, fields: dict[str, Any]) -> float:
+    import torch
+
     from reference_training import evaluate, loop
     from reference_training.config import RunConfig
     from reference_training.data import load_dataset
 
     config = RunConfig.from_dict({**fields, "out": str(directory)})
+    if config.backend != "torch":
+        raise ValueError(f"{directory}: the study's runs are PyTorch runs, not {config.backend}")
     dataset = load_dataset(config.dataset, root=config.data_root)
     trainer = loop.make_trainer(config, dataset)
-    trainer.load(directory / trainer.checkpoint_name, lambda meta: None)
+    # The encoder's weights only: checkpoints from before the SwAV queue lack its entries,
+    # which a resume needs and this does not.
+    state = torch.load(directory / trainer.checkpoint_name, map_location="cpu",
+                       weights_only=True)
+    trainer.online.load_state_dict(state["online"])  # type: ignore[attr-defined]
     return evaluate.effective_rank(evaluate.extract_features(trainer.features, dataset.x_test))
 
 
