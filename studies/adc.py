@@ -156,6 +156,31 @@ def _matched_arms(
     return result
 
 
+# Weight scales of the shares tier: nu = scale, upsilon = 10 scale (the defaults' ratio).
+SHARE_SCALES = (0.1, 1.0, 10.0, 100.0)
+
+
+def _shares_table(args: argparse.Namespace) -> str:
+    """ADC's gradient share at initialisation for each method and weight scale."""
+    settings = _base_settings(args)
+    cache = Path(args.out) / "gradient_norms.json"
+    lines = [
+        f"ADC's gradient share at initialisation ({args.dataset}, batch {args.batch_size}"
+        f"{'' if args.crop_min_area is None else f', crop area >= {args.crop_min_area:g}'}), "
+        "for nu = s and upsilon = 10 s (s = 1: the defaults).",
+        "",
+        "| method | " + " | ".join(f"s = {s:g}" for s in SHARE_SCALES) + " |",
+        "|---|" + "---:|" * len(SHARE_SCALES),
+    ]
+    for method in args.methods.split(","):
+        arms = {f"s {s:g}": {"adc": True, "adc_nu": s, "adc_upsilon": 10.0 * s}
+                for s in SHARE_SCALES}
+        shares = _matched_arms(arms, {**settings, "method": method}, cache)
+        lines.append(f"| {method} | " + " | ".join(
+            f"{100 * shares[name]['share']:.0f}%" for name in arms) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # --- runs ---------------------------------------------------------------------------------
 
 
@@ -383,7 +408,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=("main", "ablations", "all"), default="all")
+    parser.add_argument("--tier", choices=("main", "ablations", "all", "shares"), default="all",
+                        help="'shares' trains nothing: ADC's gradient share per method and "
+                             "weight scale")
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=25)
@@ -414,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.tier == "shares":
+        text = _shares_table(args)
+        (out / "shares.md").write_text(text)
+        print(text)
+        return 0
     jobs, arms = _jobs(args)
     if not args.report_only:
         _run(jobs, args.jobs)

@@ -103,6 +103,17 @@ def test_controls_are_weighted_to_the_gradient_norm_they_match(
     assert _fake_norms({**matched, "adc": True})["extra"] == pytest.approx(4.0)
 
 
+def test_shares_tier_tabulates_every_method_and_scale(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
+    assert study.main(["--tier", "shares", "--methods", "byol,swav", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "shares.md").read_text().splitlines()
+    # Fake norms: ADC's extra gradient is 0.4 upsilon against a base gradient of 10.
+    assert "| byol | 4% | 29% | 80% | 98% |" in lines
+    assert "| swav | 4% | 29% | 80% | 98% |" in lines
+
+
 def _summary(linear: float, knn: float) -> dict[str, float]:
     return {"linear_probe_accuracy": linear, "knn_accuracy": knn, "effective_rank": 10 * knn,
             "raw_pixels_linear_probe_accuracy": 0.9, "raw_pixels_knn_accuracy": 0.8}
