@@ -397,6 +397,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         errs = [100 * statistics.stdev(r[key]) if len(r[key]) > 1 else 0.0 for r in shown]
         colours = ["tab:blue" if r["tier"] == "main" else "tab:orange" for r in shown]
         ax.barh(range(len(shown)), means, xerr=errs, color=colours, alpha=0.8)
+        for i, r in enumerate(shown):  # each seed's paired difference
+            ax.scatter([100 * v for v in r[key]], [i] * len(r[key]), s=7, color="black",
+                       zorder=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(title)
     axes[0].set_yticks(range(len(shown)), labels, fontsize=8)
