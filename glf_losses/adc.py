@@ -9,7 +9,8 @@ and over j != i only:
 - the calibration target ``P^cal_i = softmax_j(-d_ij / 2 sigma_i^2)`` (stop-gradient);
 - the Student-t data distribution
   ``Q_ij ∝ (1 + d_ij / (rho s_i^2))^(-(rho + 1) / 2)``, ``s_i^2 = rho sigma_i^2 / (rho - 2)``;
-- the prior ``P^pre_i = softmax_j(-r_ij / tau_i)`` and anchor weights
+- the prior ``P^pre_i = softmax_j(-r_ij / tau_i)``, over j other than i's own other
+  view by default (``prior_other_view=False``), and anchor weights
   ``w_i ∝ 1 / H(P^pre_i)`` normalised to mean 1;
 
 and returns ``nu * L_DCM + upsilon * L_LPM`` with
@@ -161,15 +162,17 @@ def prior_distances(prior: Any) -> Any:
 # --- bandwidths ---------------------------------------------------------------------------
 
 
-def _median_offdiag(be: ModuleType, dist: Any) -> Any:
+def _median_offdiag(be: ModuleType, dist: Any, without_partner: bool = False) -> Any:
     xp = be.xp
     # Every worker's anchor rows together form the global (M, M) matrix.
     dist = be.all_gather(be.stop_gradient(dist))
     m = dist.shape[0]
     flat = xp.reshape(dist, (-1,))
     # The diagonal holds m exact zeros and every off-diagonal entry is >= 0, so the
-    # off-diagonal order statistics sit m places up in the full sorted array.
-    k = m + m * (m - 1) // 2 - 1
+    # off-diagonal order statistics sit m places up in the full sorted array. The prior's
+    # partner entries (each anchor's other view) are m more exact zeros.
+    excluded = 2 * m if without_partner else m
+    k = excluded + (m * m - excluded) // 2 - 1
     lower = be.select_kth(flat, (k,))[0]
     # The next order statistic without a second selection: it equals ``lower`` when more
     # than k + 1 entries are <= lower (ties), else it is the smallest entry above it.
@@ -215,11 +218,16 @@ def _resolve(
     n_steps: int,
     *,
     factor: float,
+    without_partner: bool = False,
 ) -> Any:
-    """The bandwidth used as ``softmax(-dist / (factor * bw))``: sigma^2 (factor 2) or tau."""
+    """The bandwidth used as ``softmax(-dist / (factor * bw))``: sigma^2 (factor 2) or tau.
+
+    ``without_partner``: ``mask`` also leaves out each anchor's other view, whose entries
+    of ``dist`` are exact zeros (the prior's), and the median leaves them out too.
+    """
     if isinstance(mode, str):
         if mode == "median":
-            return _clip_tiny(be, _median_offdiag(be, dist) / 2.0)
+            return _clip_tiny(be, _median_offdiag(be, dist, without_partner) / 2.0)
         return _clip_tiny(be, _perplexity_scale(be, dist, mask, perplexity, n_steps) / factor)
     return mode
 
@@ -382,7 +390,8 @@ def _adc(
         prior_mask = xp.logical_and(mask, not_self(be, partner, m, z_a))
     sigma2 = _resolve(be, d, mask, bandwidth, perplexity, perplexity_steps, factor=2.0)
     tau = _resolve(
-        be, r, prior_mask, prior_bandwidth, prior_perplexity, perplexity_steps, factor=1.0
+        be, r, prior_mask, prior_bandwidth, prior_perplexity, perplexity_steps, factor=1.0,
+        without_partner=not prior_other_view,
     )
     log_q, _ = _data(be, d, mask, sigma2, rho)
     log_pre, p_pre = _prior(be, r, prior_mask, tau)
@@ -407,7 +416,7 @@ def adc_parts(
     prior_perplexity: float | None = None,
     perplexity_steps: int = 20,
     normalize: bool = True,
-    prior_other_view: bool = True,
+    prior_other_view: bool = False,
 ) -> ADCParts:
     """:func:`adc_loss` as ``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``.
 
@@ -424,18 +433,20 @@ def adc_parts(
     prior_bandwidth = _check_mode(prior_bandwidth, "prior_bandwidth")
     if bandwidth == "perplexity":
         _check_perplexity(perplexity, "perplexity", m)
-    if prior_bandwidth == "perplexity":
-        # Name the argument the value came from: prior_perplexity defaults to perplexity.
-        if prior_perplexity is None:
-            _check_perplexity(perplexity, "perplexity", m)
-        else:
-            _check_perplexity(prior_perplexity, "prior_perplexity", m)
-    if prior_perplexity is None:
-        prior_perplexity = perplexity
-    perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
     for name, flag in (("normalize", normalize), ("prior_other_view", prior_other_view)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    if prior_bandwidth == "perplexity":
+        # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
+        # argument the value came from: prior_perplexity defaults to perplexity.
+        candidates = m - 1 if prior_other_view else m - 2
+        if prior_perplexity is None:
+            _check_perplexity(perplexity, "perplexity", m, candidates)
+        else:
+            _check_perplexity(prior_perplexity, "prior_perplexity", m, candidates)
+    if prior_perplexity is None:
+        prior_perplexity = perplexity
+    perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
     return _adc(
         be,
         z_a,
@@ -468,7 +479,7 @@ def adc_loss(
     prior_perplexity: float | None = None,
     perplexity_steps: int = 20,
     normalize: bool = True,
-    prior_other_view: bool = True,
+    prior_other_view: bool = False,
 ) -> Any:
     r"""ADC's constraining term ``nu * L_DCM + upsilon * L_LPM``, to add to any method.
 
@@ -495,8 +506,11 @@ def adc_loss(
       normalize: L2-normalise the projections before taking distances.
       prior_other_view: whether each anchor's other view belongs to its prior
         neighbourhood. It sits at prior distance 0 (both views share the input), so it
-        takes a large share of ``P^pre`` (~44% at perplexity 30 on MNIST batches);
-        ``False`` leaves it out of the prior, its bandwidth and the anchor weights.
+        takes a large share of ``P^pre`` (~44% at perplexity 30 on MNIST batches),
+        which turns LPM partly into a second aligning term. ``False`` (the default)
+        leaves it out of the prior, its bandwidth and the anchor weights; the prior's
+        perplexity then lies in (1, M - 2]. The default comes from the ADC study
+        (docs/study.md): leaving it out was as good or better for every method.
 
     Returns:
       A 0-d array of the projections' framework (float32 for float16/bfloat16 inputs).
@@ -571,7 +585,7 @@ class ADC:
     prior_perplexity: float | None = None
     perplexity_steps: int = 20
     normalize: bool = True
-    prior_other_view: bool = True
+    prior_other_view: bool = False
 
     def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
         return adc_parts(z_a, z_b, prior, **self.__dict__)
@@ -636,9 +650,19 @@ def _check_mode(mode: Any, name: str) -> Bandwidth:
     return _checks.check_positive(mode, name)
 
 
-def _check_perplexity(value: Any, name: str, m: int) -> None:
+def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = None) -> None:
+    """A perplexity is an effective neighbour count: more than 1, at most the row's
+    candidates (M - 1, or M - 2 for a prior row without the anchor's other view)."""
     value = _checks.check_finite_number(value, name)
-    if not 1 < value <= m - 1:
+    if candidates is None or candidates == m - 1:
+        if not 1 < value <= m - 1:
+            raise ValueError(
+                f"{name} must lie in (1, M - 1] = (1, {m - 1}] for M = {m} stacked rows, "
+                f"got {value}"
+            )
+    elif not 1 < value <= candidates:
         raise ValueError(
-            f"{name} must lie in (1, M - 1] = (1, {m - 1}] for M = {m} stacked rows, got {value}"
+            f"{name} must lie in (1, M - 2] = (1, {candidates}] for M = {m} stacked rows "
+            "when the prior leaves out each anchor's other view (prior_other_view=False), "
+            f"got {value}"
         )

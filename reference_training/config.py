@@ -68,7 +68,7 @@ class RunConfig:
     adc_perplexity: float = 30.0
     adc_prior_perplexity: float | None = None
     adc_prior: str = "pixels"
-    adc_prior_other_view: bool = True
+    adc_prior_other_view: bool = False
     # a control arm of the ADC study: this weight times the uniformity term
     # (glf_losses.constrain.uniformity at --temperature) added to the constraining part
     uniformity_weight: float = 0.0

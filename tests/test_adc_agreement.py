@@ -160,6 +160,7 @@ def ref_adc(
     perplexity: float = 30.0,
     prior_perplexity: float | None = None,
     normalize: bool = True,
+    prior_other_view: bool = False,
 ) -> RefADC:
     n = len(z_a)
     m = 2 * n
@@ -167,14 +168,28 @@ def ref_adc(
     d = ref_sq_distances(ref_stack(z_a, z_b, normalize))
     r = ref_sq_distances(np.concatenate([e, e]))
     pp = perplexity if prior_perplexity is None else prior_perplexity
+
+    def prior_js(i: int) -> list[int]:
+        """The prior's candidates for anchor i: without its other view unless asked."""
+        return [j for j in others(m, i) if prior_other_view or j != (i + n) % m]
+
     sigma2 = ref_scales(d, bandwidth, perplexity, 2.0)
-    tau = ref_scales(r, prior_bandwidth, pp, 1.0)
+    if prior_bandwidth == "median":
+        values = [r[i, j] for i in range(m) for j in prior_js(i)]
+        tau = np.full(m, max(float(np.median(values)) / 2.0, 1e-12))
+    elif prior_bandwidth == "perplexity":
+        tau = np.array([ref_calibrated(r[i, prior_js(i)], pp, 1.0) for i in range(m)])
+    else:
+        tau = np.full(m, float(prior_bandwidth))
     p_cal, p_pre, dcm_i, lpm_i, inv_h = [], [], [], [], []
     for i in range(m):
         js = others(m, i)
         log_q = ref_log_q(d[i, js], sigma2[i], rho)
         p_cal.append(ref_softmax(-d[i, js] / (2.0 * sigma2[i])))
-        p_pre.append(ref_softmax(-r[i, js] / tau[i]))
+        row = np.zeros(len(js))  # over j != i; the left-out other view keeps mass 0
+        kept = [js.index(j) for j in prior_js(i)]
+        row[kept] = ref_softmax(-r[i, prior_js(i)] / tau[i])
+        p_pre.append(row)
         dcm_i.append(ref_kl(p_cal[i], log_q))
         lpm_i.append(ref_kl(p_pre[i], log_q))
         inv_h.append(1.0 / max(ref_entropy(p_pre[i]), 1e-12))
@@ -269,6 +284,7 @@ def adc_cases(
         "upsilon": draw(st.floats(0.1, 10.0), label="upsilon"),
         "rho": draw(st.floats(2.2, 8.0), label="rho"),
         "normalize": normalize,
+        "prior_other_view": draw(st.booleans(), label="prior_other_view"),
     }
     m = 2 * n
     if mode == "float":
@@ -281,9 +297,11 @@ def adc_cases(
         kwargs["bandwidth"] = kwargs["prior_bandwidth"] = "median"
     else:
         top = 1.5 + max_frac * (m - 2.5)
+        # A prior row without the other view has one candidate fewer.
+        prior_top = top if kwargs["prior_other_view"] else 1.5 + max_frac * (m - 3.5)
         kwargs["bandwidth"] = kwargs["prior_bandwidth"] = "perplexity"
         kwargs["perplexity"] = draw(st.floats(1.5, top), label="perplexity")
-        kwargs["prior_perplexity"] = draw(st.floats(1.5, top), label="prior_perplexity")
+        kwargs["prior_perplexity"] = draw(st.floats(1.5, prior_top), label="prior_perplexity")
     return ADCCase(z_a, z_b, prior, kwargs)
 
 
@@ -324,7 +342,7 @@ def _near_one_hot_example(seed: int) -> ADCCase:
     kwargs = {
         "bandwidth": 0.1 * half_median(ref_sq_distances(np.concatenate([z_a, z_b]))),
         "prior_bandwidth": 0.1 * half_median(ref_sq_distances(np.concatenate([e, e]))),
-        "normalize": False, "nu": 1.0, "upsilon": 1.0,
+        "normalize": False, "nu": 1.0, "upsilon": 1.0, "prior_other_view": True,
     }
     return ADCCase(z_a, z_b, prior, kwargs)
 
@@ -372,6 +390,7 @@ def test_adc_gradients_agree_across_frameworks_and_with_finite_differences(
         case.z_a, case.z_b, case.prior, rho=kw["rho"], normalize=kw["normalize"],
         bandwidth=kw["bandwidth"], prior_bandwidth=kw["prior_bandwidth"],
         perplexity=kw.get("perplexity", 30.0), prior_perplexity=kw.get("prior_perplexity"),
+        prior_other_view=kw["prior_other_view"],
     )
     frozen = {k: kw[k] for k in ("nu", "upsilon", "rho", "normalize")}
     numeric = (
@@ -556,7 +575,7 @@ def test_adc_parts_matches_reference(case: ADCCase, prior_mode: str):
     state = ref_adc(
         case.z_a, case.z_b, case.prior,
         **{k: kw[k] for k in ("rho", "normalize", "bandwidth", "prior_bandwidth",
-                              "perplexity", "prior_perplexity")},
+                              "perplexity", "prior_perplexity", "prior_other_view")},
     )
     want = (kw["nu"] * state.dcm, kw["upsilon"] * state.lpm)
     got = glf_losses.adc_parts(case.z_a, case.z_b, case.prior, perplexity_steps=EXACT_STEPS, **kw)
@@ -574,7 +593,9 @@ def test_building_blocks_match_reference(backend: str):
     n = 4
     z_a, z_b = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
     prior = rng.integers(0, 256, size=(n, 2, 3)).astype(np.uint8)
-    state = ref_adc(z_a, z_b, prior, perplexity=3.0, prior_perplexity=2.0)
+    # The public building blocks take the full (M, M) mask: the other view included.
+    state = ref_adc(z_a, z_b, prior, perplexity=3.0, prior_perplexity=2.0,
+                    prior_other_view=True)
     m = 2 * n
 
     za, zb, pr = (to_backend(backend, a) for a in (z_a, z_b, prior))

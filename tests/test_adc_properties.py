@@ -63,8 +63,9 @@ def rule(mode: str, prior: np.ndarray, m: int, perplexity: float | None = None) 
         return {"bandwidth": "median", "prior_bandwidth": "median"}
     if perplexity is None:
         perplexity = min(5.0, m - 1.0)
+    # By default a prior row leaves out the anchor's other view: one candidate fewer.
     return {"bandwidth": "perplexity", "prior_bandwidth": "perplexity",
-            "perplexity": perplexity, "prior_perplexity": perplexity}
+            "perplexity": perplexity, "prior_perplexity": min(perplexity, m - 2.0)}
 
 
 @st.composite
@@ -523,6 +524,9 @@ M = 8  # 2 N for _small_batch
         ({"perplexity": math.nan}, r"^perplexity"),
         ({"perplexity": 3.0, "prior_perplexity": 1.0}, r"^prior_perplexity"),
         ({"perplexity": 3.0, "prior_perplexity": float(M)}, r"^prior_perplexity"),
+        # Without the anchor's other view (the default) a prior row has M - 2 candidates.
+        ({"perplexity": 3.0, "prior_perplexity": float(M - 1)}, r"^prior_perplexity.*M - 2"),
+        ({"perplexity": float(M - 1)}, r"^perplexity .*M - 2"),
         ({"bandwidth": "median", "prior_perplexity": 0.9}, r"^prior_perplexity"),
         ({"perplexity": 3.0, "perplexity_steps": 0}, r"^perplexity_steps"),
     ],
@@ -537,9 +541,11 @@ def test_bad_arguments_raise_value_errors_naming_them(overrides: dict, pattern: 
         _call(glf_losses.adc_parts, **overrides)
 
 
-def test_the_perplexity_range_is_inclusive_at_m_minus_one():
-    assert np.isfinite(_call(perplexity=float(M - 1)))
-    assert np.isfinite(_call(perplexity=3.0, prior_perplexity=float(M - 1)))
+def test_the_perplexity_range_is_inclusive_at_its_upper_end():
+    assert np.isfinite(_call(perplexity=float(M - 1), prior_perplexity=float(M - 2)))
+    assert np.isfinite(_call(perplexity=float(M - 1), prior_other_view=True))
+    assert np.isfinite(_call(perplexity=3.0, prior_perplexity=float(M - 1),
+                             prior_other_view=True))
 
 
 @pytest.mark.parametrize("which", ["z_a", "z_b"])
@@ -579,18 +585,17 @@ def test_building_blocks_validate_their_arguments():
 
 
 def test_prior_without_other_view_gives_it_no_mass() -> None:
-    """``prior_other_view=False`` removes exactly the partner column from P^pre, and the
-    loss then differs; ``True`` is the default formulation."""
+    """``prior_other_view=False`` (the default) removes exactly the partner column from
+    P^pre, and the loss then differs from ``True``'s."""
     from glf_losses import adc as adc_module
 
     rng = np.random.default_rng(3)
     n = 6
     z_a, z_b = rng.normal(size=(n, 4)), rng.normal(size=(n, 4))
     prior = rng.normal(size=(n, 5))
-    with_view = glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0)
-    assert with_view == glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0,
-                                            prior_other_view=True)
+    with_view = glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0, prior_other_view=True)
     without = glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0, prior_other_view=False)
+    assert without == glf_losses.adc_loss(z_a, z_b, prior, perplexity=3.0)
     assert np.isfinite(without) and abs(without - with_view) > 1e-6
     # With the view, the partner (prior distance 0) holds a large share of the prior.
     be = glf_losses.get_backend(z_a)
