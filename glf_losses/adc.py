@@ -61,6 +61,7 @@ __all__ = [
     "feature_distances",
     "lpm",
     "median_bandwidth",
+    "method_weights",
     "perplexity_bandwidth",
     "prior_distances",
     "prior_distribution",
@@ -587,11 +588,52 @@ class ADC:
     normalize: bool = True
     prior_other_view: bool = False
 
+    @classmethod
+    def for_method(cls, method: str, **kwargs: Any) -> ADC:
+        """ADC with the weights :func:`method_weights` recommends for ``method``;
+        ``kwargs`` set any field, the weights included."""
+        nu, upsilon = method_weights(method)
+        return cls(**{"nu": nu, "upsilon": upsilon, **kwargs})
+
     def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
         return adc_parts(z_a, z_b, prior, **self.__dict__)
 
     def __call__(self, z_a: Any, z_b: Any, prior: Any) -> Any:
         return self.parts(z_a, z_b, prior).total
+
+
+# --- weights per method -------------------------------------------------------------------
+
+# (nu, upsilon) per method, from the ADC study (docs/study.md, mnist5k, D = 128): nu = 1,
+# upsilon = 10 give ADC 76 to 95% of the gradient at initialisation beside BYOL, SwAV and
+# SimCLR, but 4% beside Barlow Twins, whose loss sums D^2 terms; scaled by 100 (81%) it
+# gained more (linear probe +5.3 against +3.4 points, kNN +29.6 against +16.3).
+_DEFAULT_WEIGHTS = (1.0, 10.0)
+_METHOD_WEIGHTS = {
+    "byol": _DEFAULT_WEIGHTS,
+    "barlow_twins": (100.0, 1000.0),
+    "swav": _DEFAULT_WEIGHTS,
+    "simclr": _DEFAULT_WEIGHTS,
+}
+
+
+def method_weights(method: str) -> tuple[float, float]:
+    """The ``(nu, upsilon)`` recommended for ADC beside ``method``.
+
+    ``(1, 10)`` (the defaults of :func:`adc_loss`) for ``"byol"``, ``"swav"`` and
+    ``"simclr"``; ``(100, 1000)`` for ``"barlow_twins"``, whose loss is two orders of
+    magnitude larger, so that ADC's share of the gradient is comparable (measured at
+    D = 128; Barlow Twins' loss grows with D, so check the share at other widths with
+    ``studies/adc.py --tier shares``).
+
+    Example:
+      >>> from glf_losses import adc
+      >>> adc.method_weights("barlow_twins")
+      (100.0, 1000.0)
+    """
+    if method not in _METHOD_WEIGHTS:
+        raise ValueError(f"method must be one of {sorted(_METHOD_WEIGHTS)}, got {method!r}")
+    return _METHOD_WEIGHTS[method]
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -60,8 +60,9 @@ class RunConfig:
     byol_tau_base: float = 0.99
     # ADC
     adc: bool = False
-    adc_nu: float = 1.0
-    adc_upsilon: float = 10.0
+    # None: the weights glf_losses.adc.method_weights recommends for the method
+    adc_nu: float | None = None
+    adc_upsilon: float | None = None
     adc_rho: float = 3.0
     adc_bandwidth: str = "perplexity"
     adc_prior_bandwidth: str = "perplexity"
@@ -116,7 +117,7 @@ class RunConfig:
                 raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)}")
         for name in ("weight_decay", "adc_nu", "adc_upsilon", "warmup_epochs",
                      "uniformity_weight"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.crop_min_area is not None and not 0 < self.crop_min_area <= 1:
             raise ValueError(f"--crop-min-area must be in (0, 1], got {self.crop_min_area}")
@@ -157,9 +158,12 @@ class RunConfig:
         def bw(value: str) -> str | float:
             return value if value in BANDWIDTHS else float(value)
 
+        from glf_losses.adc import method_weights
+
+        nu, upsilon = method_weights(self.method)
         return {
-            "nu": self.adc_nu,
-            "upsilon": self.adc_upsilon,
+            "nu": nu if self.adc_nu is None else self.adc_nu,
+            "upsilon": upsilon if self.adc_upsilon is None else self.adc_upsilon,
             "rho": self.adc_rho,
             "bandwidth": bw(self.adc_bandwidth),
             "prior_bandwidth": bw(self.adc_prior_bandwidth),

@@ -85,6 +85,9 @@ def _base_settings(args: argparse.Namespace) -> dict[str, Any]:
         # otherwise: the formulation the study compared ("prior without other view" is the
         # arm without it, which became the library's default).
         "adc_prior_other_view": True,
+        # and the weights the study started from, for every method (the trainer now
+        # chooses Barlow Twins' from the "adc x100" arm)
+        "adc_nu": 1.0, "adc_upsilon": 10.0,
         "backend": "torch", "dataset": args.dataset, "batch_size": args.batch_size,
         "quiet": True, "eval_every": args.eval_every, "crop_min_area": args.crop_min_area,
     }

@@ -608,3 +608,22 @@ def test_prior_without_other_view_gives_it_no_mass() -> None:
         glf_losses.adc_loss(  # type: ignore[arg-type]
             z_a, z_b, prior, perplexity=3.0, prior_other_view=1
         )
+
+
+def test_weights_per_method_follow_the_loss_scale() -> None:
+    """Barlow Twins' loss is ~100x the others': its recommended weights are 100x too."""
+    from glf_losses import adc as adc_module
+
+    for method in ("byol", "swav", "simclr"):
+        assert adc_module.method_weights(method) == (1.0, 10.0)
+        assert glf_losses.ADC.for_method(method) == glf_losses.ADC()
+    assert adc_module.method_weights("barlow_twins") == (100.0, 1000.0)
+    bound = glf_losses.ADC.for_method("barlow_twins", perplexity=3.0)
+    assert (bound.nu, bound.upsilon, bound.perplexity) == (100.0, 1000.0, 3.0)
+    assert glf_losses.ADC.for_method("barlow_twins", nu=2.0).nu == 2.0
+    z_a, z_b, prior = _small_batch()
+    assert float(bound(z_a, z_b, prior)) == pytest.approx(
+        float(glf_losses.adc_loss(z_a, z_b, prior, nu=100.0, upsilon=1000.0, perplexity=3.0))
+    )
+    with pytest.raises(ValueError, match="method must be one of"):
+        adc_module.method_weights("mocov3")

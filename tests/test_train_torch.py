@@ -100,6 +100,15 @@ def test_bad_arguments_exit_with_a_message(
     assert message in capsys.readouterr().err
 
 
+def test_adc_weights_default_to_the_methods_recommendation() -> None:
+    bt = RunConfig(method="barlow_twins", adc=True).adc_kwargs()
+    assert (bt["nu"], bt["upsilon"]) == (100.0, 1000.0)
+    byol = RunConfig(method="byol", adc=True).adc_kwargs()
+    assert (byol["nu"], byol["upsilon"]) == (1.0, 10.0)
+    chosen = RunConfig(method="barlow_twins", adc=True, adc_upsilon=5.0).adc_kwargs()
+    assert (chosen["nu"], chosen["upsilon"]) == (100.0, 5.0)
+
+
 def test_crop_min_area_replaces_the_preset_crop() -> None:
     preset = view_config(RunConfig(dataset="mnist5k"), "mnist5k")
     assert preset.crop_scale == (0.7, 1.0)
