@@ -178,7 +178,8 @@ def _shares_table(args: argparse.Namespace) -> str:
     lines = [
         f"ADC's gradient share at initialisation ({args.dataset}, batch {args.batch_size}"
         f"{'' if args.crop_min_area is None else f', crop area >= {args.crop_min_area:g}'}), "
-        "for nu = s and upsilon = 10 s (s = 1: the defaults).",
+        "for nu = s and upsilon = 10 s (s = 1: the default weights of BYOL, SwAV and SimCLR; "
+        "s = 100: Barlow Twins'), with the anchor's other view in the prior.",
         "",
         "| method | " + " | ".join(f"s = {s:g}" for s in SHARE_SCALES) + " |",
         "|---|" + "---:|" * len(SHARE_SCALES),
