@@ -450,7 +450,11 @@ def ours(score: Callable[[Any, Any], Any]) -> dict[str, Callable[..., Any]]:
         "barlow_twins": glf_losses.barlow_twins_loss,
         "swav": lambda z_a, z_b, w: glf_losses.swav_loss(score(z_a, w), score(z_b, w)),
         "simclr": glf_losses.simclr_loss,
-        "adc": glf_losses.adc_loss,
+        # The natives keep each anchor's other view in the prior (the formulation they
+        # were written for); leaving it out, the default, costs one more (M, M) mask.
+        "adc": lambda z_a, z_b, prior: glf_losses.adc_loss(
+            z_a, z_b, prior, prior_other_view=True
+        ),
     }
 
 
