@@ -27,8 +27,8 @@ Terms and inputs (float32; views are correlated: ``base + 0.5 * noise`` each):
 scores ``n(z) n(W)^T`` against K fixed prototypes (``--prototypes``, default 300),
 Sinkhorn inside, the scoring written once natively and shared by both contenders so
 that the gradient reaches the projections; ``simclr_loss(z_a, z_b)``; ``adc_loss(z_a,
-z_b, prior)`` with default keyword arguments (perplexity 30 for both bandwidths, 20
-bisection steps) and a uint8 prior of ``--prior-dim`` (784) columns.
+z_b, prior, prior_other_view=True)`` with otherwise default keyword arguments (perplexity
+30 for both bandwidths, 20 bisection steps) and a uint8 prior of ``--prior-dim`` (784) columns.
 
 Reported: median ms of each contender; ``ours/native`` is the median of the per-round
 ratios (ours and native run back to back in each round, the order alternating) with
