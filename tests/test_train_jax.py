@@ -154,7 +154,10 @@ def test_loss_step_matches_torch(tmp_path: Path, digits: Dataset, method: str) -
         )
     for g_jax, t in zip(grads[0], t_out, strict=True):
         expected = np.zeros_like(outputs[0]) if t.grad is None else t.grad.numpy()
-        np.testing.assert_allclose(np.asarray(g_jax), expected, rtol=1e-3, atol=1e-6)
+        # Float32 rounding is relative to the gradient's size (ADC's weights beside
+        # Barlow Twins are 1000), so the absolute floor is too.
+        scale = max(float(np.abs(expected).max()), 1.0)
+        np.testing.assert_allclose(np.asarray(g_jax), expected, rtol=1e-3, atol=1e-5 * scale)
     if w is not None:
         np.testing.assert_allclose(
             np.asarray(grads[1]), torch_loss.prototypes.grad.numpy(), rtol=1e-3, atol=1e-6

@@ -292,7 +292,10 @@ def test_loss_step_matches_torch(tmp_path: Path, method: str) -> None:
     for g_tf, t in zip(grads[:n_outputs], t_out, strict=True):
         expected = np.zeros_like(outputs[0]) if t.grad is None else t.grad.numpy()
         got = np.zeros_like(expected) if g_tf is None else g_tf.numpy()
-        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+        # Float32 rounding is relative to the gradient's size (ADC's weights beside
+        # Barlow Twins are 1000), so the absolute floor is too.
+        scale = max(float(np.abs(expected).max()), 1.0)
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * scale)
     if method == "swav":
         np.testing.assert_allclose(
             grads[-1].numpy(), torch_loss.prototypes.grad.numpy(), rtol=1e-3, atol=1e-6
