@@ -696,15 +696,12 @@ def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = No
     """A perplexity is an effective neighbour count: more than 1, at most the row's
     candidates (M - 1, or M - 2 for a prior row without the anchor's other view)."""
     value = _checks.check_finite_number(value, name)
-    if candidates is None or candidates == m - 1:
-        if not 1 < value <= m - 1:
-            raise ValueError(
-                f"{name} must lie in (1, M - 1] = (1, {m - 1}] for M = {m} stacked rows, "
-                f"got {value}"
-            )
-    elif not 1 < value <= candidates:
+    candidates = m - 1 if candidates is None else candidates
+    if not 1 < value <= candidates:
+        why = "" if candidates == m - 1 else (
+            " when the prior leaves out each anchor's other view (prior_other_view=False)"
+        )
         raise ValueError(
-            f"{name} must lie in (1, M - 2] = (1, {candidates}] for M = {m} stacked rows "
-            "when the prior leaves out each anchor's other view (prior_other_view=False), "
-            f"got {value}"
+            f"{name} must lie in (1, M - {m - candidates}] = (1, {candidates}] for M = {m} "
+            f"stacked rows{why}, got {value}"
         )
