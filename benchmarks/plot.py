@@ -34,12 +34,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def matplotlib_ticker() -> Any:
-    import matplotlib.ticker
-
-    return matplotlib.ticker
-
-
 def _title(machine: Mapping[str, Any]) -> str:
     frameworks = [k for k in ("torch", "jax", "tensorflow") if k in machine]
     versions = ", ".join(f"{k} {machine[k]}" for k in frameworks)
@@ -53,6 +47,8 @@ def plot_losses(result: Mapping[str, Any], path: str | Path) -> None:
     if not rows:
         raise ValueError("no timed rows to plot")
     plt = _pyplot()
+    from matplotlib.ticker import FormatStrFormatter
+
     frameworks = list(dict.fromkeys(r["framework"] for r in rows))
     combos = list(dict.fromkeys((r["term"], r["n"], r["d"]) for r in rows))
     fig, axes = plt.subplots(
@@ -73,7 +69,7 @@ def plot_losses(result: Mapping[str, Any], path: str | Path) -> None:
             ax.axhline(TARGETS[mode], color=_COLOURS[mode], ls="--", lw=0.8)
         ax.axhline(1.0, color="grey", lw=0.6)
         ax.set_yscale("log")
-        plain = matplotlib_ticker().FormatStrFormatter("%g")
+        plain = FormatStrFormatter("%g")
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
         ax.tick_params(axis="y", which="both", labelsize=7)
