@@ -24,13 +24,14 @@ from reference_training import augment, evaluate, report
 from reference_training.config import RunConfig
 from reference_training.data import Dataset, epoch_batches, load_dataset
 from reference_training.errors import TrainingDiverged
+from reference_training.schedules import StepInputs, step_inputs
 
 __all__ = ["BackendTrainer", "make_trainer", "train", "view_config"]
 
 # What a resumed run may not change: anything that shapes the model or the data stream.
 _RESUME_MUST_MATCH = (
     "backend", "method", "dataset", "seed", "batch_size", "adc", "arch", "cnn_width",
-    "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "swav_queue", "optimizer",
+    "proj_hidden", "proj_dim", "pred_hidden", "loss_options", "swav_queue", "optimizer",
     "adc_prior", "swav_freeze_prototypes_epochs",
 )
 
@@ -55,8 +56,13 @@ class BackendTrainer(Protocol):
     def to_device(self, images: np.ndarray) -> Any: ...
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
-    ) -> dict[str, Any]: ...
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+    ) -> dict[str, Any]:
+        """One optimiser step on two views of a batch; ``prior`` is the raw batch (ADC's
+        prior). ``inputs`` are the host's decisions for the step (learning rate, EMA rate,
+        owned arrays' freeze, queue use), computed by :func:`step_inputs`. Returns the
+        step's ``loss``, ``align`` and ``constrain`` as 0-d device arrays."""
+        ...
 
     def features(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -107,19 +113,6 @@ def view_config(config: RunConfig, dataset_name: str) -> augment.AugmentConfig:
     return dataclasses.replace(
         aug, crop_scale=(config.crop_min_area, 1.0), crop_ratio=(3 / 4, 4 / 3)
     )
-
-
-def _view_pair(
-    trainer: BackendTrainer, dataset: Dataset, aug: augment.AugmentConfig, images: Any,
-    rng: np.random.Generator, global_size: int,
-) -> tuple[Any, Any]:
-    _, channels, height, width = images.shape
-    views = []
-    for _ in range(2):
-        params = augment.draw(rng, global_size, (height, width), None, aug, channels=channels)
-        params = augment.take(params, trainer.batch_rows)
-        views.append(augment.apply(trainer.xp, images, params, dataset.mean, dataset.std))
-    return views[0], views[1]
 
 
 def _mean_logs(logs: list[dict[str, float]]) -> dict[str, float]:
@@ -199,13 +192,12 @@ def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
             for step, indices in enumerate(batches):
                 rng = np.random.default_rng((config.seed, epoch, step))
                 images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
-                view_a, view_b = _view_pair(trainer, dataset, aug, images, rng, len(indices))
-                pending.append(
-                    trainer.train_step(
-                        view_a, view_b, images, epoch=epoch,
-                        step=epoch * steps_per_epoch + step, total_steps=total_steps,
-                    )
+                view_a, view_b = augment.two_views(
+                    trainer.xp, images, rng, aug, dataset.mean, dataset.std,
+                    global_size=len(indices), rows=trainer.batch_rows,
                 )
+                inputs = step_inputs(config, epoch, epoch * steps_per_epoch + step, total_steps)
+                pending.append(trainer.train_step(view_a, view_b, images, inputs))
                 if len(pending) == _LOG_EVERY or step == steps_per_epoch - 1:
                     values = [{k: float(v) for k, v in entry.items()} for entry in pending]
                     logs.extend(values)
@@ -286,8 +278,3 @@ def _finish(
     if not config.quiet:
         print(report.format_summary_table(summary), flush=True)
     return summary
-
-
-def run_from_config(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Entry point used by the CLI and tests."""
-    return train(config, resume=resume)
