@@ -153,7 +153,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
 
     exploding = tf_config(tmp_path, epochs=3, lr=1e38, **settings)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
     # Same run settings, another model: the layout check names the first misfit.

@@ -74,7 +74,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
     good = ckpt.read_bytes()
     exploding = small_config(tmp_path, method="simclr", epochs=3, optimizer="sgd", lr=1e38)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
 
@@ -121,9 +121,11 @@ def test_crop_min_area_replaces_the_preset_crop() -> None:
 def test_config_file_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('method = "byol"\nepochs = 7\nadc = true\nadc-nu = 0.5\n')
-    config, resume = parse_config(["--config", str(path), "--epochs", "2", "--resume"])
+    config, resume, allow_changes, overwrite = parse_config(
+        ["--config", str(path), "--epochs", "2", "--resume"]
+    )
     assert (config.method, config.epochs, config.adc, config.adc_nu) == ("byol", 2, True, 0.5)
-    assert resume
+    assert resume and not allow_changes and not overwrite
     bad = tmp_path / "bad.toml"
     bad.write_text("methd = 'byol'\n")
     with pytest.raises(ValueError, match="unknown configuration keys: methd"):
