@@ -272,6 +272,20 @@ def test_checkpoint_errors(tmp_path: Path, digits: Dataset) -> None:
         byol.load(path, lambda m: None)
 
 
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path, digits: Dataset) -> None:
+    config = small_config(tmp_path, method="simclr")
+    trainer = JaxTrainer(config, digits)
+    path = tmp_path / "ckpt.msgpack"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(_leaves(trainer.state["params"]).values(), key=np.size)
+    train_helpers.flip_bytes_of(path, weight.tobytes())
+    # msgpack reads the damaged file without complaint: only the checksum tells.
+    flax.serialization.msgpack_restore(path.read_bytes())
+    with pytest.raises(CheckpointError, match=r"ckpt\.msgpack: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
+
 # --- end to end -----------------------------------------------------------------------------
 
 

@@ -62,6 +62,24 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
         train(small_config(tmp_path, method="simclr", epochs=2), resume=True)
 
 
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    from reference_training.data import load_dataset
+    from reference_training.torch.step import TorchTrainer
+
+    config = small_config(tmp_path, method="simclr")
+    trainer = TorchTrainer(config, load_dataset("digits"))
+    path = tmp_path / "ckpt.pt"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(trainer.online.state_dict().values(), key=lambda t: t.numel())
+    train_helpers.flip_bytes_of(path, weight.cpu().numpy().tobytes())
+    # torch itself reads the damaged file without complaint: only the checksum tells.
+    damaged = torch.load(path, map_location="cpu", weights_only=True)
+    assert damaged["meta"] == meta
+    with pytest.raises(CheckpointError, match=r"ckpt\.pt: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
+
 def test_resume_refuses_another_method(tmp_path: Path) -> None:
     train(small_config(tmp_path, method="simclr", epochs=1))
     with pytest.raises(ValueError, match="method='simclr'"):
