@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
 
 from reference_training.data import DATASETS
@@ -41,66 +42,151 @@ def adc_fields() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(ADC)
 
 
+# A field's annotation -> (the Python types it admits, how an error message names it).
+_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "str": (str, "a string"),
+    "int": (int, "an integer"),
+    "float": (float, "a number"),
+    "bool": ((bool, np.bool_), "true or false"),
+    "dict[str, Any]": (dict, "a table of settings"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int: "epochs": true must not mean 1 epoch.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _unquote_hint(value: Any, base: str) -> str:
+    """Advice for a quoted number or boolean in a config file."""
+    if not isinstance(value, str):
+        return ""
+    if base == "bool" and value.strip().lower() in ("true", "false"):
+        return f"; write {value.strip().lower()} without quotes"
+    if base in ("int", "float"):
+        try:
+            (int if base == "int" else float)(value)
+        except ValueError:
+            return ""
+        return f"; write {value.strip()} without quotes"
+    return ""
+
+
 def _flag(name: str) -> str:
     """The command-line flag of a field, as error messages name it."""
     return "--" + name.replace("_", "-")
 
 
+def _option(default: Any, help: str, choices: tuple[str, ...] | None = None,
+            shown_default: str | None = None) -> Any:
+    """A :class:`RunConfig` field with what ``glf-train --help`` says about it: a help
+    sentence, its choices, and how its default reads where the value itself would not
+    explain it (``None`` meaning "the method's")."""
+    metadata = {"help": help, "choices": choices, "shown_default": shown_default}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class RunConfig:
-    """Everything that determines a run. Two runs with equal configs train identically."""
+    """Everything that determines a run. Two runs with equal configs train identically.
 
-    backend: str = "torch"
-    method: str = "barlow_twins"
-    dataset: str = "digits"
-    data_root: str | None = None
-    epochs: int = 10
-    batch_size: int = 256
-    seed: int = 0
-    device: str = "cpu"
+    Each field's metadata holds its ``--help`` sentence and choices (see
+    :func:`reference_training.cli.config_options`).
+    """
+
+    backend: str = _option("torch", "the framework that trains the model", BACKENDS)
+    method: str = _option(
+        "barlow_twins", "the self-supervised method (any entry of glf_losses.registry)",
+        methods(),
+    )
+    dataset: str = _option("digits", "the training and evaluation data", DATASETS)
+    data_root: str | None = _option(
+        None, "the directory holding the CIFAR or STL-10 files", shown_default="$GLF_DATA, "
+        "else ~/data"
+    )
+    epochs: int = _option(10, "number of passes over the training images")
+    batch_size: int = _option(256, "images per step, over all devices")
+    seed: int = _option(0, "seeds the initial weights, the batch order and the views")
+    device: str = _option("cpu", "where to train: cpu, cuda or cuda:N")
     # data parallelism: the global batch (``batch_size``) is split over this many devices
-    devices: int = 1
-    out: str = "runs/default"
+    devices: int = _option(1, "data-parallel devices the batch is split over")
+    out: str = _option("runs/default", "the run's directory (checkpoint, metrics, summary, "
+                       "plots)")
     # optimisation
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 1e-5
-    warmup_epochs: int = 1
+    optimizer: str = _option("adamw", "the optimiser (sgd: momentum 0.9)", ("adamw", "sgd"))
+    lr: float = _option(2e-3, "peak learning rate (cosine schedule after the warm-up)")
+    weight_decay: float = _option(1e-5, "weight decay (decoupled for adamw)")
+    warmup_epochs: int = _option(1, "epochs of linear learning-rate warm-up")
     # model
-    arch: str = "auto"
-    cnn_width: int = 32
-    proj_hidden: int = 512
-    proj_dim: int = 128
-    pred_hidden: int = 512
+    arch: str = _option(
+        "auto", "the encoder (auto: small_cnn below 32 px or for one channel, else resnet18)",
+        ("auto", "small_cnn", "resnet18"),
+    )
+    cnn_width: int = _option(32, "channels of the small CNN's first layer")
+    proj_hidden: int = _option(512, "hidden width of the projector")
+    proj_dim: int = _option(128, "output width of the projector (the embedding)")
+    pred_hidden: int = _option(512, "hidden width of the predictor (methods that have one)")
     # methods: hyperparameters of the method's loss (and its front-end's sizes, such as
     # SwAV's n_prototypes), by name; the rest keep the registry's defaults
-    loss_options: dict[str, Any] = field(default_factory=dict)
-    swav_freeze_prototypes_epochs: int = 1
-    swav_queue: int = 0
-    byol_tau_base: float = 0.99
+    loss_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the method's loss hyperparameters, by name (--loss-option NAME=VALUE)"
+    })
+    swav_freeze_prototypes_epochs: int = _option(
+        1, "epochs during which SwAV's prototypes do not move"
+    )
+    swav_queue: int = _option(0, "SwAV's queue of earlier projections per view (0: none)")
+    byol_tau_base: float = _option(
+        0.99, "initial EMA rate of the momentum target (methods that have one)"
+    )
     # ADC
-    adc: bool = False
+    adc: bool = _option(False, "add ADC (adaptive distribution calibration) to the loss")
     # ADC's settings given for this run (--adc-<field>), by ADC field name; the others are
     # ADC.for_method(method)'s (the method's recommended weights, ADC's defaults)
-    adc_settings: dict[str, Any] = field(default_factory=dict)
-    adc_prior: str = "pixels"
+    adc_settings: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "ADC's settings, by field of glf_losses.ADC (--adc-<field>)"
+    })
+    adc_prior: str = _option(
+        "pixels", "ADC's prior: the raw batch or a frozen copy of the initial encoder",
+        ("pixels", "frozen_encoder"),
+    )
     # a control arm of the ADC study: this weight times the uniformity term
     # (glf_losses.constrain.uniformity at uniformity_temperature) of the outputs ADC would
     # act on, added to the constraining part
-    uniformity_weight: float = 0.0
-    uniformity_temperature: float = 0.2
+    uniformity_weight: float = _option(
+        0.0, "weight of the uniformity term of the outputs ADC would act on, added to the "
+        "constraining part (a control of the ADC study)"
+    )
+    uniformity_temperature: float = _option(0.2, "temperature of that uniformity term")
     # views: the smallest crop area (fraction of the image) instead of the dataset preset's;
     # the aspect ratio then spans [3/4, 4/3], as in the usual random-resized crop
-    crop_min_area: float | None = None
+    crop_min_area: float | None = _option(
+        None, "smallest crop area (a fraction) of the views", shown_default="the dataset's"
+    )
     # running
-    compile: str = "auto"
-    precision: str = "auto"
-    eval_every: int = 1
-    quiet: bool = False
+    compile: str = _option(
+        "auto", "compile the step (auto: on CUDA for torch, always for jax and tensorflow)",
+        ("auto", "on", "off"),
+    )
+    precision: str = _option(
+        "auto", "compute precision (auto: bfloat16 autocast on CUDA)",
+        ("auto", "float32", "bfloat16"),
+    )
+    eval_every: int = _option(
+        1, "record the kNN accuracy every N epochs and at the last (0: never during training)"
+    )
+    quiet: bool = _option(False, "print nothing but errors")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
-        """Raise ``ValueError`` naming the first bad field."""
+        """Raise ``ValueError`` naming the first bad field (its type first, then its value).
+
+        Integers given for float fields become floats; nothing else is converted.
+        """
+        self._check_types()
         choices = {
             "method": methods(),
             "backend": BACKENDS,
@@ -153,7 +239,36 @@ class RunConfig:
             )
         return self
 
+    def _check_types(self) -> None:
+        # A config file's values arrive untyped: "ten", "0.1", true or "false" must be
+        # refused here, not compared, truth-tested or counted further on.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            optional = kind.endswith(" | None")
+            base = kind.removesuffix(" | None")
+            if value is None and optional:
+                continue
+            if base == "float" and _is_number(value):
+                setattr(self, f.name, float(value))
+                continue
+            wanted = _TYPES.get(base)
+            if wanted is None or (base == "int" and _is_int(value)) or (
+                base not in ("int", "float") and isinstance(value, wanted[0])
+            ):
+                continue
+            expected = wanted[1] + (" or null" if optional else "")
+            name = f"{_flag(f.name)} (config key {f.name!r})" if f.name != "extra" else \
+                "config key 'extra'"
+            article = "an" if type(value).__name__[0] in "aeiou" else "a"
+            raise ValueError(
+                f"{name} must be {expected}, got {value!r} ({article} "
+                f"{type(value).__name__}){_unquote_hint(value, base)}"
+            )
+
+
     # --- what the run trains, from glf_losses' declarations -------------------------------
+
 
     def method_entry(self) -> Any:
         """The method's ``glf_losses.registry.Method``."""

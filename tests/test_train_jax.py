@@ -201,7 +201,8 @@ def test_swav_prototypes_freeze_then_move_without_recompiling(
     w0 = np.asarray(trainer.state["owned"]["prototypes"])
     _steps(trainer, digits, [0, 0])
     # Only re-normalised (as after every step), which may move the last bit.
-    np.testing.assert_allclose(np.asarray(trainer.state["owned"]["prototypes"]), w0, rtol=0, atol=1e-7)
+    w = trainer.state["owned"]["prototypes"]
+    np.testing.assert_allclose(np.asarray(w), w0, rtol=0, atol=1e-7)
     _steps(trainer, digits, [1])
     w1 = np.asarray(trainer.state["owned"]["prototypes"])
     assert not np.allclose(w1, w0)
@@ -273,6 +274,20 @@ def test_checkpoint_errors(tmp_path: Path, digits: Dataset) -> None:
     with pytest.raises(CheckpointError, match="does not fit this model"):
         byol.load(path, lambda m: None)
 
+
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path, digits: Dataset) -> None:
+    config = small_config(tmp_path, method="simclr")
+    trainer = JaxTrainer(config, digits)
+    path = tmp_path / "ckpt.msgpack"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(_leaves(trainer.state["params"]).values(), key=np.size)
+    train_helpers.flip_bytes_of(path, weight.tobytes())
+    # msgpack reads the damaged file without complaint: only the checksum tells.
+    flax.serialization.msgpack_restore(path.read_bytes())
+    with pytest.raises(CheckpointError, match=r"ckpt\.msgpack: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
 
 # --- end to end -----------------------------------------------------------------------------
 

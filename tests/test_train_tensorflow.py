@@ -153,7 +153,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
 
     exploding = tf_config(tmp_path, epochs=3, lr=1e38, **settings)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
     # Same run settings, another model: the layout check names the first misfit.
@@ -168,6 +168,26 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError, match=r"cannot resume from .*checkpoint\.npz"):
             train(tf_config(tmp_path, epochs=2, **settings), resume=True)
 
+
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, method="simclr", compile="off")
+    path = tmp_path / "ckpt.npz"
+    meta = {"epoch": 1, "config": trainer.config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    with np.load(path) as npz:
+        members = {key: npz[key] for key in npz.files}
+    key = max((k for k in members if k.startswith("encoder/")), key=lambda k: members[k].size)
+    train_helpers.flip_bytes_of(path, members[key].tobytes())
+    # The zip's CRC of the member catches this one...
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*ckpt\.npz"):
+        trainer.load(path, lambda m: None)
+    # ...but not a member rewritten whole, with a CRC of its own: the checksum does.
+    members[key] = members[key].copy()
+    members[key].reshape(-1)[:50] += 1.0
+    np.savez(path, **members)
+    with pytest.raises(CheckpointError, match=r"ckpt\.npz: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
 
 def _port_torch_weights(torch_module: Any, keras_model: Any) -> None:
     """Copy a PyTorch module's parameters and BatchNorm statistics into its Keras twin.

@@ -62,6 +62,24 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
         train(small_config(tmp_path, method="simclr", epochs=2), resume=True)
 
 
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    from reference_training.data import load_dataset
+    from reference_training.torch.step import TorchTrainer
+
+    config = small_config(tmp_path, method="simclr")
+    trainer = TorchTrainer(config, load_dataset("digits"))
+    path = tmp_path / "ckpt.pt"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(trainer.online.state_dict().values(), key=lambda t: t.numel())
+    train_helpers.flip_bytes_of(path, weight.cpu().numpy().tobytes())
+    # torch itself reads the damaged file without complaint: only the checksum tells.
+    damaged = torch.load(path, map_location="cpu", weights_only=True)
+    assert damaged["meta"] == meta
+    with pytest.raises(CheckpointError, match=r"ckpt\.pt: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
+
 def test_resume_refuses_another_method(tmp_path: Path) -> None:
     train(small_config(tmp_path, method="simclr", epochs=1))
     with pytest.raises(ValueError, match="method='simclr'"):
@@ -74,7 +92,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
     good = ckpt.read_bytes()
     exploding = small_config(tmp_path, method="simclr", epochs=3, optimizer="sgd", lr=1e38)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
 
@@ -123,11 +141,13 @@ def test_crop_min_area_replaces_the_preset_crop() -> None:
 def test_config_file_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('method = "byol"\nepochs = 7\nadc = true\nadc-nu = 0.5\n')
-    config, resume = parse_config(["--config", str(path), "--epochs", "2", "--resume"])
+    config, resume, allow_changes, overwrite = parse_config(
+        ["--config", str(path), "--epochs", "2", "--resume"]
+    )
     assert (config.method, config.epochs, config.adc, config.adc_config().nu) == (
         "byol", 2, True, 0.5
     )
-    assert resume
+    assert resume and not allow_changes and not overwrite
     bad = tmp_path / "bad.toml"
     bad.write_text("methd = 'byol'\n")
     with pytest.raises(ValueError, match="unknown configuration keys: methd"):

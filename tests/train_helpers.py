@@ -125,3 +125,14 @@ def check_short_run(config: RunConfig, summary: dict[str, object]) -> None:
     )
     for png in ("loss.png", "embeddings.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def flip_bytes_of(path: Path, data: bytes, count: int = 50) -> None:
+    """Flip ``count`` bytes of the copy of ``data`` (an array's raw bytes) inside the file
+    ``path``, as a damaged disk would, leaving the file's structure intact."""
+    raw = bytearray(path.read_bytes())
+    start = raw.find(data)
+    assert start >= 0 and len(data) >= count, "the array's bytes are not in the file"
+    for i in range(start, start + count):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))

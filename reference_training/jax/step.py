@@ -48,10 +48,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from glf_losses._lib import GLFParts, l2_normalize
 from reference_training import augment, objective, report
+from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
 from reference_training.errors import checkpoint_problem
 from reference_training.jax.model import MLPHead, build_encoder, predictor, projector
+from reference_training.rundir import CHECKPOINT_NAMES
 from reference_training.schedules import StepInputs
 
 __all__ = [
@@ -400,9 +402,9 @@ def request_host_devices(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
 
 
-def launch(config: RunConfig, resume: bool) -> None:
+def launch(config: RunConfig, resume: bool, options: dict[str, Any]) -> None:
     """Before the trainer: CPU data parallelism needs XLA's host devices requested."""
-    del resume
+    del resume, options
     if config.device == "cpu":
         request_host_devices(config.devices)
 
@@ -417,7 +419,7 @@ class JaxTrainer:
     """
 
     xp = jnp
-    checkpoint_name = "checkpoint.msgpack"
+    checkpoint_name = CHECKPOINT_NAMES["jax"]
     batch_rows = slice(None)
     is_main = True
 
@@ -516,6 +518,10 @@ class JaxTrainer:
             "meta": json.dumps(meta),
             **flax.serialization.to_state_dict(jax.device_get(self._saved())),
         }
+        # The checksum is of the tree as msgpack gives it back, which is what load sees.
+        tree[CHECKSUM_KEY] = tree_digest(
+            flax.serialization.msgpack_restore(flax.serialization.msgpack_serialize(tree))
+        )
         report.atomic_write_bytes(path, flax.serialization.msgpack_serialize(tree))
 
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -523,6 +529,8 @@ class JaxTrainer:
             raw = flax.serialization.msgpack_restore(Path(path).read_bytes())
             if raw.get("format") != _FORMAT:
                 raise ValueError(f"not a {_FORMAT} checkpoint (format {raw.get('format')!r})")
+            verify(raw, path)  # its own CheckpointError passes through unchanged
+            raw.pop(CHECKSUM_KEY)
             meta = dict(json.loads(raw["meta"]))
             int(meta["epoch"])
         check(meta)

@@ -37,9 +37,11 @@ from glf_losses.backends import tensorflow as tf_backend
 
 from glf_losses import GLFParts
 from reference_training import augment, objective, report
+from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
 from reference_training.errors import CheckpointError, checkpoint_problem
+from reference_training.rundir import CHECKPOINT_NAMES
 from reference_training.schedules import StepInputs
 from reference_training.tensorflow.model import (
     build_encoder,
@@ -86,10 +88,10 @@ def _unsupported_xla_ops(message: str) -> list[str]:
     ]
 
 
-def launch(config: RunConfig, resume: bool) -> None:
+def launch(config: RunConfig, resume: bool, options: dict[str, Any]) -> None:
     """Before the trainer: CPU data parallelism needs logical CPU devices, which
     TensorFlow accepts only before its runtime starts."""
-    del resume
+    del resume, options
     if config.device == "cpu" and config.devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         with contextlib.suppress(RuntimeError):  # started already: the trainer checks
@@ -127,7 +129,7 @@ class TensorFlowTrainer:
     """
 
     xp = tf_backend.xp
-    checkpoint_name = "checkpoint.npz"
+    checkpoint_name = CHECKPOINT_NAMES["tensorflow"]
     batch_rows = slice(None)
     is_main = True
 
@@ -411,6 +413,7 @@ class TensorFlowTrainer:
                 layout[group].append([v.path, list(value.shape), str(value.dtype)])
         arrays[_META] = np.array(json.dumps(meta))
         arrays[_LAYOUT] = np.array(json.dumps(layout))
+        arrays[CHECKSUM_KEY] = np.array(tree_digest(arrays))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # the stub reads ** as flags
         report.atomic_write_bytes(path, buffer.getvalue())
@@ -421,7 +424,13 @@ class TensorFlowTrainer:
                 meta = json.loads(str(npz[_META]))
                 int(meta["epoch"])
                 # Every member is read (and its CRC checked) before anything is restored.
-                arrays = {key: npz[key] for key in npz.files if key not in (_META, _LAYOUT)}
+                members = {key: npz[key] for key in npz.files}
+            # The zip CRCs miss a member rewritten whole; the checksum covers them all.
+            verify({k: str(v) if k == CHECKSUM_KEY else v for k, v in members.items()}, path)
+            arrays = {
+                key: value for key, value in members.items()
+                if key not in (_META, _LAYOUT, CHECKSUM_KEY)
+            }
         check(meta)
         pairs = []
         expected = set()

@@ -26,9 +26,11 @@ from torch import nn
 
 import glf_losses
 from reference_training import augment, objective, report
+from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
 from reference_training.config import RunConfig
 from reference_training.data import Dataset
 from reference_training.errors import checkpoint_problem
+from reference_training.rundir import CHECKPOINT_NAMES
 from reference_training.schedules import StepInputs
 from reference_training.torch.model import build_encoder, predictor, projector
 
@@ -51,7 +53,9 @@ def _free_port() -> int:
         return port
 
 
-def _worker(rank: int, config_dict: dict[str, Any], resume: bool, port: int) -> None:
+def _worker(
+    rank: int, config_dict: dict[str, Any], resume: bool, options: dict[str, Any], port: int
+) -> None:
     from reference_training.loop import train
 
     config = RunConfig.from_dict(config_dict)
@@ -60,12 +64,15 @@ def _worker(rank: int, config_dict: dict[str, Any], resume: bool, port: int) -> 
         backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=config.devices
     )
     try:
-        train(config, resume=resume)
+        # The launcher has checked and prepared --out for all of them.
+        train(config, resume=resume, prepared_out=True, **options)
     finally:
         dist.destroy_process_group()
 
 
-def launch(config: RunConfig, resume: bool) -> dict[str, Any] | None:
+def launch(
+    config: RunConfig, resume: bool, options: dict[str, Any]
+) -> dict[str, Any] | None:
     """With ``devices > 1``, one process per device; returns the main process's summary.
 
     Nothing is started when this process already belongs to a process group of that
@@ -81,7 +88,8 @@ def launch(config: RunConfig, resume: bool) -> dict[str, Any] | None:
         )
     try:
         mp.start_processes(
-            _worker, args=(config.to_dict(), resume, _free_port()), nprocs=config.devices,
+            _worker, args=(config.to_dict(), resume, options, _free_port()),
+            nprocs=config.devices,
             start_method="spawn", join=True,
         )
     except mp.ProcessRaisedException as err:
@@ -120,7 +128,7 @@ class TorchTrainer:
     """
 
     xp = xp_torch
-    checkpoint_name = "checkpoint.pt"
+    checkpoint_name = CHECKPOINT_NAMES["torch"]
 
     def __init__(self, config: RunConfig, dataset: Dataset) -> None:
         if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -299,6 +307,7 @@ class TorchTrainer:
             "optimizer": self.optimizer.state_dict(),
             **{k: m.state_dict() for k, m in self._modules().items() if m is not None},
         }
+        state[CHECKSUM_KEY] = tree_digest(state)
         buffer = io.BytesIO()
         torch.save(state, buffer)
         report.atomic_write_bytes(path, buffer.getvalue())
@@ -306,6 +315,7 @@ class TorchTrainer:
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         with checkpoint_problem(path, "the checkpoint is unreadable"):
             state = torch.load(path, map_location=self.device, weights_only=True)
+            verify(state, path)  # its own CheckpointError passes through unchanged
             meta = dict(state["meta"])
             int(meta["epoch"])
         check(meta)
