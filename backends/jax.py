@@ -14,9 +14,9 @@ import jax
 import jax.numpy as xp
 import numpy as np
 
+from glf_losses import _checks, methods
 from glf_losses import adc as adc_module
-from glf_losses import methods
-from glf_losses._lib import GLFParts, l2_normalize
+from glf_losses._lib import GLFParts, plain_matmul
 from glf_losses.adc import ADC
 from glf_losses.distributed import active
 
@@ -30,6 +30,7 @@ __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "shard",
@@ -56,6 +57,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+# XLA computes a product in its operands' dtype (at the default matmul precision).
+matmul = plain_matmul
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
@@ -122,6 +127,8 @@ _STATIC = ("adc", "parts")
 
 
 def _finish(out: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any, parts: bool) -> Any:
+    # Static arguments are Python values: 'no' would be truthy.
+    parts = _checks.check_bool(parts, "parts")
     out = methods.with_adc(out, adc, z_a, z_b, prior)
     return out if parts else out.total
 
@@ -182,8 +189,12 @@ def simclr_loss(
 
 
 def swav_scores(z: Any, prototypes: Any) -> Any:
-    """``n(z) n(W)^T``: scores of projections (N, D) against prototypes (K, D)."""
-    return l2_normalize(xp, z) @ l2_normalize(xp, prototypes).T
+    """``n(z) n(W)^T``: scores of projections (N, D) against prototypes (K, D).
+
+    In their common compute dtype (float32 at least); errors name ``z`` and
+    ``prototypes``.
+    """
+    return methods._prototype_scores(z, prototypes, "z")
 
 
 @partial(jax.jit, static_argnames=("temperature", "epsilon", "sinkhorn_iters", *_STATIC))
@@ -201,8 +212,8 @@ def swav_loss(
 ) -> Any:
     """SwAV from projections and a (K, D) prototype matrix (normalised here)."""
     out = methods.swav_parts(
-        swav_scores(z_a, prototypes),
-        swav_scores(z_b, prototypes),
+        methods._prototype_scores(z_a, prototypes, "z_a"),
+        methods._prototype_scores(z_b, prototypes, "z_b"),
         temperature,
         epsilon,
         sinkhorn_iters,
@@ -222,6 +233,7 @@ adc_loss = jax.jit(
         "prior_perplexity",
         "perplexity_steps",
         "normalize",
+        "prior_other_view",
     ),
 )
 """``glf_losses.adc_loss``, jitted with its hyperparameters static."""

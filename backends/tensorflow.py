@@ -23,7 +23,8 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import l2_normalize, python_loop
+from glf_losses import _checks
+from glf_losses._lib import l2_normalize, plain_matmul, python_loop
 from glf_losses._namespace import get_namespace
 from glf_losses.adc import ADC
 from glf_losses.frontends import (
@@ -34,6 +35,7 @@ from glf_losses.frontends import (
     SimCLRFrontEnd,
     SwAVFrontEnd,
 )
+from glf_losses.methods import _check_adc
 
 __all__ = [
     "ADCLoss",
@@ -45,8 +47,10 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "device",
+    "dynamic_dim",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "shard",
@@ -519,6 +523,17 @@ def device(x: Any) -> Any:
     return getattr(x, "device", None) or None
 
 
+def dynamic_dim(x: Any, axis: int) -> Any:
+    """The run-time size of ``axis`` (a 0-d int32 tensor), for sizes unknown when tracing:
+    the batch size under ``tf.function(input_signature=[tf.TensorSpec([None, D])])``,
+    with ``reduce_retracing=True`` or in Keras ``fit``."""
+    return tf.shape(x)[axis]
+
+
+# Raw tf ops never lower a product's precision: nothing to shield.
+matmul = plain_matmul
+
+
 def stop_gradient(x: Any) -> Any:
     """``x`` with no gradient flowing back through it."""
     return tf.stop_gradient(x)
@@ -666,7 +681,7 @@ class BYOLLoss(BYOLFrontEnd, _Layer):
 
     def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
         _Layer.__init__(self, **kwargs)
-        self.adc = adc
+        self.adc = _check_adc(adc)
 
 
 class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Layer):
@@ -692,7 +707,7 @@ class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Layer):
         **kwargs: Any,
     ) -> None:
         _Layer.__init__(self, **kwargs)
-        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, adc
+        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, _check_adc(adc)
 
 
 class SimCLRLoss(SimCLRFrontEnd, _Layer):
@@ -700,7 +715,7 @@ class SimCLRLoss(SimCLRFrontEnd, _Layer):
 
     def __init__(self, temperature: float = 0.2, adc: ADC | None = None, **kwargs: Any) -> None:
         _Layer.__init__(self, **kwargs)
-        self.temperature, self.adc = temperature, adc
+        self.temperature, self.adc = temperature, _check_adc(adc)
 
 
 class SwAVLoss(SwAVFrontEnd, _Layer):
@@ -723,8 +738,11 @@ class SwAVLoss(SwAVFrontEnd, _Layer):
         **kwargs: Any,
     ) -> None:
         _Layer.__init__(self, **kwargs)
+        dim = _checks.check_count(dim, "dim", minimum=1)
+        # One prototype (or none) gives every sample the code 1: a loss identically 0.
+        n_prototypes = _checks.check_count(n_prototypes, "n_prototypes", minimum=2)
         self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
-        self.adc = adc
+        self.adc = _check_adc(adc)
         self.prototypes = self.add_weight(
             shape=(n_prototypes, dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -754,7 +772,7 @@ class ADCLoss(ADCFrontEnd, keras.layers.Layer):
     def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
         keras.layers.Layer.__init__(self, **kwargs)
-        self.adc = adc if adc is not None else ADC()
+        self.adc = _check_adc(adc) or ADC()
 
     def call(self, z_a: Any, z_b: Any, prior: Any) -> Any:
         return self.adc(z_a, z_b, prior)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from glf_losses import _checks
 from glf_losses._lib import l2_normalize, python_loop
 from glf_losses.adc import ADC
 from glf_losses.distributed import active
@@ -24,6 +25,7 @@ from glf_losses.frontends import (
     SimCLRFrontEnd,
     SwAVFrontEnd,
 )
+from glf_losses.methods import _check_adc
 
 __all__ = [
     "ADCLoss",
@@ -37,6 +39,7 @@ __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "shard",
@@ -59,6 +62,24 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def matmul(x1: Any, x2: Any) -> Any:
+    """``x1 @ x2`` in the operands' own dtype, also inside ``torch.autocast``.
+
+    Autocast runs every product in float16 or bfloat16, float32 operands included: an
+    ADC prior's squared distances overflow float16 (a NaN loss) and SimCLR's logits lose
+    three digits in bfloat16. Only the products need shielding: autocast leaves the
+    other ops of the losses in their inputs' dtype.
+    """
+    device_type = x1.device.type
+    # Devices without autocast ("meta") cannot be in it, and asking them would raise.
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(
+        device_type
+    ):
+        return x1 @ x2
+    with torch.autocast(device_type, enabled=False):
+        return x1 @ x2
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
@@ -201,7 +222,7 @@ class BYOLLoss(BYOLFrontEnd, _Loss):
 
     def __init__(self, adc: ADC | None = None) -> None:
         torch.nn.Module.__init__(self)
-        self.adc = adc
+        self.adc = _check_adc(adc)
 
 
 class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Loss):
@@ -225,7 +246,7 @@ class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Loss):
         adc: ADC | None = None,
     ) -> None:
         torch.nn.Module.__init__(self)
-        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, adc
+        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, _check_adc(adc)
 
 
 class SimCLRLoss(SimCLRFrontEnd, _Loss):
@@ -233,7 +254,7 @@ class SimCLRLoss(SimCLRFrontEnd, _Loss):
 
     def __init__(self, temperature: float = 0.2, adc: ADC | None = None) -> None:
         torch.nn.Module.__init__(self)
-        self.temperature, self.adc = temperature, adc
+        self.temperature, self.adc = temperature, _check_adc(adc)
 
 
 class SwAVLoss(SwAVFrontEnd, _Loss):
@@ -255,10 +276,13 @@ class SwAVLoss(SwAVFrontEnd, _Loss):
         adc: ADC | None = None,
     ) -> None:
         torch.nn.Module.__init__(self)
+        dim = _checks.check_count(dim, "dim", minimum=1)
+        # One prototype (or none) gives every sample the code 1: a loss identically 0.
+        n_prototypes = _checks.check_count(n_prototypes, "n_prototypes", minimum=2)
         self.prototypes = torch.nn.Parameter(torch.randn(n_prototypes, dim))
         self.normalize_prototypes()
         self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
-        self.adc = adc
+        self.adc = _check_adc(adc)
 
     def prototype_matrix(self) -> torch.Tensor:
         return self.prototypes
@@ -273,7 +297,7 @@ class ADCLoss(ADCFrontEnd, torch.nn.Module):
 
     def __init__(self, adc: ADC | None = None) -> None:
         torch.nn.Module.__init__(self)
-        self.adc = adc if adc is not None else ADC()
+        self.adc = _check_adc(adc) or ADC()
 
     def forward(self, z_a: Any, z_b: Any, prior: Any) -> torch.Tensor:
         return self.adc(z_a, z_b, prior)

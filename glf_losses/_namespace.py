@@ -11,6 +11,10 @@ The spec never imports a framework: it asks :func:`get_backend` for the module o
     an array-API namespace for the framework's arrays;
 ``stop_gradient(x)``, ``logsumexp(x, axis, keepdims)``, ``select_kth(x, ks)``
     the few operations the array API standard lacks (or has no fast path for);
+``matmul(x1, x2)``
+    ``x1 @ x2`` in the operands' own dtype (PyTorch's turns autocast off around it);
+``dynamic_dim(x, axis)``
+    only where a static size can be ``None`` (TensorFlow): that size at run time;
 ``all_reduce_sum(x)``, ``all_reduce_max(x)``, ``all_gather(x)``
     data-parallel collectives; identities outside a distributed context;
 ``to_numpy(x)``

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from glf_losses import methods
-from glf_losses._lib import GLFParts, l2_normalize
-from glf_losses._namespace import get_namespace
+from glf_losses._lib import GLFParts
 from glf_losses.adc import ADC, ADCParts
 
 __all__ = [
@@ -88,23 +87,25 @@ class SwAVFrontEnd(LossFrontEnd):
         """The (K, D) prototypes as an array of the framework."""
         raise NotImplementedError
 
-    def scores(self, z: Any) -> Any:
-        """``n(z) n(W)^T``: (N, K) scores of the projections against the prototypes."""
-        xp = get_namespace(z)
-        w = xp.astype(self.prototype_matrix(), z.dtype)
-        return l2_normalize(xp, z) @ xp.matrix_transpose(l2_normalize(xp, w))
+    def scores(self, z: Any, name: str = "z") -> Any:
+        """``n(z) n(W)^T``: (N, K) scores of the projections against the prototypes.
+
+        In the common compute dtype of ``z`` and the prototypes (float32 at least);
+        errors name ``name``.
+        """
+        return methods._prototype_scores(z, self.prototype_matrix(), name)
 
     def method_parts(
         self, z_a: Any, z_b: Any, queue_a: Any = None, queue_b: Any = None
     ) -> GLFParts:
         """``queue_a``/``queue_b``: optional earlier projections (Q, D) for Sinkhorn."""
 
-        def scores(q: Any) -> Any:
-            return None if q is None else self.scores(q)
+        def scores(q: Any, name: str) -> Any:
+            return None if q is None else self.scores(q, name)
 
         return methods.swav_parts(
-            self.scores(z_a), self.scores(z_b), self.temperature, self.epsilon,
-            self.sinkhorn_iters, scores(queue_a), scores(queue_b),
+            self.scores(z_a, "z_a"), self.scores(z_b, "z_b"), self.temperature, self.epsilon,
+            self.sinkhorn_iters, scores(queue_a, "queue_a"), scores(queue_b, "queue_b"),
         )
 
 
