@@ -659,6 +659,19 @@ def test_reduce_retracing_with_a_second_batch_size(case):
         assert_close(traced(*args), _np(fn(*args)), rtol=1e-10, atol=1e-14)
 
 
+def test_unknown_batch_size_still_checks_what_it_can():
+    # The perplexity's upper bound needs M; its lower bound does not.
+    spec = [_batch_spec("z0"), _batch_spec("z1"), _batch_spec("prior")]
+    args = _first_rows(("z0", "z1", "prior"), N)
+    with pytest.raises(ValueError, match=r"perplexity must be > 1 .*got 1\.0"):
+        tf.function(functools.partial(adc.adc_loss, perplexity=1.0), input_signature=spec)(
+            *args
+        )
+    wide = tf.TensorSpec([None, D + 1], tf.float64)
+    with pytest.raises(ValueError, match=r"z_a and z_b must have the same shape"):
+        tf.function(glf_losses.simclr_loss, input_signature=[spec[0], wide]).get_concrete_function()
+
+
 # (M, M) matrices of unknown size M, as ADC's helpers receive them.
 SQUARE_CASES = {
     "median_bandwidth": adc.median_bandwidth,
