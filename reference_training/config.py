@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import tomllib
-
 from glf_train.data import DATASETS
 
 BACKENDS = ("torch", "jax", "tensorflow")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
 from glf_train import augment, evaluate, report, rundir
 from glf_train.config import RunConfig
 from glf_train.data import Dataset, epoch_batches, load_dataset

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 
 import pytest
-
 from glf_train import cli
 from glf_train.config import BACKENDS, RunConfig, adc_fields, methods
 from glf_train.data import DATASETS
