@@ -284,7 +284,9 @@ def bandwidth(
         _check_perplexity(perplexity, "perplexity", m)
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
     if kind not in ("features", "prior"):
-        raise ValueError(f"kind must be 'features' or 'prior', got {kind!r}")
+        raise ValueError(
+            f"kind must be 'features' (sigma^2) or 'prior' (tau), got {kind!r}: pass one of them"
+        )
     factor = 2.0 if kind == "features" else 1.0
     return _resolve(be, d, off_diagonal(be, m, d), mode, perplexity, n_steps, factor=factor)
 
@@ -632,7 +634,11 @@ def method_weights(method: str) -> tuple[float, float]:
       (100.0, 1000.0)
     """
     if method not in _METHOD_WEIGHTS:
-        raise ValueError(f"method must be one of {sorted(_METHOD_WEIGHTS)}, got {method!r}")
+        raise ValueError(
+            f"method must be one of {sorted(_METHOD_WEIGHTS)}, got {method!r}: for another "
+            "method construct ADC(nu=..., upsilon=...) and check ADC's share of the gradient "
+            "(studies/adc.py --tier shares)"
+        )
     return _METHOD_WEIGHTS[method]
 
 
@@ -651,14 +657,19 @@ def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
     xp = be.xp
     shape = _checks.shape_of(prior)
     if len(shape) < 1:
-        raise ValueError(f"{name} must have one row per sample, got a 0-d array")
+        raise ValueError(
+            f"{name} must have one row per sample, got a 0-d array: pass the batch's inputs "
+            "or frozen features, shape (N, ...)"
+        )
     if like is not None and shape[0] is not None and shape[0] != like.shape[0]:
         raise ValueError(
             f"{name} must have N = {like.shape[0]} rows (one per sample of z_a), got "
-            f"{shape[0]} (shape {shape})"
+            f"{shape[0]} (shape {shape}): pass the prior of the same batch, not of both views"
         )
     if not xp.isdtype(prior.dtype, ("real floating", "integral", "bool")):
-        raise TypeError(f"{name} must have a real or integer dtype, got {prior.dtype}")
+        raise TypeError(
+            f"{name} must have a real or integer dtype, got {prior.dtype}: cast it to float32"
+        )
     n = shape[0]
     flat = xp.reshape(prior, (n, -1)) if len(shape) != 2 else prior
     target = like.dtype if like is not None else _checks.compute_dtype(xp, prior.dtype)
@@ -671,14 +682,20 @@ def _square(be: ModuleType, x: Any, name: str) -> Any:
     x = _checks.float_matrix(be, x, name, min_rows=2)
     rows, cols = _checks.shape_of(x)
     if rows != cols:
-        raise ValueError(f"{name} must be a square (M, M) matrix, got shape {(rows, cols)}")
+        raise ValueError(
+            f"{name} must be a square (M, M) matrix, got shape {(rows, cols)}: pass the "
+            "distances of the stacked rows to each other (feature_distances, prior_distances)"
+        )
     return x
 
 
 def _check_rho(rho: Any) -> float:
     rho = _checks.check_finite_number(rho, "rho")
     if rho <= 2:
-        raise ValueError(f"rho must be > 2 (the Student-t needs a finite variance), got {rho}")
+        raise ValueError(
+            f"rho must be > 2 (the Student-t needs a finite variance), got {rho}: pass "
+            "rho=3.0 (the default) or another value above 2"
+        )
     return rho
 
 
@@ -686,7 +703,8 @@ def _check_mode(mode: Any, name: str) -> Bandwidth:
     if isinstance(mode, str):
         if mode not in ("median", "perplexity"):
             raise ValueError(
-                f"{name} must be a positive float, 'median' or 'perplexity', got {mode!r}"
+                f"{name} must be a positive float, 'median' or 'perplexity', got {mode!r}: "
+                "pass one of them"
             )
         return mode  # type: ignore[return-value]
     return _checks.check_positive(mode, name)
@@ -701,7 +719,18 @@ def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = No
         why = "" if candidates == m - 1 else (
             " when the prior leaves out each anchor's other view (prior_other_view=False)"
         )
+        # The smallest batch whose rows have `value` candidates: M - (m - candidates) >= value.
+        n_min = math.ceil((value + m - candidates) / 2)
+        if value > candidates:
+            # A prior perplexity defaults to the features'; set the prior's on its own.
+            arg = "prior_perplexity=" if name == "perplexity" and why else f"{name}="
+            fix = (
+                f": pass {arg} at most {candidates}, use a batch of at least {n_min} samples "
+                "(M = 2N), or 'median' bandwidths, which have no such bound"
+            )
+        else:
+            fix = f": pass {name}= above 1 (an effective number of neighbours)"
         raise ValueError(
             f"{name} must lie in (1, M - {m - candidates}] = (1, {candidates}] for M = {m} "
-            f"stacked rows{why}, got {value}"
+            f"stacked rows{why}, got {value}{fix}"
         )
