@@ -92,14 +92,18 @@ def get_backend(*arrays: Any, names: tuple[str, ...] | None = None) -> ModuleTyp
         if name is None:
             raise TypeError(
                 f"{label} must be an array of NumPy, array-api-strict, PyTorch, JAX or "
-                f"TensorFlow, got {type(x).__module__}.{type(x).__qualname__}"
+                f"TensorFlow, got {type(x).__module__}.{type(x).__qualname__}: convert it "
+                "first, e.g. numpy.asarray(x) or torch.as_tensor(x)"
             )
         found.setdefault(name, label)
     if not found:
-        raise TypeError("expected at least one array, got none")
+        raise TypeError("expected at least one array, got none: pass the batch's arrays")
     if len(found) > 1:
         described = ", ".join(f"{label} is a {name} array" for name, label in found.items())
-        raise TypeError(f"all arrays must come from one framework, but {described}")
+        raise TypeError(
+            f"all arrays must come from one framework, but {described}: convert them to "
+            "the framework you train in"
+        )
     return _load(next(iter(found)))
 
 
