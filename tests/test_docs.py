@@ -29,10 +29,12 @@ import glf_losses
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-# The modules of the API reference whose examples run as doctests. A framework's module
-# runs where that framework is installed.
+# The modules of the API reference whose examples run as doctests (the private ones define
+# GLFParts, get_backend and get_namespace, which glf_losses re-exports). A framework's
+# module runs where that framework is installed.
 DOCTEST_MODULES = {
-    "glf_losses": None,
+    "glf_losses._lib": None,
+    "glf_losses._namespace": None,
     "glf_losses.adc": None,
     "glf_losses.align": None,
     "glf_losses.constrain": None,
