@@ -76,7 +76,11 @@ def _names(names: list[str] | None, short: bool = False) -> str:
     def show(name: str) -> str:
         if not re.fullmatch(r"[\w.]+", name):
             return name
-        return f"`{name.rsplit('.', 1)[-1] if short else name}`"
+        text = name.rsplit(".", 1)[-1] if short else name
+        # A link to the API reference, where the backends are documented from the
+        # repository's backends/ folder (installed as glf_losses.backends).
+        target = name.replace("glf_losses.backends.", "backends.", 1)
+        return f"[`{text}`][{target}]"
 
     return "<br>".join(show(name) for name in names) if names else "–"
 
