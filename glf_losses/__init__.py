@@ -5,7 +5,7 @@ arXiv 2508.13596). The functions here take arrays of NumPy, array-api-strict, Py
 JAX or TensorFlow and return a 0-d array of the same framework.
 """
 
-from glf_losses import adc, align, constrain
+from glf_losses import adc, align, constrain, registry
 from glf_losses._lib import GLFParts
 from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
@@ -19,6 +19,7 @@ from glf_losses.methods import (
     simclr_parts,
     swav_loss,
     swav_parts,
+    swav_prototype_parts,
     with_adc,
 )
 
@@ -40,9 +41,11 @@ __all__ = [
     "data_parallel",
     "get_backend",
     "get_namespace",
+    "registry",
     "simclr_loss",
     "simclr_parts",
     "swav_loss",
     "swav_parts",
+    "swav_prototype_parts",
     "with_adc",
 ]

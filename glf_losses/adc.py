@@ -28,7 +28,7 @@ on values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
@@ -405,85 +405,17 @@ def _adc(
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
 
 
-def adc_parts(
-    z_a: Any,
-    z_b: Any,
-    prior: Any,
-    *,
-    nu: float = 1.0,
-    upsilon: float = 10.0,
-    rho: float = 3.0,
-    bandwidth: Bandwidth = "perplexity",
-    prior_bandwidth: Bandwidth = "perplexity",
-    perplexity: float = 30.0,
-    prior_perplexity: float | None = None,
-    perplexity_steps: int = 20,
-    normalize: bool = True,
-    prior_other_view: bool = False,
-) -> ADCParts:
+def adc_parts(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> ADCParts:
     """:func:`adc_loss` as ``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``.
 
-    Same arguments as :func:`adc_loss`. For the unweighted terms use :func:`dcm` and
-    :func:`lpm` (or ``nu=1, upsilon=1`` here, which shares the work between them).
+    ``settings`` are the fields of :class:`ADC`, as in :func:`adc_loss`. For the
+    unweighted terms use :func:`dcm` and :func:`lpm` (or ``nu=1, upsilon=1`` here, which
+    shares the work between them).
     """
-    be, z_a, z_b = _pair(z_a, z_b, prior=prior)
-    m = 2 * z_a.shape[0] * be.shard(z_a)[0]
-    e = _flat_prior(be, prior, z_a, "prior")
-    nu = _checks.check_nonnegative(nu, "nu")
-    upsilon = _checks.check_nonnegative(upsilon, "upsilon")
-    rho = _check_rho(rho)
-    bandwidth = _check_mode(bandwidth, "bandwidth")
-    prior_bandwidth = _check_mode(prior_bandwidth, "prior_bandwidth")
-    if bandwidth == "perplexity":
-        _check_perplexity(perplexity, "perplexity", m)
-    for name, flag in (("normalize", normalize), ("prior_other_view", prior_other_view)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    if prior_bandwidth == "perplexity":
-        # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
-        # argument the value came from: prior_perplexity defaults to perplexity.
-        candidates = m - 1 if prior_other_view else m - 2
-        if prior_perplexity is None:
-            _check_perplexity(perplexity, "perplexity", m, candidates)
-        else:
-            _check_perplexity(prior_perplexity, "prior_perplexity", m, candidates)
-    if prior_perplexity is None:
-        prior_perplexity = perplexity
-    perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
-    return _adc(
-        be,
-        z_a,
-        z_b,
-        e,
-        nu=nu,
-        upsilon=upsilon,
-        rho=rho,
-        bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth,
-        perplexity=float(perplexity),
-        prior_perplexity=float(prior_perplexity),
-        perplexity_steps=perplexity_steps,
-        normalize=normalize,
-        prior_other_view=prior_other_view,
-    )
+    return ADC(**settings).parts(z_a, z_b, prior)
 
 
-def adc_loss(
-    z_a: Any,
-    z_b: Any,
-    prior: Any,
-    *,
-    nu: float = 1.0,
-    upsilon: float = 10.0,
-    rho: float = 3.0,
-    bandwidth: Bandwidth = "perplexity",
-    prior_bandwidth: Bandwidth = "perplexity",
-    perplexity: float = 30.0,
-    prior_perplexity: float | None = None,
-    perplexity_steps: int = 20,
-    normalize: bool = True,
-    prior_other_view: bool = False,
-) -> Any:
+def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     r"""ADC's constraining term ``nu * L_DCM + upsilon * L_LPM``, to add to any method.
 
     .. math:: L_{DCM} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{cal}_{i\cdot}\,\Vert\,
@@ -498,22 +430,12 @@ def adc_loss(
       prior: N rows of any trailing shape, integer or float: raw inputs (pixels 0..255
         work as they are) or frozen features. Flattened, cast to the projections' dtype,
         stacked for both views; no gradient flows into it.
-      nu: weight of DCM (>= 0).
-      upsilon: weight of LPM (>= 0).
-      rho: Student-t degrees of freedom, > 2.
-      bandwidth: sigma^2 of the features: a float, ``"median"`` or ``"perplexity"``.
-      prior_bandwidth: tau of the prior, likewise.
-      perplexity: target perplexity of the feature distributions, in (1, M - 1].
-      prior_perplexity: the prior's target perplexity (default: ``perplexity``).
-      perplexity_steps: bisection steps of the ``"perplexity"`` rule (20 reach ~1e-5).
-      normalize: L2-normalise the projections before taking distances.
-      prior_other_view: whether each anchor's other view belongs to its prior
-        neighbourhood. It sits at prior distance 0 (both views share the input), so it
-        takes a large share of ``P^pre`` (~44% at perplexity 30 on MNIST batches),
-        which turns LPM partly into a second aligning term. ``False`` (the default)
-        leaves it out of the prior, its bandwidth and the anchor weights; the prior's
-        perplexity then lies in (1, M - 2]. The default comes from the ADC study
-        (docs/study.md): leaving it out was as good or better for every method.
+      **settings: the fields of :class:`ADC` (``nu``, ``upsilon``, ``rho``,
+        ``bandwidth``, ``prior_bandwidth``, ``perplexity``, ``prior_perplexity``,
+        ``perplexity_steps``, ``normalize``, ``prior_other_view``), each with the meaning
+        and default documented there. They are the one definition of ADC's settings:
+        the framework front-ends, the jitted JAX function and the trainer's flags are
+        derived from them.
 
     Returns:
       A 0-d array of the projections' framework (float32 for float16/bfloat16 inputs).
@@ -536,39 +458,36 @@ def adc_loss(
       >>> bool(np.isfinite(loss))
       True
     """
-    return adc_parts(
-        z_a,
-        z_b,
-        prior,
-        nu=nu,
-        upsilon=upsilon,
-        rho=rho,
-        bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth,
-        perplexity=perplexity,
-        prior_perplexity=prior_perplexity,
-        perplexity_steps=perplexity_steps,
-        normalize=normalize,
-        prior_other_view=prior_other_view,
-    ).total
+    return ADC(**settings).parts(z_a, z_b, prior).total
 
 
-def dcm(z_a: Any, z_b: Any, prior: Any, **kwargs: Any) -> Any:
+def dcm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     """The unweighted ``L_DCM`` (the prior supplies the anchor weights).
 
-    Keyword arguments as in :func:`adc_loss` (``nu`` and ``upsilon`` excluded).
+    ``settings`` as in :func:`adc_loss` (``nu`` and ``upsilon`` excluded).
     """
-    return adc_parts(z_a, z_b, prior, nu=1.0, upsilon=0.0, **kwargs).dcm
+    return ADC(**settings, nu=1.0, upsilon=0.0).parts(z_a, z_b, prior).dcm
 
 
-def lpm(z_a: Any, z_b: Any, prior: Any, **kwargs: Any) -> Any:
-    """The unweighted ``L_LPM``. Keyword arguments as in :func:`adc_loss`."""
-    return adc_parts(z_a, z_b, prior, nu=0.0, upsilon=1.0, **kwargs).lpm
+def lpm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
+    """The unweighted ``L_LPM``. ``settings`` as in :func:`adc_loss`."""
+    return ADC(**settings, nu=0.0, upsilon=1.0).parts(z_a, z_b, prior).lpm
+
+
+def _help(sentence: str) -> dict[str, str]:
+    return {"help": sentence}
 
 
 @dataclass(frozen=True)
 class ADC:
-    """ADC's hyperparameters, bound once; what the framework front-ends take as ``adc=``.
+    """ADC's settings, the one definition of them, bound and validated once.
+
+    :func:`adc_loss` and :func:`adc_parts` take these fields as keyword arguments; the
+    framework front-ends take an ``ADC`` as ``adc=``; the jitted JAX front-end treats it
+    as a static argument; the trainer derives its ``--adc-*`` flags from the fields.
+    Values are checked when the object is made (errors name the field); what depends on
+    the batch (the perplexity against the number of rows) is checked when it is called.
+    Frozen and hashable, so it can be a static argument of ``jax.jit``.
 
     Example:
       >>> import numpy as np
@@ -579,50 +498,103 @@ class ADC:
       True
     """
 
-    nu: float = 1.0
-    upsilon: float = 10.0
-    rho: float = 3.0
-    bandwidth: Bandwidth = "perplexity"
-    prior_bandwidth: Bandwidth = "perplexity"
-    perplexity: float = 30.0
-    prior_perplexity: float | None = None
-    perplexity_steps: int = 20
-    normalize: bool = True
-    prior_other_view: bool = False
+    # Each field's help sentence travels with it: the trainer's --adc-* flags print it.
+    nu: float = field(default=1.0, metadata=_help("weight of DCM, the calibration term (>= 0)"))
+    upsilon: float = field(default=10.0, metadata=_help("weight of LPM, the prior term (>= 0)"))
+    rho: float = field(
+        default=3.0, metadata=_help("degrees of freedom of the Student-t data distribution (> 2)")
+    )
+    bandwidth: Bandwidth = field(default="perplexity", metadata=_help(
+        "sigma^2 of the features: a positive number, 'median' (half the median off-diagonal "
+        "distance) or 'perplexity' (per anchor, by bisection)"
+    ))
+    prior_bandwidth: Bandwidth = field(default="perplexity", metadata=_help(
+        "tau of the prior: a positive number, 'median' or 'perplexity'"
+    ))
+    perplexity: float = field(default=30.0, metadata=_help(
+        "target perplexity of the feature distributions, in (1, M - 1] for M = 2N rows"
+    ))
+    prior_perplexity: float | None = field(default=None, metadata=_help(
+        "target perplexity of the prior (default: perplexity)"
+    ))
+    perplexity_steps: int = field(default=20, metadata=_help(
+        "bisection steps of the 'perplexity' rule (20 reach about 1e-5)"
+    ))
+    normalize: bool = field(default=True, metadata=_help(
+        "L2-normalise the projections before taking distances"
+    ))
+    prior_other_view: bool = field(default=False, metadata=_help(
+        "count each anchor's other view (at prior distance 0) in its prior neighbourhood; off "
+        "by default, which makes the prior's perplexity lie in (1, M - 2]"
+    ))
+
+    def __post_init__(self) -> None:
+        checked = {
+            "nu": _checks.check_nonnegative(self.nu, "nu"),
+            "upsilon": _checks.check_nonnegative(self.upsilon, "upsilon"),
+            "rho": _check_rho(self.rho),
+            "bandwidth": _check_mode(self.bandwidth, "bandwidth"),
+            "prior_bandwidth": _check_mode(self.prior_bandwidth, "prior_bandwidth"),
+            "perplexity": _check_perplexity_value(self.perplexity, "perplexity"),
+            "prior_perplexity": None if self.prior_perplexity is None
+            else _check_perplexity_value(self.prior_perplexity, "prior_perplexity"),
+            "perplexity_steps": _checks.check_count(
+                self.perplexity_steps, "perplexity_steps", minimum=1
+            ),
+            "normalize": _checks.check_flag(self.normalize, "normalize"),
+            "prior_other_view": _checks.check_flag(self.prior_other_view, "prior_other_view"),
+        }
+        # Plain Python values (NumPy scalars become floats and bools), so that equal
+        # settings hash equal and a jitted function compiles once for them.
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
-    def for_method(cls, method: str, **kwargs: Any) -> ADC:
+    def for_method(cls, method: str, **settings: Any) -> ADC:
         """ADC with the weights :func:`method_weights` recommends for ``method``;
-        ``kwargs`` set any field, the weights included."""
+        ``settings`` set any field, the weights included."""
         nu, upsilon = method_weights(method)
-        return cls(**{"nu": nu, "upsilon": upsilon, **kwargs})
+        return cls(**{"nu": nu, "upsilon": upsilon, **settings})
 
     def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
-        return adc_parts(z_a, z_b, prior, **self.__dict__)
+        """``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)`` of a batch."""
+        be, z_a, z_b = _pair(z_a, z_b, prior=prior)
+        m = 2 * z_a.shape[0] * be.shard(z_a)[0]
+        e = _flat_prior(be, prior, z_a, "prior")
+        if self.bandwidth == "perplexity":
+            _check_perplexity(self.perplexity, "perplexity", m)
+        prior_perplexity = self.perplexity if self.prior_perplexity is None \
+            else self.prior_perplexity
+        if self.prior_bandwidth == "perplexity":
+            # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
+            # argument the value came from: prior_perplexity defaults to perplexity.
+            candidates = m - 1 if self.prior_other_view else m - 2
+            name = "perplexity" if self.prior_perplexity is None else "prior_perplexity"
+            _check_perplexity(prior_perplexity, name, m, candidates)
+        return _adc(
+            be, z_a, z_b, e, nu=self.nu, upsilon=self.upsilon, rho=self.rho,
+            bandwidth=self.bandwidth, prior_bandwidth=self.prior_bandwidth,
+            perplexity=self.perplexity, prior_perplexity=prior_perplexity,
+            perplexity_steps=self.perplexity_steps, normalize=self.normalize,
+            prior_other_view=self.prior_other_view,
+        )
 
     def __call__(self, z_a: Any, z_b: Any, prior: Any) -> Any:
+        """``nu * L_DCM + upsilon * L_LPM`` of a batch: :func:`adc_loss` with these settings."""
         return self.parts(z_a, z_b, prior).total
+
+    def settings(self) -> dict[str, Any]:
+        """The fields as a dict (the keyword arguments of :func:`adc_loss`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # --- weights per method -------------------------------------------------------------------
 
-# (nu, upsilon) per method, from the ADC study (docs/study.md, mnist5k, D = 128): nu = 1,
-# upsilon = 10 give ADC 76 to 95% of the gradient at initialisation beside BYOL, SwAV and
-# SimCLR, but 4% beside Barlow Twins, whose loss sums D^2 terms; scaled by 100 (81%) it
-# gained more (linear probe +5.3 against +3.4 points, kNN +29.6 against +16.3).
-_DEFAULT_WEIGHTS = (1.0, 10.0)
-_METHOD_WEIGHTS = {
-    "byol": _DEFAULT_WEIGHTS,
-    "barlow_twins": (100.0, 1000.0),
-    "swav": _DEFAULT_WEIGHTS,
-    "simclr": _DEFAULT_WEIGHTS,
-}
-
 
 def method_weights(method: str) -> tuple[float, float]:
-    """The ``(nu, upsilon)`` recommended for ADC beside ``method``.
+    """The ``(nu, upsilon)`` recommended for ADC beside ``method`` (its registry entry's).
 
-    ``(1, 10)`` (the defaults of :func:`adc_loss`) for ``"byol"``, ``"swav"`` and
+    ``(1, 10)`` (the defaults of :class:`ADC`) for ``"byol"``, ``"swav"`` and
     ``"simclr"``; ``(100, 1000)`` for ``"barlow_twins"``, whose loss is two orders of
     magnitude larger, so that ADC's share of the gradient is comparable (measured at
     D = 128; Barlow Twins' loss grows with D, so check the share at other widths with
@@ -633,13 +605,9 @@ def method_weights(method: str) -> tuple[float, float]:
       >>> adc.method_weights("barlow_twins")
       (100.0, 1000.0)
     """
-    if method not in _METHOD_WEIGHTS:
-        raise ValueError(
-            f"method must be one of {sorted(_METHOD_WEIGHTS)}, got {method!r}: for another "
-            "method construct ADC(nu=..., upsilon=...) and check ADC's share of the gradient "
-            "(studies/adc.py --tier shares)"
-        )
-    return _METHOD_WEIGHTS[method]
+    from glf_losses import registry  # the registry imports the methods, which import ADC
+
+    return registry.get(method).adc_weights
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -710,12 +678,20 @@ def _check_mode(mode: Any, name: str) -> Bandwidth:
     return _checks.check_positive(mode, name)
 
 
+def _check_perplexity_value(value: Any, name: str) -> float:
+    """A perplexity is an effective neighbour count: a finite number above 1."""
+    value = _checks.check_finite_number(value, name)
+    if not value > 1:
+        raise ValueError(f"{name} must be > 1 (an effective number of neighbours), got {value}")
+    return value
+
+
 def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = None) -> None:
     """A perplexity is an effective neighbour count: more than 1, at most the row's
     candidates (M - 1, or M - 2 for a prior row without the anchor's other view)."""
-    value = _checks.check_finite_number(value, name)
+    value = _check_perplexity_value(value, name)
     candidates = m - 1 if candidates is None else candidates
-    if not 1 < value <= candidates:
+    if not value <= candidates:
         why = "" if candidates == m - 1 else (
             " when the prior leaves out each anchor's other view (prior_other_view=False)"
         )

@@ -33,6 +33,7 @@ __all__ = [
     "simclr_parts",
     "swav_loss",
     "swav_parts",
+    "swav_prototype_parts",
     "with_adc",
 ]
 
@@ -239,6 +240,67 @@ def swav_loss(
         queue_a=queue_a,
         queue_b=queue_b,
     ).total
+
+
+def swav_prototype_parts(
+    z_a: Any,
+    z_b: Any,
+    prototypes: Any,
+    queue_a: Any = None,
+    queue_b: Any = None,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    sinkhorn_iters: int = 3,
+) -> GLFParts:
+    """SwAV from projections and prototypes: :func:`swav_parts` of ``n(z) n(W)^T``.
+
+    Args:
+      z_a: (N, D) projections of view a.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      prototypes: (K, D) prototype matrix; its rows are L2-normalised here, as the
+        projections are (the official code keeps the stored rows normalised too).
+      queue_a: optional (Q, D) earlier projections of view a, scored against the current
+        prototypes and prepended to Sinkhorn's input (SwAV's queue).
+      queue_b: the same for view b.
+      temperature: softmax temperature (0.1).
+      epsilon: Sinkhorn regularisation (0.05).
+      sinkhorn_iters: Sinkhorn iterations (3).
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> rng = np.random.default_rng(0)
+      >>> z_a, z_b, w = rng.normal(size=(8, 4)), rng.normal(size=(8, 4)), rng.normal(size=(3, 4))
+      >>> parts = glf_losses.swav_prototype_parts(z_a, z_b, w)
+      >>> bool(np.isfinite(parts.total))
+      True
+    """
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
+                            queue_b=queue_b)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    z_b = _checks.float_matrix(be, z_b, "z_b")
+    w = _checks.float_matrix(be, prototypes, "prototypes")
+    dim = _checks.shape_of(z_a)[1]
+    for name, x in (("prototypes", w), ("queue_a", queue_a), ("queue_b", queue_b)):
+        if x is not None and _checks.shape_of(x)[-1] != dim:
+            raise ValueError(
+                f"{name} must have D = {dim} columns (the projections' width), got shape "
+                f"{_checks.shape_of(x)}"
+            )
+    xp = be.xp
+    w_t = xp.matrix_transpose(l2_normalize(xp, xp.astype(w, z_a.dtype)))
+
+    def scores(z: Any, name: str) -> Any:
+        if z is None:
+            return None
+        z = _checks.float_matrix(be, z, name)
+        return l2_normalize(xp, xp.astype(z, w_t.dtype)) @ w_t
+
+    return swav_parts(
+        scores(z_a, "z_a"), scores(z_b, "z_b"), temperature, epsilon, sinkhorn_iters,
+        scores(queue_a, "queue_a"), scores(queue_b, "queue_b"),
+    )
 
 
 # --- SimCLR ---------------------------------------------------------------------------

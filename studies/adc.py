@@ -249,7 +249,7 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
             seed = int(str(directory).rsplit("seed", 1)[1])
             fields = {**settings, "method": arm["method"], **arm["overrides"], "seed": seed,
                       "out": str(directory)}
-            jobs.append(dataclasses.asdict(RunConfig.from_dict(fields).validate()))
+            jobs.append(RunConfig.from_dict(fields).validate().to_dict())
     return jobs, arms
 
 

@@ -17,7 +17,6 @@ its compiled programs across seeds). Example (the table in docs/training.md)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -80,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         for backend in backends:
             jobs = [
-                dataclasses.asdict(RunConfig(
+                RunConfig(
                     backend=backend, method=m, adc=adc, seed=s, dataset=args.dataset,
                     epochs=args.epochs, batch_size=args.batch_size, eval_every=0, quiet=True,
                     out=str(run_dir(out, backend, m, adc, s)),
-                ))
+                ).to_dict()
                 for m, adc in arms for s in seeds
             ]
             if all(Path(j["out"], "summary.json").exists() for j in jobs):

@@ -537,7 +537,7 @@ def test_swav_layer():
     assert_close(layer(tf.constant(z_a), tf.constant(z_b)), expected, rtol=1e-10)
     assert layer.parts(tf.constant(z_a), tf.constant(z_b)).constrain.dtype == tf.float64
     layer.prototypes.assign(3.0 * layer.prototypes)
-    layer.normalize_prototypes()
+    layer.after_step()
     np.testing.assert_allclose(_np(layer.prototypes), w, rtol=1e-6)
     with tf.GradientTape() as tape:
         loss = layer(tf.constant(z_a, tf.float32), tf.constant(z_b, tf.float32))
@@ -567,7 +567,7 @@ class _ToyModel(keras.Model):
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         if isinstance(self.loss_layer, tfb.SwAVLoss):
-            self.loss_layer.normalize_prototypes()
+            self.loss_layer.after_step()
         # Not "loss": fit reports that key from the compiled loss tracker, unused here.
         return {"ssl_loss": loss}
 

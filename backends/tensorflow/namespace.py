@@ -1,13 +1,9 @@
-"""TensorFlow backend: ``GradientTape``, ``tf.function`` and XLA (``jit_compile=True``).
+"""TensorFlow's array namespace (ours) and the operations the array API lacks.
 
 TensorFlow has no array-API namespace of its own (and ``array_api_compat`` has none for
 it), so :data:`xp` is ours: a thin layer over raw ``tf`` ops with the standard's names,
-keywords and Python-scalar promotion, covering what :mod:`glf_losses` uses.
-
-Also the Keras 3 front-ends: :class:`BYOLLoss`, :class:`BarlowTwinsLoss`,
-:class:`SwAVLoss` (owns the prototypes), :class:`SimCLRLoss` and :class:`ADCLoss`, as
-``keras.layers.Layer`` subclasses. They hand their inputs to :mod:`glf_losses`, which
-dispatches on the array type, so they also run when Keras uses its JAX or PyTorch backend.
+keywords and Python-scalar promotion, covering what :mod:`glf_losses` uses. Works under
+``GradientTape``, ``tf.function`` and XLA (``jit_compile=True``).
 """
 
 from __future__ import annotations
@@ -18,40 +14,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import l2_normalize, python_loop
-from glf_losses._namespace import get_namespace
-from glf_losses.adc import ADC
-from glf_losses.frontends import (
-    ADCFrontEnd,
-    BarlowTwinsFrontEnd,
-    BYOLFrontEnd,
-    LossFrontEnd,
-    SimCLRFrontEnd,
-    SwAVFrontEnd,
-)
+from glf_losses._lib import python_loop
 
 __all__ = [
-    "ADCLoss",
-    "BYOLLoss",
-    "BarlowTwinsLoss",
-    "SimCLRLoss",
-    "SwAVLoss",
-    "all_gather",
-    "all_reduce_max",
-    "all_reduce_sum",
     "device",
     "fori_loop",
     "logsumexp",
     "name",
     "select_kth",
-    "shard",
     "stop_gradient",
-    "to_local",
     "to_numpy",
     "xp",
 ]
@@ -538,82 +513,6 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     return tf.gather(tf.sort(x), list(ks))
 
 
-# --- data-parallel collectives (see glf_losses.distributed) -----------------------------
-#
-# Custom gradients with the rules of glf_losses.distributed: a value that is the same on
-# every replica (a sum, a gathered array) passes its cotangent back unchanged, and
-# ``to_local`` sums cotangents where such a value enters one replica's own terms.
-
-
-def _replica() -> Any:
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return None
-    return ctx
-
-
-def shard(like: Any) -> tuple[int, Any]:
-    """``(replicas, replica id)`` inside a multi-replica ``strategy.run``, else ``(1, 0)``."""
-    ctx = _replica()
-    if ctx is None:
-        return 1, 0
-    return ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
-
-
-def all_gather(x: Any) -> Any:
-    """Concatenate the replicas' shards; backward keeps the replica's own rows."""
-    ctx = _replica()
-    if ctx is None:
-        return x
-
-    @tf.custom_gradient
-    def gather(v: Any) -> Any:
-        def grad(upstream: Any) -> Any:
-            rows = tf.shape(v)[0]
-            return upstream[ctx.replica_id_in_sync_group * rows :][:rows]
-
-        return ctx.all_gather(v, axis=0), grad
-
-    return gather(x)
-
-
-def all_reduce_sum(x: Any) -> Any:
-    """Sum over replicas; backward is the identity (the sum is the same everywhere)."""
-    ctx = _replica()
-    if ctx is None:
-        return x
-
-    @tf.custom_gradient
-    def reduce(v: Any) -> Any:
-        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, v), lambda upstream: upstream
-
-    return reduce(x)
-
-
-def to_local(x: Any) -> Any:
-    """A replicated value entering one replica's own terms: backward sums over replicas."""
-    ctx = _replica()
-    if ctx is None:
-        return x
-
-    @tf.custom_gradient
-    def local(v: Any) -> Any:
-        return tf.identity(v), lambda upstream: ctx.all_reduce(
-            tf.distribute.ReduceOp.SUM, upstream
-        )
-
-    return local(x)
-
-
-def all_reduce_max(x: Any) -> Any:
-    """Maximum over replicas, without gradient."""
-    ctx = _replica()
-    if ctx is None:
-        return x
-    # tf.distribute reduces only by sum and mean: gather the candidates, then take the max.
-    return tf.reduce_max(ctx.all_gather(tf.stop_gradient(x)[None], axis=0), axis=0)
-
-
 def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
     """A fixed-count loop: a Python loop eagerly, one while loop in a graph (and in XLA)."""
     if tf.executing_eagerly():
@@ -630,131 +529,3 @@ def to_numpy(x: Any) -> np.ndarray:
     if x.dtype == tf.bfloat16:
         x = tf.cast(x, tf.float32)
     return np.asarray(x)
-
-
-# --- Keras front-ends -------------------------------------------------------------------
-
-
-class _Layer(LossFrontEnd, keras.layers.Layer):
-    """``call`` is the 0-d loss ``align + constrain``; ``parts`` gives both parts.
-
-    ``autocast=False`` by default: a loss must see its inputs' own dtype (float64 stays
-    float64; float16 and bfloat16 are promoted to float32 by :mod:`glf_losses`), not the
-    layer's compute dtype. Other keywords go to ``keras.layers.Layer``.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
-
-    def call(self, *args: Any, prior: Any = None) -> Any:
-        return self.parts(*args, prior=prior).total
-
-
-class BYOLLoss(BYOLFrontEnd, _Layer):
-    """``BYOLLoss()(p_a, p_b, z_a, z_b)``: :func:`glf_losses.byol_loss` as a layer.
-
-    ADC, if set, acts on the online predictions ``(p_a, p_b)``.
-
-    Example:
-      >>> import tensorflow as tf
-      >>> from glf_losses.backends.tensorflow import BYOLLoss
-      >>> p = tf.random.normal((8, 16))
-      >>> float(BYOLLoss()(p, p, p, p)) < 1e-6
-      True
-    """
-
-    def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
-        _Layer.__init__(self, **kwargs)
-        self.adc = adc
-
-
-class BarlowTwinsLoss(BarlowTwinsFrontEnd, _Layer):
-    """``BarlowTwinsLoss(lambd, eps, scale)(z_a, z_b)``: :func:`glf_losses.barlow_twins_loss`.
-
-    Example:
-      >>> import tensorflow as tf
-      >>> from glf_losses import ADC
-      >>> from glf_losses.backends.tensorflow import BarlowTwinsLoss
-      >>> loss_fn = BarlowTwinsLoss(adc=ADC(perplexity=5.0))
-      >>> z_a, z_b = tf.random.normal((16, 8)), tf.random.normal((16, 8))
-      >>> pixels = tf.random.uniform((16, 1, 8, 8), 0, 256, dtype=tf.int32)
-      >>> bool(tf.math.is_finite(loss_fn(z_a, z_b, prior=pixels)))
-      True
-    """
-
-    def __init__(
-        self,
-        lambd: float = 0.0051,
-        eps: float = 1e-5,
-        scale: float = 1.0,
-        adc: ADC | None = None,
-        **kwargs: Any,
-    ) -> None:
-        _Layer.__init__(self, **kwargs)
-        self.lambd, self.eps, self.scale, self.adc = lambd, eps, scale, adc
-
-
-class SimCLRLoss(SimCLRFrontEnd, _Layer):
-    """``SimCLRLoss(temperature)(z_a, z_b)``: :func:`glf_losses.simclr_loss`."""
-
-    def __init__(self, temperature: float = 0.2, adc: ADC | None = None, **kwargs: Any) -> None:
-        _Layer.__init__(self, **kwargs)
-        self.temperature, self.adc = temperature, adc
-
-
-class SwAVLoss(SwAVFrontEnd, _Layer):
-    """SwAV with its prototypes: ``SwAVLoss(dim, n_prototypes)(z_a, z_b)``.
-
-    Owns a trainable (K, D) prototype weight; ``call`` L2-normalises the projections and
-    the prototype rows, scores ``n(z) n(W)^T`` and calls :func:`glf_losses.swav_loss`.
-    Call :meth:`normalize_prototypes` after each optimiser step, as SwAV does, to keep the
-    stored rows on the sphere. ADC, if set, acts on the projections.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        n_prototypes: int,
-        temperature: float = 0.1,
-        epsilon: float = 0.05,
-        sinkhorn_iters: int = 3,
-        adc: ADC | None = None,
-        **kwargs: Any,
-    ) -> None:
-        _Layer.__init__(self, **kwargs)
-        self.temperature, self.epsilon, self.sinkhorn_iters = temperature, epsilon, sinkhorn_iters
-        self.adc = adc
-        self.prototypes = self.add_weight(
-            shape=(n_prototypes, dim),
-            initializer=keras.initializers.RandomNormal(stddev=1.0),
-            name="prototypes",
-        )
-        self.normalize_prototypes()
-        # The only state is created above, so no shape-driven build is needed.
-        self.built = True
-
-    def prototype_matrix(self) -> Any:
-        # ``.value`` is the backend's own array (or variable), which glf_losses dispatches
-        # on; the Keras wrapper itself belongs to no framework it knows.
-        return self.prototypes.value
-
-    def normalize_prototypes(self) -> None:
-        """Project the stored prototype rows back onto the unit sphere."""
-        w = self.prototypes.value
-        self.prototypes.assign(l2_normalize(get_namespace(w), w))
-
-
-class ADCLoss(ADCFrontEnd, keras.layers.Layer):
-    """ADC alone as a layer: ``ADCLoss(ADC(...))(z_a, z_b, prior)``.
-
-    ``autocast=False`` by default, as for the method layers.
-    """
-
-    def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("autocast", False)
-        keras.layers.Layer.__init__(self, **kwargs)
-        self.adc = adc if adc is not None else ADC()
-
-    def call(self, z_a: Any, z_b: Any, prior: Any) -> Any:
-        return self.adc(z_a, z_b, prior)
