@@ -77,10 +77,11 @@ def _names(names: list[str] | None, short: bool = False) -> str:
         if not re.fullmatch(r"[\w.]+", name):
             return name
         text = name.rsplit(".", 1)[-1] if short else name
-        # A link to the API reference, where the backends are documented from the
-        # repository's backends/ folder (installed as glf_losses.backends).
-        target = name.replace("glf_losses.backends.", "backends.", 1)
-        return f"[`{text}`][{target}]"
+        if name.startswith("glf_losses.backends."):
+            # Made from the registry when first imported, so not in the API reference by
+            # name; the framework's page documents the class they all are.
+            return f"`{text}`"
+        return f"[`{text}`][{name}]"
 
     return "<br>".join(show(name) for name in names) if names else "–"
 
