@@ -67,7 +67,7 @@ def test_prior_perplexity_bound_names_the_prior_argument() -> None:
         (lambda: glf_losses.adc_loss(*_views(16), np.ones((16, 3)), rho=2.0), "rho="),
         (lambda: glf_losses.simclr_loss([[1.0, 0.0]] * 4, np.eye(4, 2)), "numpy.asarray"),
         (lambda: glf_losses.adc_loss(*_views(16), np.ones((8, 3))), "same batch"),
-        (lambda: glf_losses.adc.method_weights("vicreg"), "ADC(nu=..., upsilon=...)"),
+        (lambda: glf_losses.adc.method_weights("no_such_method"), "registry.register"),
     ],
 )
 def test_refused_settings_say_what_to_pass(call, fix: str) -> None:
