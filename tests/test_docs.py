@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 import glf_losses
+from glf_losses import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -127,8 +128,15 @@ def test_snippet_runs_on_its_own(code: str) -> None:
     for name in OPTIONAL_IMPORTS:
         if re.search(rf"^\s*(import|from) {name}\b", code, re.MULTILINE):
             pytest.importorskip(name)
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(code, "<snippet>", "exec"), {"__name__": "__snippet__"})
+    # A snippet may register a method (docs/adding-a-method.md): the rest of the suite must
+    # not see it.
+    saved = dict(registry._REGISTRY)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, "<snippet>", "exec"), {"__name__": "__snippet__"})
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
 
 
 def test_code_lines_fit_the_column() -> None:
