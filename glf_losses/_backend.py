@@ -23,6 +23,10 @@ class Backend(Protocol):
     [`glf_losses.registry`][glf_losses.registry]). NumPy and array-api-strict are single modules
     with no
     front-ends and identity collectives.
+
+    A backend whose arrays can have sizes unknown until run time (TensorFlow under
+    ``tf.function`` with ``None`` in a ``TensorSpec``) also has ``dynamic_dim(x, axis)``,
+    the size at run time as a 0-d integer array; the spec calls it only for such sizes.
     """
 
     @property
@@ -45,6 +49,10 @@ class Backend(Protocol):
 
     def logsumexp(self, x: Any, axis: int, keepdims: bool = False) -> Any:
         """``log(sum(exp(x)))`` along ``axis``, stabilised."""
+        ...
+
+    def matmul(self, x1: Any, x2: Any) -> Any:
+        """``x1 @ x2`` in the operands' own dtype (PyTorch's turns autocast off around it)."""
         ...
 
     def select_kth(self, x: Any, ks: tuple[int, ...]) -> Any:

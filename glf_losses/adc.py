@@ -44,6 +44,7 @@ from typing import Any, Literal, NamedTuple
 
 from glf_losses import _checks
 from glf_losses._lib import (
+    as_divisor,
     batch_average,
     entropy,
     global_rows,
@@ -52,6 +53,7 @@ from glf_losses._lib import (
     masked_log_softmax,
     not_self,
     off_diagonal,
+    rows,
     sq_distances,
     stacked_columns,
     stacked_rows,
@@ -112,12 +114,12 @@ class _Layout(NamedTuple):
     """Which sample each local anchor is: local rows ``[a; b]`` against the global
     columns ``[A; B]`` (the same M x M in one process)."""
 
-    n_global: int
+    n_global: Any  # an int, or a 0-d integer array where the batch size is dynamic
     rows: Any  # (2 n_local,) global column index of each local anchor
     mask: Any  # (2 n_local, M): False at each anchor's own column
 
 
-def _layout(be: ModuleType, n_local: int, like: Any) -> _Layout:
+def _layout(be: ModuleType, n_local: Any, like: Any) -> _Layout:
     n_global, rows = stacked_rows(be, n_local, like)
     return _Layout(n_global, rows, not_self(be, rows, 2 * n_global, like))
 
@@ -129,7 +131,7 @@ def _feature_distances(
     if normalize:
         z_a, z_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
     local = xp.concat([z_a, z_b], axis=0)
-    return sq_distances(xp, local, stacked_columns(be, z_a, z_b), layout.mask)
+    return sq_distances(be, local, stacked_columns(be, z_a, z_b), layout.mask)
 
 
 def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
@@ -138,14 +140,13 @@ def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     # Centring first keeps the Gram form accurate for priors far from the origin
     # (raw pixels 0..255): the cancellation in |a|^2 + |b|^2 - 2ab scales with |a|^2.
     e = e - be.stop_gradient(be.all_reduce_sum(xp.sum(e, axis=0, keepdims=True))) / (
-        layout.n_global
+        as_divisor(be, layout.n_global, e)
     )
-    n_local = e.shape[0]
-    _, own = global_rows(be, n_local, e)
+    _, own = global_rows(be, rows(be, e), e)
     # Both views of a sample share its prior: distances between samples, computed once
     # (exactly 0 to the sample itself) and tiled to the four blocks of [a; b] x [A; B].
     r = sq_distances(
-        xp, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
+        be, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
     )
     r = xp.concat([r, r], axis=1)
     return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
@@ -158,7 +159,7 @@ def feature_distances(z_a: Array, z_b: Array, normalize: bool = True) -> Array:
     Computed in Gram form and clamped at 0.
     """
     be, z_a, z_b = _pair(z_a, z_b)
-    return _feature_distances(be, z_a, z_b, _layout(be, z_a.shape[0], z_a), normalize)
+    return _feature_distances(be, z_a, z_b, _layout(be, rows(be, z_a), z_a), normalize)
 
 
 def prior_distances(prior: Array) -> Array:
@@ -169,7 +170,7 @@ def prior_distances(prior: Array) -> Array:
     """
     be = _checks.backend_of(prior=prior)
     e = _flat_prior(be, prior, None, "prior")
-    return _prior_distances(be, e, _layout(be, e.shape[0], e))
+    return _prior_distances(be, e, _layout(be, rows(be, e), e))
 
 
 # --- bandwidths ---------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def _median_offdiag(be: ModuleType, dist: Any, without_partner: bool = False) ->
     xp = be.xp
     # Every worker's anchor rows together form the global (M, M) matrix.
     dist = be.all_gather(be.stop_gradient(dist))
-    m = dist.shape[0]
+    m = rows(be, dist)
     flat = xp.reshape(dist, (-1,))
     # The diagonal holds m exact zeros and every off-diagonal entry is >= 0, so the
     # off-diagonal order statistics sit m places up in the full sorted array. The prior's
@@ -269,10 +270,9 @@ def perplexity_bandwidth(distances: Array, perplexity: float = 30.0, n_steps: in
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    m = d.shape[0]
-    _check_perplexity(perplexity, "perplexity", m)
+    _check_perplexity(perplexity, "perplexity", d.shape[0])
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
-    return _perplexity_scale(be, d, off_diagonal(be, m, d), perplexity, n_steps)
+    return _perplexity_scale(be, d, off_diagonal(be, rows(be, d), d), perplexity, n_steps)
 
 
 def bandwidth(
@@ -290,17 +290,17 @@ def bandwidth(
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    m = d.shape[0]
     mode = _check_mode(mode, "mode")
     if mode == "perplexity":
-        _check_perplexity(perplexity, "perplexity", m)
+        _check_perplexity(perplexity, "perplexity", d.shape[0])
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
     if kind not in ("features", "prior"):
         raise ValueError(
             f"kind must be 'features' (sigma^2) or 'prior' (tau), got {kind!r}: pass one of them"
         )
     factor = 2.0 if kind == "features" else 1.0
-    return _resolve(be, d, off_diagonal(be, m, d), mode, perplexity, n_steps, factor=factor)
+    mask = off_diagonal(be, rows(be, d), d)
+    return _resolve(be, d, mask, mode, perplexity, n_steps, factor=factor)
 
 
 # --- distributions ------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def calibration_distribution(distances: Array, sigma2: Array) -> Array:
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    return _calibration(be, d, off_diagonal(be, d.shape[0], d), sigma2)[1]
+    return _calibration(be, d, off_diagonal(be, rows(be, d), d), sigma2)[1]
 
 
 def data_distribution(distances: Array, sigma2: Array, rho: float = 3.0) -> Array:
@@ -346,14 +346,14 @@ def data_distribution(distances: Array, sigma2: Array, rho: float = 3.0) -> Arra
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
     rho = _check_rho(rho)
-    return _data(be, d, off_diagonal(be, d.shape[0], d), sigma2, rho)[1]
+    return _data(be, d, off_diagonal(be, rows(be, d), d), sigma2, rho)[1]
 
 
 def prior_distribution(distances: Array, tau: Array) -> Array:
     """Prior neighbour distribution ``P^pre_ij = softmax_{j != i}(-r_ij / tau)``, sg."""
     be = _checks.backend_of(distances=distances)
     r = _square(be, distances, "distances")
-    return _prior(be, r, off_diagonal(be, r.shape[0], r), tau)[1]
+    return _prior(be, r, off_diagonal(be, rows(be, r), r), tau)[1]
 
 
 def anchor_weights(prior_probs: Array) -> Array:
@@ -366,7 +366,7 @@ def anchor_weights(prior_probs: Array) -> Array:
     be = _checks.backend_of(prior_probs=prior_probs)
     p = _square(be, prior_probs, "prior_probs")
     xp = be.xp
-    mask = off_diagonal(be, p.shape[0], p)
+    mask = off_diagonal(be, rows(be, p), p)
     log_p = xp.log(xp.clip(p, min=_TINY))
     return _anchor_weights(be, p, log_p, mask)
 
@@ -392,7 +392,7 @@ def _adc(
     prior_other_view: bool,
 ) -> ADCParts:
     xp = be.xp
-    layout = _layout(be, z_a.shape[0], z_a)
+    layout = _layout(be, rows(be, z_a), z_a)
     mask = layout.mask
     d = _feature_distances(be, z_a, z_b, layout, normalize)
     r = _prior_distances(be, e, layout)
@@ -558,8 +558,8 @@ class ADC:
             "perplexity_steps": _checks.check_count(
                 self.perplexity_steps, "perplexity_steps", minimum=1
             ),
-            "normalize": _checks.check_flag(self.normalize, "normalize"),
-            "prior_other_view": _checks.check_flag(self.prior_other_view, "prior_other_view"),
+            "normalize": _checks.check_bool(self.normalize, "normalize"),
+            "prior_other_view": _checks.check_bool(self.prior_other_view, "prior_other_view"),
         }
         # Plain Python values (NumPy scalars become floats and bools), so that equal
         # settings hash equal and a jitted function compiles once for them.
@@ -577,7 +577,10 @@ class ADC:
     def parts(self, z_a: Array, z_b: Array, prior: Array) -> ADCParts:
         """``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)`` of a batch."""
         be, z_a, z_b = _pair(z_a, z_b, prior=prior)
-        m = 2 * z_a.shape[0] * be.shard(z_a)[0]
+        # M, where the batch size is static: an unknown one (None) leaves the perplexities'
+        # upper bounds unchecked, as only the run-time batch knows them.
+        n = z_a.shape[0]
+        m = None if n is None else 2 * n * be.shard(z_a)[0]
         e = _flat_prior(be, prior, z_a, "prior")
         if self.bandwidth == "perplexity":
             _check_perplexity(self.perplexity, "perplexity", m)
@@ -586,7 +589,7 @@ class ADC:
         if self.prior_bandwidth == "perplexity":
             # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
             # argument the value came from: prior_perplexity defaults to perplexity.
-            candidates = m - 1 if self.prior_other_view else m - 2
+            candidates = None if m is None else m - 1 if self.prior_other_view else m - 2
             name = "perplexity" if self.prior_perplexity is None else "prior_perplexity"
             _check_perplexity(prior_perplexity, name, m, candidates)
         return _adc(
@@ -635,8 +638,7 @@ def method_weights(method: str) -> tuple[float, float]:
 def _pair(z_a: Any, z_b: Any, prior: Any = None) -> tuple[ModuleType, Any, Any]:
     be = _checks.backend_of(z_a=z_a, z_b=z_b, prior=prior)
     _checks.same_shape(z_a, z_b, "z_a", "z_b")
-    z_a = _checks.float_matrix(be, z_a, "z_a", min_rows=2)
-    z_b = _checks.float_matrix(be, z_b, "z_b", min_rows=2)
+    z_a, z_b = _checks.float_matrices(be, z_a=z_a, z_b=z_b, min_rows=2)
     return be, z_a, z_b
 
 
@@ -648,19 +650,27 @@ def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
             f"{name} must have one row per sample, got a 0-d array: pass the batch's inputs "
             "or frozen features, shape (N, ...)"
         )
-    if like is not None and shape[0] is not None and shape[0] != like.shape[0]:
+    n = shape[0]
+    if like is not None and None not in (n, like.shape[0]) and n != like.shape[0]:
         raise ValueError(
             f"{name} must have N = {like.shape[0]} rows (one per sample of z_a), got "
             f"{shape[0]} (shape {shape}): pass the prior of the same batch, not of both views"
         )
-    if not xp.isdtype(prior.dtype, ("real floating", "integral", "bool")):
+    floating = _checks.is_real_floating(xp, prior.dtype)
+    if not floating and not xp.isdtype(prior.dtype, ("integral", "bool")):
         raise TypeError(
             f"{name} must have a real or integer dtype, got {prior.dtype}: cast it to float32"
         )
-    n = shape[0]
-    flat = xp.reshape(prior, (n, -1)) if len(shape) != 2 else prior
+    flat = prior
+    if len(shape) != 2:
+        features = shape[1:]
+        if n is None and None not in features:
+            # Keeps the static width where only the batch size is unknown.
+            flat = xp.reshape(prior, (-1, math.prod(features)))  # type: ignore[arg-type]
+        else:
+            flat = xp.reshape(prior, (rows(be, prior), -1))
     target = like.dtype if like is not None else _checks.compute_dtype(xp, prior.dtype)
-    if not xp.isdtype(prior.dtype, "real floating"):
+    if not floating:
         target = like.dtype if like is not None else xp.float32
     return flat if flat.dtype == target else xp.astype(flat, target)
 
@@ -705,10 +715,17 @@ def _check_perplexity_value(value: Any, name: str) -> float:
     return value
 
 
-def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = None) -> None:
+def _check_perplexity(
+    value: Any, name: str, m: int | None, candidates: int | None = None
+) -> None:
     """A perplexity is an effective neighbour count: more than 1, at most the row's
-    candidates (M - 1, or M - 2 for a prior row without the anchor's other view)."""
+    candidates (M - 1, or M - 2 for a prior row without the anchor's other view).
+
+    ``m`` is None where the batch size is known only at run time: then only the lower
+    bound can be checked."""
     value = _check_perplexity_value(value, name)
+    if m is None:
+        return
     candidates = m - 1 if candidates is None else candidates
     if not value <= candidates:
         why = "" if candidates == m - 1 else (

@@ -10,11 +10,15 @@ from typing import Any
 
 from glf_losses import _checks
 from glf_losses._lib import (
+    as_divisor,
     batch_average,
+    dim,
     l2_normalize,
     masked_logsumexp,
+    matmul,
     not_self,
     off_diagonal,
+    rows,
     stacked_columns,
     stacked_rows,
     standardize,
@@ -30,15 +34,16 @@ __all__ = ["redundancy_reduction", "sinkhorn", "uniformity"]
 
 def _cross_correlation(be: ModuleType, zn_a: Any, zn_b: Any) -> Any:
     # Summed over workers like the official implementation's all-reduce of C.
-    n_global = zn_a.shape[0] * be.shard(zn_a)[0]
-    return be.all_reduce_sum(be.xp.matrix_transpose(zn_a) @ zn_b) / n_global
+    n_global = rows(be, zn_a) * be.shard(zn_a)[0]
+    c = matmul(be, be.xp.matrix_transpose(zn_a), zn_b)
+    return be.all_reduce_sum(c) / as_divisor(be, n_global, c)
 
 
 def _redundancy_reduction(be: ModuleType, c: Any, lambd: float) -> Any:
     xp = be.xp
     # Masking, not sum(C^2) - sum(diag^2): the difference cancels catastrophically in
     # float32 once the diagonal approaches 1 and the off-diagonal approaches 0.
-    mask = off_diagonal(be, c.shape[0], c)
+    mask = off_diagonal(be, rows(be, c), c)
     return lambd * xp.sum(xp.where(mask, c * c, 0.0))
 
 
@@ -82,8 +87,8 @@ def redundancy_reduction(z_a: Array, z_b: Array, lambd: float = 0.0051, eps: flo
 def _sinkhorn(be: ModuleType, scores: Any, epsilon: float, n_iters: int) -> Any:
     xp = be.xp
     s = be.stop_gradient(scores)
-    n_local, k = s.shape
-    n = n_local * be.shard(s)[0]
+    k = as_divisor(be, dim(be, s, 1), s)
+    n = as_divisor(be, rows(be, s) * be.shard(s)[0], s)
     # A per-prototype shift cancels in the first row normalisation, so it gives the same
     # codes as a global one; it also keeps every prototype's largest entry at exp(0) = 1.
     q = xp.exp((s - be.all_reduce_max(xp.max(s, axis=0, keepdims=True))) / epsilon)
@@ -137,10 +142,10 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     # Local rows against the global batch as columns: every sample of every worker is a
     # negative, and each worker computes only its own rows' terms.
     xp = be.xp
-    n_global, rows = stacked_rows(be, u_a.shape[0], u_a)
+    n_global, anchors = stacked_rows(be, rows(be, u_a), u_a)
     columns = stacked_columns(be, u_a, u_b)
-    logits = (xp.concat([u_a, u_b], axis=0) @ xp.matrix_transpose(columns)) / temperature
-    lse = masked_logsumexp(be, logits, not_self(be, rows, 2 * n_global, u_a))
+    logits = matmul(be, xp.concat([u_a, u_b], axis=0), xp.matrix_transpose(columns)) / temperature
+    lse = masked_logsumexp(be, logits, not_self(be, anchors, 2 * n_global, u_a))
     return batch_average(be, lse)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from glf_losses import _checks, registry
+from glf_losses import _checks, methods, registry
 from glf_losses._lib import GLFParts
 from glf_losses.adc import ADC, ADCParts
 
@@ -22,12 +22,7 @@ __all__ = ["ADCFrontEnd", "MethodFrontEnd", "check_adc", "front_end_class", "mod
 def check_adc(adc: Any) -> ADC | None:
     """``adc`` as given if it is an [`glf_losses.ADC`][glf_losses.ADC] or ``None``; else a clear
     error."""
-    if adc is None or isinstance(adc, ADC):
-        return adc
-    raise TypeError(
-        f"adc must be a glf_losses.ADC (e.g. ADC() or ADC.for_method(...)) or None, got "
-        f"{adc!r} ({type(adc).__name__})"
-    )
+    return methods._check_adc(adc)
 
 
 class MethodFrontEnd:
@@ -62,7 +57,9 @@ class MethodFrontEnd:
                 f"({', '.join(names) or 'none'}), got {len(sizes)} positional and "
                 f"{len(given) - min(len(sizes), len(names))} by name"
             )
-        size = {n: _checks.check_count(v, n, minimum=1) for n, v in given.items()}
+        # A size that counts an owned array's rows has that array's minimum.
+        minimum = {p.shape[0]: p.min_rows for p in entry.parameters}
+        size = {n: _checks.check_count(v, n, minimum=minimum.get(n, 1)) for n, v in given.items()}
         self.adc = check_adc(adc)
         self.hyperparameters = entry.hyperparameter_values(hyperparameters)
         return {p.name: tuple(size[n] for n in p.shape) for p in entry.parameters}

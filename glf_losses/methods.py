@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import GLFParts, l2_normalize, standardize
+from glf_losses._lib import GLFParts, l2_normalize, matmul, rows, standardize
 from glf_losses.adc import ADC
 from glf_losses.align import (
     _infonce_alignment,
@@ -58,7 +58,7 @@ def byol_parts(p_a: Array, p_b: Array, z_a: Array, z_b: Array) -> GLFParts:
     be = _checks.backend_of(**names)
     for name in ("p_b", "z_a", "z_b"):
         _checks.same_shape(p_a, names[name], "p_a", name)
-    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    p_a, p_b, z_a, z_b = _checks.float_matrices(be, **names)
     target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
     align = _normalized_mse(be, p_a, target_b) + _normalized_mse(be, p_b, target_a)
     return GLFParts(align, _zero_like(be, align))
@@ -156,9 +156,10 @@ def barlow_twins_loss(
 def _codes(
     be: Any, scores: Any, queue: Any, name: str, epsilon: float, n_iters: int
 ) -> Any:
+    """Sinkhorn codes of ``scores``; ``queue``, validated and of the scores' dtype, is
+    prepended to Sinkhorn's batch when given."""
     if queue is None:
         return _sinkhorn(be, scores, epsilon, n_iters)
-    queue = _checks.float_matrix(be, queue, name)
     if _checks.shape_of(queue)[1] != _checks.shape_of(scores)[1]:
         raise ValueError(
             f"{name} must have one column per prototype ({_checks.shape_of(scores)[1]}), "
@@ -166,8 +167,41 @@ def _codes(
         )
     # The queue only enlarges Sinkhorn's batch (so small batches can still spread over
     # every prototype); the current batch's codes are the last rows.
-    stacked = be.xp.concat([be.xp.astype(queue, scores.dtype), scores], axis=0)
-    return _sinkhorn(be, stacked, epsilon, n_iters)[queue.shape[0] :, ...]
+    stacked = be.xp.concat([queue, scores], axis=0)
+    return _sinkhorn(be, stacked, epsilon, n_iters)[rows(be, queue) :, ...]
+
+
+def _check_prototype_count(x: Any, name: str, axis: int) -> None:
+    """At least two prototypes along ``axis`` of ``x`` (where that size is static)."""
+    shape = _checks.shape_of(x)
+    size = shape[axis]
+    if size is not None and size < 2:
+        where = "rows" if axis == 0 else "columns"
+        raise ValueError(
+            f"{name} must have at least 2 {where}, one per prototype (with fewer, every "
+            f"code is 1 and the loss is identically 0), got shape {shape}"
+        )
+
+
+def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
+    """``n(z) n(W)^T``: (N, K) scores of projections (N, D) against prototypes (K, D).
+
+    What the SwAV front-ends of every framework call: ``z`` and ``prototypes`` are
+    validated (errors name ``name`` and ``prototypes``) and computed in their common
+    compute dtype, so integer projections are refused and float16 ones are normalised in
+    float32, where their squared norms cannot overflow.
+    """
+    be = _checks.backend_of(**{name: z, "prototypes": prototypes})
+    z, w = _checks.float_matrices(be, **{name: z, "prototypes": prototypes})
+    shape_z, shape_w = _checks.shape_of(z), _checks.shape_of(w)
+    if None not in (shape_z[1], shape_w[1]) and shape_z[1] != shape_w[1]:
+        raise ValueError(
+            f"prototypes must have shape (K, D) with D = {shape_z[1]}, the width of {name}, "
+            f"got shape {shape_w}"
+        )
+    _check_prototype_count(w, "prototypes", axis=0)
+    xp = be.xp
+    return matmul(be, l2_normalize(xp, z), xp.matrix_transpose(l2_normalize(xp, w)))
 
 
 def swav_parts(
@@ -188,8 +222,11 @@ def swav_parts(
         scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
     )
     _checks.same_shape(scores_a, scores_b, "scores_a", "scores_b")
-    sa = _checks.float_matrix(be, scores_a, "scores_a")
-    sb = _checks.float_matrix(be, scores_b, "scores_b")
+    # Queues join the scores' common dtype: float64 anywhere computes in float64.
+    sa, sb, queue_a, queue_b = _checks.float_matrices(
+        be, scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
+    )
+    _check_prototype_count(sa, "scores_a", axis=1)
     temperature = _checks.check_positive(temperature, "temperature")
     epsilon = _checks.check_positive(epsilon, "epsilon")
     sinkhorn_iters = _checks.check_count(sinkhorn_iters, "sinkhorn_iters", minimum=1)
@@ -286,27 +323,12 @@ def swav_prototype_parts(
       >>> bool(np.isfinite(parts.total))
       True
     """
-    be = _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
-                            queue_b=queue_b)
+    _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
+                       queue_b=queue_b)
     _checks.same_shape(z_a, z_b, "z_a", "z_b")
-    z_a = _checks.float_matrix(be, z_a, "z_a")
-    z_b = _checks.float_matrix(be, z_b, "z_b")
-    w = _checks.float_matrix(be, prototypes, "prototypes")
-    dim = _checks.shape_of(z_a)[1]
-    for name, x in (("prototypes", w), ("queue_a", queue_a), ("queue_b", queue_b)):
-        if x is not None and _checks.shape_of(x)[-1] != dim:
-            raise ValueError(
-                f"{name} must have D = {dim} columns (the projections' width), got shape "
-                f"{_checks.shape_of(x)}"
-            )
-    xp = be.xp
-    w_t = xp.matrix_transpose(l2_normalize(xp, xp.astype(w, z_a.dtype)))
 
     def scores(z: Any, name: str) -> Any:
-        if z is None:
-            return None
-        z = _checks.float_matrix(be, z, name)
-        return l2_normalize(xp, xp.astype(z, w_t.dtype)) @ w_t
+        return None if z is None else _prototype_scores(z, prototypes, name)
 
     return swav_parts(
         scores(z_a, "z_a"), scores(z_b, "z_b"), temperature, epsilon, sinkhorn_iters,
@@ -377,8 +399,19 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Array, z_b: Array, prior: Ar
       >>> bool(np.isclose(parts.total, glf_losses.simclr_loss(z_a, z_b) + adc(z_a, z_b, x)))
       True
     """
+    adc = _check_adc(adc)
     if adc is None:
         return parts
     if prior is None:
         raise ValueError("prior is required when adc is set (the raw inputs or frozen features)")
     return GLFParts(parts.align, parts.constrain + adc(z_a, z_b, prior))
+
+
+def _check_adc(adc: Any) -> ADC | None:
+    """``adc`` itself if it is an :class:`ADC` or None: what every front-end accepts."""
+    if adc is None or isinstance(adc, ADC):
+        return adc
+    raise TypeError(
+        "adc must be a glf_losses.ADC (e.g. ADC() or ADC.for_method('simclr')) or None, "
+        f"got {_checks.type_name(adc)} {adc!r}"
+    )

@@ -68,11 +68,14 @@ class Parameter:
         ``("n_prototypes", "dim")``.
       unit_rows: rows are drawn from a standard normal, L2-normalised, and projected back
         onto the unit sphere after every optimiser step (``after_step()``).
+      min_rows: the fewest rows that make sense (SwAV: one prototype gives every sample
+        the code 1, a loss identically 0).
     """
 
     name: str
     shape: tuple[str, ...]
     unit_rows: bool = False
+    min_rows: int = 1
 
 
 # Compared and hashed by identity: a declaration is a static argument of jitted functions.
@@ -287,7 +290,7 @@ register(Method(
     optional_inputs=("queue_a", "queue_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"temperature": 0.1, "epsilon": 0.05, "sinkhorn_iters": 3},
-    parameters=(Parameter("prototypes", ("n_prototypes", "dim"), unit_rows=True),),
+    parameters=(Parameter("prototypes", ("n_prototypes", "dim"), unit_rows=True, min_rows=2),),
     sizes={"dim": None, "n_prototypes": 64},
     host_inputs=frozenset({PARAMETERS_ACTIVE}),
     title="SwAV",

@@ -151,101 +151,136 @@ def train(
         )
         if launched is not None:
             return launched
+    dataset = _load(config)
+    trainer = make_trainer(config, dataset)
+    ckpt = out / trainer.checkpoint_name
+    start_epoch, changes = _resume(config, trainer, ckpt, resume, allow_changes)
+    metrics_path = _metrics_up_to(out, start_epoch, trainer.is_main)
+    started = time.perf_counter()
+    with report.MetricsLog(metrics_path) if trainer.is_main else _NoLog() as metrics:
+        for epoch in range(start_epoch, config.epochs):
+            record = _train_epoch(config, trainer, dataset, epoch, ckpt)
+            if trainer.is_main:
+                _end_epoch(config, trainer, dataset, record, metrics, ckpt, changes)
+    if not trainer.is_main:
+        return {}
+    return _finish(config, dataset, trainer, out, time.perf_counter() - started, changes)
+
+
+def _load(config: RunConfig) -> Dataset:
+    """The run's dataset, checked against the batch size."""
     dataset = load_dataset(config.dataset, root=config.data_root)
     if dataset.ssl_size < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {dataset.ssl_size} training "
             f"images of {config.dataset}"
         )
-    trainer = make_trainer(config, dataset)
-    main = trainer.is_main
-    ckpt = out / trainer.checkpoint_name
-    start_epoch = 0
-    # Settings changed on a resume (with --allow-changes), one entry per resume:
-    # {"epoch": where it resumed, "settings": {name: [old, new]}}; kept in every checkpoint.
+    return dataset
+
+
+def _resume(
+    config: RunConfig, trainer: BackendTrainer, ckpt: Path, resume: bool, allow_changes: bool
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(first epoch to train, settings changed on resumes)``: the checkpoint's state is
+    restored into ``trainer`` if the run resumes one.
+
+    Changes (with ``--allow-changes``) are one entry per resume, ``{"epoch": where it
+    resumed, "settings": {name: [old, new]}}``, kept in every checkpoint after it.
+    """
     changes: list[dict[str, Any]] = []
-    if resume and ckpt.exists():
+    if not resume or not ckpt.exists():
+        if resume and trainer.is_main and not config.quiet:
+            print(f"--resume: no checkpoint in {ckpt.parent}; starting from scratch")
+        return 0, changes
 
-        def same_run(meta: dict[str, Any]) -> None:
-            saved = RunConfig.from_dict(meta["config"])
-            changed = rundir.resume_changes(saved, config, out, allow_changes=allow_changes)
-            changes.extend(meta.get("changes", []))
-            if changed:
-                changes.append({"epoch": int(meta["epoch"]), "settings": changed})
+    def same_run(meta: dict[str, Any]) -> None:
+        saved = RunConfig.from_dict(meta["config"])
+        changed = rundir.resume_changes(saved, config, ckpt.parent, allow_changes=allow_changes)
+        changes.extend(meta.get("changes", []))
+        if changed:
+            changes.append({"epoch": int(meta["epoch"]), "settings": changed})
 
-        start_epoch = int(trainer.load(ckpt, same_run)["epoch"])
-    elif resume and main and not config.quiet:
-        print(f"--resume: no checkpoint in {out}; starting from scratch")
-    # Records of epochs after the checkpoint (a killed run's partial work) are dropped, so
-    # the log matches the weights being resumed.
-    metrics_path = out / "metrics.jsonl"
+    return int(trainer.load(ckpt, same_run)["epoch"]), changes
+
+
+def _metrics_up_to(out: Path, start_epoch: int, main: bool) -> Path:
+    """The metrics log holding the records of the epochs before ``start_epoch`` only.
+
+    Records of epochs after the checkpoint (a killed run's partial work, and a line it
+    left half-written) are dropped, so the log matches the weights being resumed.
+    """
+    path = out / report.METRICS_FILE
     if main:
-        kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
-            if metrics_path.exists() and start_epoch > 0 else []
-        report.write_metrics(metrics_path, kept)
+        kept = [r for r in report.read_metrics(path) if r.get("epoch", 0) < start_epoch] \
+            if start_epoch > 0 else []
+        report.write_metrics(path, kept)
+    return path
+
+
+def _train_epoch(
+    config: RunConfig, trainer: BackendTrainer, dataset: Dataset, epoch: int, ckpt: Path
+) -> dict[str, Any]:
+    """One epoch of steps; its record (mean losses, throughput). Stops a diverged run."""
     aug = view_config(config, dataset.name)
     steps_per_epoch = dataset.ssl_size // config.batch_size
     total_steps = steps_per_epoch * config.epochs
-    started = time.perf_counter()
-    quiet = config.quiet or not main
-    with report.MetricsLog(metrics_path) if main else _NoLog() as metrics:
-        for epoch in range(start_epoch, config.epochs):
-            bar = report.ProgressBar(
-                steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs, quiet=quiet
-            )
-            pending: list[dict[str, Any]] = []
-            logs: list[dict[str, float]] = []
-            epoch_start = time.perf_counter()
-            batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
-            for step, indices in enumerate(batches):
-                rng = np.random.default_rng((config.seed, epoch, step))
-                images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
-                view_a, view_b = augment.two_views(
-                    trainer.xp, images, rng, aug, dataset.mean, dataset.std,
-                    global_size=len(indices), rows=trainer.batch_rows,
-                )
-                inputs = step_inputs(config, epoch, epoch * steps_per_epoch + step, total_steps)
-                pending.append(trainer.train_step(view_a, view_b, images, inputs))
-                if len(pending) == _LOG_EVERY or step == steps_per_epoch - 1:
-                    values = [{k: float(v) for k, v in entry.items()} for entry in pending]
-                    logs.extend(values)
-                    if not _finite(values[-1]) or not all(_finite(v) for v in values):
-                        bar.close()
-                        raise TrainingDiverged(
-                            f"the loss became non-finite at epoch {epoch + 1}, step "
-                            f"{step + 1}: {values[-1]}; stopping. "
-                            + _after_divergence(ckpt, epoch, main)
-                        )
-                    bar.update(
-                        len(pending), images=len(pending) * config.batch_size,
-                        loss=values[-1]["loss"], align=values[-1]["align"],
-                        constrain=values[-1]["constrain"],
-                    )
-                    pending = []
+    bar = report.ProgressBar(
+        steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs,
+        quiet=config.quiet or not trainer.is_main,
+    )
+    pending: list[dict[str, Any]] = []
+    logs: list[dict[str, float]] = []
+    epoch_start = time.perf_counter()
+    batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
+    for step, indices in enumerate(batches):
+        rng = np.random.default_rng((config.seed, epoch, step))
+        images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
+        view_a, view_b = augment.two_views(
+            trainer.xp, images, rng, aug, dataset.mean, dataset.std,
+            global_size=len(indices), rows=trainer.batch_rows,
+        )
+        inputs = step_inputs(config, epoch, epoch * steps_per_epoch + step, total_steps)
+        pending.append(trainer.train_step(view_a, view_b, images, inputs))
+        # The host reads the device's losses every few steps only.
+        if len(pending) < _LOG_EVERY and step < steps_per_epoch - 1:
+            continue
+        values = [{k: float(v) for k, v in entry.items()} for entry in pending]
+        logs.extend(values)
+        if not all(_finite(v) for v in values):
             bar.close()
-            record: dict[str, Any] = {"epoch": epoch, **_mean_logs(logs)}
-            record["images_per_second"] = steps_per_epoch * config.batch_size / (
-                time.perf_counter() - epoch_start
+            raise TrainingDiverged(
+                f"the loss became non-finite at epoch {epoch + 1}, step {step + 1}: "
+                f"{values[-1]}; stopping. " + _after_divergence(ckpt, epoch, trainer.is_main)
             )
-            if not main:
-                continue
-            if config.eval_every and ((epoch + 1) % config.eval_every == 0
-                                      or epoch + 1 == config.epochs):
-                record["knn_accuracy"] = _knn(trainer, dataset)
-            metrics.append(record)
-            meta: dict[str, Any] = {"epoch": epoch + 1, "config": config.to_dict()}
-            if changes:
-                meta["changes"] = changes
-            trainer.save(ckpt, meta)
-            if not config.quiet:
-                shown = ", ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",)
-                )
-                print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
-    if not main:
-        return {}
-    summary = _finish(config, dataset, trainer, out, time.perf_counter() - started, changes)
-    return summary
+        bar.update(
+            len(pending), images=len(pending) * config.batch_size, loss=values[-1]["loss"],
+            align=values[-1]["align"], constrain=values[-1]["constrain"],
+        )
+        pending = []
+    bar.close()
+    record: dict[str, Any] = {"epoch": epoch, **_mean_logs(logs)}
+    record["images_per_second"] = steps_per_epoch * config.batch_size / (
+        time.perf_counter() - epoch_start
+    )
+    return record
+
+
+def _end_epoch(
+    config: RunConfig, trainer: BackendTrainer, dataset: Dataset, record: dict[str, Any],
+    metrics: Any, ckpt: Path, changes: list[dict[str, Any]],
+) -> None:
+    """The main process's end of an epoch: kNN when due, the record, the checkpoint."""
+    epoch = record["epoch"]
+    if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        record["knn_accuracy"] = _knn(trainer, dataset)
+    metrics.append(record)
+    meta: dict[str, Any] = {"epoch": epoch + 1, "config": config.to_dict()}
+    if changes:
+        meta["changes"] = changes
+    trainer.save(ckpt, meta)
+    if not config.quiet:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+        print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
 
 
 def _after_divergence(ckpt: Path, epoch: int, main: bool) -> str:

@@ -115,19 +115,17 @@ def _dumps(obj: Any, **kw: Any) -> str:
 class MetricsLog:
     """Append-only JSON-lines log (``metrics.jsonl``): one record per line, flushed at once.
 
-    Opening an existing log drops a truncated last line (left by a crash) so that new
-    records start on a line of their own. ``fsync=True`` also forces each line to disk.
+    The training loop first rewrites the log atomically with the records it keeps
+    (:func:`write_metrics`, which also drops a line a killed run left half-written), then
+    appends to it through this class.
     """
 
-    def __init__(self, path: PathLike, *, fsync: bool = False, append: bool = True) -> None:
+    def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fsync = fsync
-        if append:
-            _drop_partial_tail(self.path)
-        self._f: IO[str] | None = open(self.path, "a" if append else "w", encoding="utf-8")
+        self._f: IO[str] | None = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record as one line and flush it."""
@@ -136,8 +134,6 @@ class MetricsLog:
         line = _dumps(dict(record), separators=(",", ":"))
         self._f.write(line + "\n")
         self._f.flush()
-        if self.fsync:
-            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         """Close the file; further appends raise."""
@@ -150,45 +146,6 @@ class MetricsLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def read(self) -> list[dict[str, Any]]:
-        """All records written so far (see :func:`read_metrics`)."""
-        return read_metrics(self.path)
-
-
-def _drop_partial_tail(path: Path) -> None:
-    try:
-        f = open(path, "rb+")
-    except FileNotFoundError:
-        return
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        # Find the last newline; what follows it is the unterminated last line.
-        pos, keep = size, 0
-        while pos > 0:
-            start = max(0, pos - 4096)
-            f.seek(start)
-            nl = f.read(pos - start).rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                break
-            pos = start
-        if keep == size:
-            return
-        f.seek(keep)
-        tail = f.read()
-        try:
-            complete = isinstance(json.loads(tail), dict)
-        except ValueError:
-            complete = False
-        if complete:
-            # Only the newline was lost: keep the record, as read_metrics would.
-            f.seek(size)
-            f.write(b"\n")
-        else:
-            f.truncate(keep)
 
 
 def write_metrics(path: PathLike, records: Sequence[Mapping[str, Any]]) -> Path:

@@ -590,3 +590,154 @@ def test_keras_train_step_lowers_the_loss(make_layer):
     losses = history.history["ssl_loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
+
+
+# --- an unknown batch size ----------------------------------------------------------------
+#
+# Under tf.function(input_signature=[tf.TensorSpec([None, D])]), with reduce_retracing once
+# a second batch size arrives, and in Keras fit (whose datasets have a None batch
+# dimension), the batch size is None when tracing: every loss must take it from the
+# tensor at run time.
+
+UNKNOWN_BATCH_CASES = {
+    **CASES,
+    "swav_loss.queue": (
+        lambda s0, s1, q0, q1: glf_losses.swav_loss(s0, s1, queue_a=q0, queue_b=q1),
+        ("s0", "s1", "s1", "s0"),
+    ),
+    "adc_loss.float_bandwidths": (
+        functools.partial(adc.adc_loss, bandwidth=0.3, prior_bandwidth=5e3),
+        ("z0", "z1", "prior"),
+    ),
+    "adc_loss.other_view_in_prior": (
+        functools.partial(adc.adc_loss, perplexity=3.0, perplexity_steps=5,
+                          prior_other_view=True, normalize=False),
+        ("z0", "z1", "prior"),
+    ),
+    "adc.dcm": (functools.partial(adc.dcm, perplexity=3.0, perplexity_steps=5),
+                ("z0", "z1", "prior")),
+    "adc.lpm": (functools.partial(adc.lpm, bandwidth="median", prior_perplexity=3.0),
+                ("z0", "z1", "prior")),
+    "adc.feature_distances": (adc.feature_distances, ("z0", "z1")),
+    "adc.prior_distances": (adc.prior_distances, ("prior",)),
+}
+
+
+def _batch_spec(key, dtype=tf.float64):
+    """A TensorSpec of ARRAYS[key] with the batch size left unknown."""
+    a = ARRAYS[key]
+    return tf.TensorSpec([None, *a.shape[1:]], tf.int64 if key == "prior" else dtype)
+
+
+def _first_rows(keys, n):
+    return [tf.constant(ARRAYS[k][:n]) for k in keys]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("case", sorted(UNKNOWN_BATCH_CASES))
+def test_unknown_batch_size_in_the_signature(case, jit_compile):
+    fn, keys = UNKNOWN_BATCH_CASES[case]
+    traced = tf.function(
+        fn, input_signature=[_batch_spec(k) for k in keys], jit_compile=jit_compile
+    )
+    for n in (N, N - 2):  # one trace serves both batch sizes
+        args = _first_rows(keys, n)
+        for got, want in zip(_flat(traced(*args)), _flat(fn(*args)), strict=True):
+            assert got.dtype == want.dtype
+            # An integer prior's distances are float32 (they have no projections' dtype).
+            rtol = 1e-10 if want.dtype == tf.float64 else 1e-6
+            assert_close(got, _np(want), rtol=rtol, atol=1e-14)
+    assert traced.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("case", ["simclr_loss", "adc_loss.perplexity", "swav_loss.queue"])
+def test_reduce_retracing_with_a_second_batch_size(case):
+    fn, keys = UNKNOWN_BATCH_CASES[case]
+    traced = tf.function(fn, reduce_retracing=True)
+    for n in (N, N - 2, N - 1):  # the second call traces with the batch size unknown
+        args = _first_rows(keys, n)
+        assert_close(traced(*args), _np(fn(*args)), rtol=1e-10, atol=1e-14)
+
+
+def test_unknown_batch_size_still_checks_what_it_can():
+    # The perplexity's upper bound needs M; its lower bound does not.
+    spec = [_batch_spec("z0"), _batch_spec("z1"), _batch_spec("prior")]
+    args = _first_rows(("z0", "z1", "prior"), N)
+    with pytest.raises(ValueError, match=r"perplexity must be > 1 .*got 1\.0"):
+        tf.function(functools.partial(adc.adc_loss, perplexity=1.0), input_signature=spec)(
+            *args
+        )
+    wide = tf.TensorSpec([None, D + 1], tf.float64)
+    with pytest.raises(ValueError, match=r"z_a and z_b must have the same shape"):
+        tf.function(glf_losses.simclr_loss, input_signature=[spec[0], wide]).get_concrete_function()
+
+
+# (M, M) matrices of unknown size M, as ADC's helpers receive them.
+SQUARE_CASES = {
+    "median_bandwidth": adc.median_bandwidth,
+    "perplexity_bandwidth": functools.partial(adc.perplexity_bandwidth, perplexity=3.0),
+    "bandwidth.prior": functools.partial(adc.bandwidth, mode="median", kind="prior"),
+    "calibration_distribution": lambda d: adc.calibration_distribution(d, 0.4),
+    "data_distribution": lambda d: adc.data_distribution(d, 0.4),
+    "prior_distribution": lambda d: adc.prior_distribution(d, 0.4),
+    "anchor_weights": lambda d: adc.anchor_weights(adc.prior_distribution(d, 0.4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SQUARE_CASES))
+def test_adc_helpers_with_an_unknown_size(case):
+    fn = SQUARE_CASES[case]
+    traced = tf.function(fn, input_signature=[tf.TensorSpec([None, None], tf.float64)])
+    for n in (N, N - 2):
+        d = adc.feature_distances(*_first_rows(("z0", "z1"), n))
+        assert_close(traced(d), _np(fn(d)), rtol=1e-10, atol=1e-14)
+
+
+class _PriorModel(_ToyModel):
+    """:class:`_ToyModel` with ADC: view a's raw inputs are the prior."""
+
+    def loss_of(self, x_a, x_b):
+        z_a, z_b = self.encoder(x_a), self.encoder(x_b)
+        if isinstance(self.loss_layer, tfb.ADCLoss):
+            return self.loss_layer(z_a, z_b, x_a)
+        if isinstance(self.loss_layer, tfb.BYOLLoss):
+            p_a, p_b = self.predictor(z_a), self.predictor(z_b)
+            return self.loss_layer(p_a, p_b, z_a, z_b, prior=x_a)
+        return self.loss_layer(z_a, z_b, prior=x_a)
+
+
+_ADC = glf_losses.ADC(perplexity=3.0, perplexity_steps=5)
+
+
+_LAYERS = {
+    "byol": lambda: tfb.BYOLLoss(adc=_ADC),
+    "barlow_twins": lambda: tfb.BarlowTwinsLoss(adc=_ADC),
+    "simclr": lambda: tfb.SimCLRLoss(adc=_ADC),
+    "swav": lambda: tfb.SwAVLoss(8, 4, adc=_ADC),
+    "adc": lambda: tfb.ADCLoss(_ADC),
+}
+
+
+@keras_on_tensorflow
+@pytest.mark.parametrize(
+    ("layer_name", "jit_compile"),
+    # XLA compiles each batch shape apart (~25 s a model here): once is enough.
+    [*((name, False) for name in _LAYERS), ("adc", True)],
+    ids=[*(f"{name}-graph" for name in _LAYERS), "adc-xla"],
+)
+def test_keras_fit_with_a_partial_last_batch(layer_name, jit_compile):
+    # 20 samples at batch size 8: batches of 8, 8 and 4, traced with a None batch size.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 10)).astype(np.float32)
+    x_a = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
+    x_b = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
+    model = _PriorModel(_LAYERS[layer_name]())
+    # A zero learning rate keeps the weights, so the reported loss (the last batch's) can
+    # be recomputed eagerly on the last 4 rows.
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
+    history = model.fit(x_a, x_b, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    reported = history.history["ssl_loss"]
+    assert len(reported) == 2 and np.all(np.isfinite(reported))
+    expected = model.loss_of(tf.constant(x_a[16:]), tf.constant(x_b[16:]))
+    np.testing.assert_allclose(reported[-1], _np(expected), rtol=1e-4)

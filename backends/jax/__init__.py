@@ -24,6 +24,7 @@ from .namespace import (
     device,
     fori_loop,
     logsumexp,
+    matmul,
     name,
     select_kth,
     stop_gradient,
@@ -32,7 +33,7 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "logsumexp", "select_kth", "fori_loop",
+    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "adc_loss", "front_end", *(f"{m}_loss" for m in registry.names()),
 ]

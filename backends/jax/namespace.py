@@ -12,10 +12,13 @@ import jax
 import jax.numpy as xp
 import numpy as np
 
+from glf_losses._lib import plain_matmul
+
 __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "stop_gradient",
@@ -37,6 +40,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+# XLA computes a product in its operands' dtype (at the default matmul precision).
+matmul = plain_matmul
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -22,8 +22,10 @@ from .collectives import (
 from .frontends import ADCLoss, MethodLoss, front_end
 from .namespace import (
     device,
+    dynamic_dim,
     fori_loop,
     logsumexp,
+    matmul,
     name,
     select_kth,
     stop_gradient,
@@ -32,8 +34,9 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "logsumexp", "select_kth", "fori_loop",
-    "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
+    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",
+    "to_local",
     "ADCLoss", "MethodLoss", "front_end",
     *(registry.get(m).class_name for m in registry.names()),
 ]

@@ -18,12 +18,14 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import python_loop
+from glf_losses._lib import plain_matmul, python_loop
 
 __all__ = [
     "device",
+    "dynamic_dim",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "stop_gradient",
@@ -492,6 +494,17 @@ xp = _ArrayNamespace()
 def device(x: Any) -> Any:
     """The device string of ``x``; None for symbolic tensors, which have none."""
     return getattr(x, "device", None) or None
+
+
+def dynamic_dim(x: Any, axis: int) -> Any:
+    """The run-time size of ``axis`` (a 0-d int32 tensor), for sizes unknown when tracing:
+    the batch size under ``tf.function(input_signature=[tf.TensorSpec([None, D])])``,
+    with ``reduce_retracing=True`` or in Keras ``fit``."""
+    return tf.shape(x)[axis]
+
+
+# Raw tf ops never lower a product's precision: nothing to shield.
+matmul = plain_matmul
 
 
 def stop_gradient(x: Any) -> Any:

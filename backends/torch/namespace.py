@@ -17,6 +17,7 @@ __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "stop_gradient",
@@ -37,6 +38,24 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def matmul(x1: Any, x2: Any) -> Any:
+    """``x1 @ x2`` in the operands' own dtype, also inside ``torch.autocast``.
+
+    Autocast runs every product in float16 or bfloat16, float32 operands included: an
+    ADC prior's squared distances overflow float16 (a NaN loss) and SimCLR's logits lose
+    three digits in bfloat16. Only the products need shielding: autocast leaves the
+    other ops of the losses in their inputs' dtype.
+    """
+    device_type = x1.device.type
+    # Devices without autocast ("meta") cannot be in it, and asking them would raise.
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(
+        device_type
+    ):
+        return x1 @ x2
+    with torch.autocast(device_type, enabled=False):
+        return x1 @ x2
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
