@@ -62,7 +62,7 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
 
 
 def _matrix(be: ModuleType, x: Any, name: str, min_rows: int) -> Any:
-    """The checks of :func:`float_matrix`, without the cast; returns the compute dtype."""
+    """The checks of `float_matrix`, without the cast; returns the compute dtype."""
     shape = shape_of(x)
     if len(shape) != 2:
         raise ValueError(
@@ -94,7 +94,7 @@ def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any
 
 
 def float_matrices(be: ModuleType, *, min_rows: int = 1, **arrays: Any) -> list[Any]:
-    """:func:`float_matrix` for several arrays, cast to one common compute dtype.
+    """`float_matrix` for several arrays, cast to one common compute dtype.
 
     The array API's type promotion between floats: float64 with float32 (or a narrower
     float) computes in float64, in every backend, where raw PyTorch and TensorFlow ops

@@ -122,12 +122,12 @@ def dim(be: ModuleType, x: Any, axis: int) -> Any:
 
 
 def rows(be: ModuleType, x: Any) -> Any:
-    """The number of rows of ``x``, as :func:`dim` gives it."""
+    """The number of rows of ``x``, as `dim` gives it."""
     return dim(be, x, 0)
 
 
 def as_divisor(be: ModuleType, n: Any, like: Any) -> Any:
-    """A count from :func:`rows` (or a multiple of one), ready to divide arrays of
+    """A count from `rows` (or a multiple of one), ready to divide arrays of
     ``like``'s dtype: a run-time integer array is cast to that dtype, a static one kept."""
     return be.xp.astype(n, like.dtype) if hasattr(n, "dtype") else n
 
@@ -168,7 +168,7 @@ def global_rows(be: ModuleType, n_local: Any, like: Any) -> tuple[Any, Any]:
 
     In one process the index is ``arange(n_local)``; under data parallelism worker r's
     rows are ``r * n_local + arange(n_local)`` (shards are equal and in worker order).
-    ``n_local`` is an int or a run-time size from :func:`rows`.
+    ``n_local`` is an int or a run-time size from `rows`.
     """
     xp = be.xp
     world, rank = be.shard(like)

@@ -408,7 +408,8 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Array, z_b: Array, prior: Ar
 
 
 def _check_adc(adc: Any) -> ADC | None:
-    """``adc`` itself if it is an :class:`ADC` or None: what every front-end accepts."""
+    """``adc`` itself if it is an [`ADC`][glf_losses.methods.ADC] or None: what every front-end
+    accepts."""
     if adc is None or isinstance(adc, ADC):
         return adc
     raise TypeError(
