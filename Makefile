@@ -27,7 +27,7 @@ install: $(STAMP)
 # linear-probe and kNN accuracy beside the random-encoder and raw-pixel baselines
 # (--overwrite: each `make run` replaces the previous run in $(OUT)).
 run: $(STAMP)
-	$(PY) -m reference_training --backend torch --method barlow_twins --adc \
+	$(PY) -m glf_train --backend torch --method barlow_twins --adc \
 		--dataset digits --epochs $(EPOCHS) --batch-size 256 --eval-every 10 --out $(OUT) \
 		--overwrite
 

@@ -39,11 +39,11 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from reference_training.config import RunConfig
-    from reference_training.data import load_dataset
-    from reference_training.jax.step import loss_parts
-    from reference_training.tensorflow.step import TensorFlowTrainer
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.config import RunConfig
+    from glf_train.data import load_dataset
+    from glf_train.jax.step import loss_parts
+    from glf_train.tensorflow.step import TensorFlowTrainer
+    from glf_train.torch.step import TorchTrainer
 
     digits = load_dataset("digits")
     prior = digits.x_train[: args.n]

@@ -1,7 +1,7 @@
 """Images per second of one real training step, with and without ADC, per backend.
 
 Uses the reference trainers exactly as ``glf-train`` does
-(``reference_training.loop.make_trainer`` with a ``RunConfig``, then
+(``glf_train.loop.make_trainer`` with a ``RunConfig``, then
 ``trainer.train_step``): ResNet-18 (CIFAR variant) on 3x32x32 images, Barlow Twins by
 default (``--method``), batch 256 by default (``--batch-size``; use a small batch such
 as 32 on a CPU). For each backend two trainers are built, one without and one with ADC
@@ -12,7 +12,7 @@ CUDA; JAX: ``block_until_ready``; TensorFlow: ``.numpy()``).
 
 Data: CIFAR-10 when ``$GLF_DATA/cifar-10-batches-py`` exists, else mnist5k padded to
 3x32x32 (bundled, no network). Views: ``--views augment`` (default) draws two augmented
-views per batch with ``reference_training.augment`` as the training loop does;
+views per batch with ``glf_train.augment`` as the training loop does;
 ``--views center`` feeds the centred batch twice. The views of ``--batches`` batches
 are prepared before timing and cycled, so only the step itself is timed.
 
@@ -35,11 +35,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import interleaved, limit_threads, machine_info, machine_line, ratio_summary
 
-from reference_training import augment
-from reference_training.config import RunConfig, methods
-from reference_training.data import Dataset, data_root, epoch_batches, load_dataset
-from reference_training.loop import make_trainer
-from reference_training.schedules import step_inputs
+from glf_train import augment
+from glf_train.config import RunConfig, methods
+from glf_train.data import Dataset, data_root, epoch_batches, load_dataset
+from glf_train.loop import make_trainer
+from glf_train.schedules import step_inputs
 
 BACKENDS = ("torch", "jax", "tensorflow")
 

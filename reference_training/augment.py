@@ -144,7 +144,7 @@ class AugmentConfig:
 
     @classmethod
     def for_dataset(cls, name: str, out_hw: tuple[int, int] | None = None) -> AugmentConfig:
-        """The preset views of a dataset of :mod:`reference_training.data`.
+        """The preset views of a dataset of :mod:`glf_train.data`.
 
         * digits, mnist5k: mild crops (area 0.7..1, near-square), shifts of about one
           pixel (digits) or three (mnist5k), Gaussian noise 0.05; no flip, no colour.

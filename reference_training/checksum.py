@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reference_training.errors import CheckpointError
+from glf_train.errors import CheckpointError
 
 __all__ = ["CHECKSUM_KEY", "tree_digest", "verify"]
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from glf_losses import ADC
-from reference_training.config import RunConfig, adc_fields, load_config_file
+from glf_train.config import RunConfig, adc_fields, load_config_file
 
 
 class Option(NamedTuple):
@@ -227,7 +227,7 @@ def os_error_message(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         invocation = parse_config(argv)
-        from reference_training.loop import train
+        from glf_train.loop import train
 
         train(
             invocation.config, resume=invocation.resume,

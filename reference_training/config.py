@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from reference_training.data import DATASETS
+from glf_train.data import DATASETS
 
 BACKENDS = ("torch", "jax", "tensorflow")
 
@@ -96,7 +96,7 @@ class RunConfig:
     """Everything that determines a run. Two runs with equal configs train identically.
 
     Each field's metadata holds its ``--help`` sentence and choices (see
-    `reference_training.cli.config_options`).
+    `glf_train.cli.config_options`).
     """
 
     backend: str = _option("torch", "the framework that trains the model", BACKENDS)

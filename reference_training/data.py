@@ -5,7 +5,7 @@ Conventions
 * Images are ``uint8`` arrays of shape ``(N, C, H, W)`` (channel-major, like the CIFAR
   and STL-10 files), values ``0..255``. They stay ``uint8`` on the host and become
   ``float32`` in ``[0, 1]`` (``x * float32(1 / 255)``) only on the device, in
-  :func:`reference_training.augment.apply` (or on the host with :func:`to_float`): four
+  :func:`glf_train.augment.apply` (or on the host with :func:`to_float`): four
   times less memory, and four times less to transfer per batch.
 * scikit-learn's digits (values ``0..16``) are rescaled to ``round(v * 255 / 16)``, so
   every dataset shares the same ``uint8`` convention.

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reference_training import augment, evaluate, report, rundir
-from reference_training.config import RunConfig
-from reference_training.data import Dataset, epoch_batches, load_dataset
-from reference_training.errors import TrainingDiverged
-from reference_training.schedules import StepInputs, step_inputs
+from glf_train import augment, evaluate, report, rundir
+from glf_train.config import RunConfig
+from glf_train.data import Dataset, epoch_batches, load_dataset
+from glf_train.errors import TrainingDiverged
+from glf_train.schedules import StepInputs, step_inputs
 
 __all__ = ["BackendTrainer", "make_trainer", "train", "view_config"]
 
@@ -71,10 +71,10 @@ class BackendTrainer(Protocol):
 
 # backend -> (module, trainer class, what to install)
 _TRAINERS = {
-    "torch": ("reference_training.torch.step", "TorchTrainer", "glf-losses[torch,train]"),
-    "jax": ("reference_training.jax.step", "JaxTrainer", "glf-losses[jax,train]"),
+    "torch": ("glf_train.torch.step", "TorchTrainer", "glf-losses[torch,train]"),
+    "jax": ("glf_train.jax.step", "JaxTrainer", "glf-losses[jax,train]"),
     "tensorflow": (
-        "reference_training.tensorflow.step", "TensorFlowTrainer",
+        "glf_train.tensorflow.step", "TensorFlowTrainer",
         "glf-losses[tensorflow,train]",
     ),
 }
@@ -133,7 +133,7 @@ def train(
     run's files there instead), and hold this backend's checkpoint (or nothing) for
     ``resume``; settings that change the training may differ from the checkpoint's only
     with ``allow_changes``, and ``summary.json`` then records both values (see
-    `reference_training.rundir`).
+    `glf_train.rundir`).
 
     A backend that runs one process per device (PyTorch with ``devices > 1``) provides
     ``launch(config, resume, options)`` in its trainer module: it starts the processes,

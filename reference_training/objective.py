@@ -14,7 +14,7 @@ from typing import Any
 
 import glf_losses
 from glf_losses import GLFParts
-from reference_training.config import RunConfig
+from glf_train.config import RunConfig
 
 __all__ = ["front_end", "with_controls"]
 

@@ -226,7 +226,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
     Reads ``summary["linear_probe_accuracy"]``, ``summary["knn_accuracy"]`` (fractions)
     and ``summary["baselines"][name][...]`` for ``random_encoder`` and ``raw_pixels``
-    (as :func:`reference_training.evaluate.baselines` returns them); missing entries
+    (as :func:`glf_train.evaluate.baselines` returns them); missing entries
     print as ``-`` and a baseline row that is absent altogether is left out.
     """
     base = summary.get("baselines") or {}

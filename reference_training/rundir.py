@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reference_training import report
-from reference_training.config import RunConfig
+from glf_train import report
+from glf_train.config import RunConfig
 
 __all__ = [
     "CHECKPOINT_NAMES",
@@ -74,7 +74,7 @@ def _settings(config: RunConfig) -> dict[str, Any]:
 
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete the half-written ``.<output>.*.tmp`` files a killed run leaves behind (see
-    :func:`reference_training.report.atomic_write_bytes`); returns the paths deleted."""
+    :func:`glf_train.report.atomic_write_bytes`); returns the paths deleted."""
     removed = []
     for name in RUN_OUTPUTS:
         for path in out.glob(f".{name}.*.tmp"):

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from glf_losses import registry
-from reference_training.config import RunConfig
+from glf_train.config import RunConfig
 
 __all__ = ["StepInputs", "ema_rate", "learning_rate", "step_inputs"]
 

@@ -36,8 +36,8 @@ def run_dir(out: Path, backend: str, method: str, adc: bool, seed: int) -> Path:
 
 def _train_all(backend: str, jobs: list[dict[str, Any]]) -> None:
     """In this process: every job of one backend whose summary is missing."""
-    from reference_training.config import RunConfig
-    from reference_training.loop import train
+    from glf_train.config import RunConfig
+    from glf_train.loop import train
 
     for job in jobs:
         if Path(job["out"], "summary.json").exists():
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         _train_all(args.worker, json.loads(sys.stdin.read()))
         return 0
 
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     out = Path(args.out)
     backends = args.backends.split(",")

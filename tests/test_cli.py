@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from reference_training import cli
-from reference_training.config import BACKENDS, METHODS, RunConfig
-from reference_training.data import DATASETS
+from glf_train import cli
+from glf_train.config import BACKENDS, METHODS, RunConfig
+from glf_train.data import DATASETS
 
 
 def test_every_flag_has_a_sentence_and_its_default() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference_training.data import (
+from glf_train.data import (
     Dataset,
     data_root,
     epoch_batches,

@@ -85,9 +85,9 @@ def test_a_declared_toy_method_trains_in_every_trainer(
     pytest.importorskip({"torch": "torch", "jax": "flax", "tensorflow": "tensorflow"}[backend])
     from train_helpers import small_config
 
-    from reference_training.data import load_dataset
-    from reference_training.loop import make_trainer
-    from reference_training.schedules import step_inputs
+    from glf_train.data import load_dataset
+    from glf_train.loop import make_trainer
+    from glf_train.schedules import step_inputs
 
     config = small_config(
         tmp_path, backend, method="toy_alignment", adc=True, compile="off",
@@ -110,7 +110,7 @@ def test_a_declared_toy_method_trains_in_every_trainer(
 
 
 def test_the_trainer_refuses_options_the_method_does_not_have(toy: Any) -> None:
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     with pytest.raises(ValueError, match="--loss-option temperature: toy_alignment has no "
                        "such option; its options are: weight"):
@@ -122,8 +122,8 @@ def test_the_trainer_refuses_options_the_method_does_not_have(toy: Any) -> None:
 
 
 def test_adc_flags_and_config_keys_derive_from_the_adc_fields() -> None:
-    from reference_training.cli import _parser, parse_config
-    from reference_training.config import RunConfig
+    from glf_train.cli import _parser, parse_config
+    from glf_train.config import RunConfig
 
     help_text = _parser().format_help()
     for field in dataclasses.fields(ADC):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from reference_training import report
-from reference_training.report import (
+from glf_train import report
+from glf_train.report import (
     MetricsLog,
     ProgressBar,
     atomic_write_bytes,

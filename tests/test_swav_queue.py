@@ -12,7 +12,7 @@ import pytest
 import glf_losses
 from glf_losses import align, testing
 from glf_losses.constrain import sinkhorn
-from reference_training.schedules import step_inputs
+from glf_train.schedules import step_inputs
 
 
 def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -72,10 +72,10 @@ def small_config(tmp_path: Path, framework: str, **overrides: object) -> Any:
 
 def _trainer(framework: str, config: Any, dataset: Any) -> Any:
     if framework == "jax":
-        from reference_training.jax.step import JaxTrainer
+        from glf_train.jax.step import JaxTrainer
 
         return JaxTrainer(config, dataset)
-    from reference_training.tensorflow.step import TensorFlowTrainer
+    from glf_train.tensorflow.step import TensorFlowTrainer
 
     return TensorFlowTrainer(config, dataset)
 
@@ -94,7 +94,7 @@ def _trace_count(trainer: Any) -> int:
 
 def _batch(trainer: Any, i: int) -> tuple[Any, Any, Any]:
     """Step ``i``'s two views of the first batch's images, and the images."""
-    from reference_training import augment
+    from glf_train import augment
 
     data = trainer.dataset
     images = trainer.to_device(data.x_train[: trainer.config.batch_size])
@@ -133,7 +133,7 @@ def test_trainer_queue_is_used_once_full(tmp_path: Path, framework: str) -> None
     """Two trainers from one seed, with and without a queue of two batches: the same
     steps until the queue is full, another loss once it is used; newest rows first."""
     _require(framework)
-    from reference_training.data import load_dataset
+    from glf_train.data import load_dataset
 
     digits = load_dataset("digits")
     settings = {"method": "swav", "batch_size": 64}
@@ -173,7 +173,7 @@ def test_trainer_short_run_with_a_queue(tmp_path: Path, framework: str) -> None:
     _require(framework)
     import train_helpers
 
-    from reference_training.loop import train
+    from glf_train.loop import train
 
     config = small_config(
         tmp_path, framework, method="swav", epochs=3, batch_size=64, swav_queue=128, lr=3e-3
@@ -219,7 +219,7 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
     torch = pytest.importorskip("torch")
     from glf_losses.backends.torch import SwAVLoss
 
-    from reference_training.data import load_dataset
+    from glf_train.data import load_dataset
 
     config = small_config(tmp_path, framework, method="swav", adc=adc, swav_queue=64)
     rng = np.random.default_rng(0)
@@ -243,7 +243,7 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
         import jax
         import jax.numpy as jnp
 
-        from reference_training.jax.step import loss_parts
+        from glf_train.jax.step import loss_parts
 
         def total(outs: Any, prototypes: Any, queue: Any) -> Any:
             parts = loss_parts(
@@ -310,7 +310,7 @@ def test_trainer_queue_resumes_after_sigkill(tmp_path: Path, framework: str) -> 
 
 @pytest.mark.parametrize("framework", ["torch", *TRAINERS])
 def test_every_trainer_accepts_a_queue_on_one_device(framework: str) -> None:
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     config = RunConfig(backend=framework, method="swav", swav_queue=128)
     assert config.validate() is config

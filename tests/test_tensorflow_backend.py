@@ -47,29 +47,17 @@ POSITIVE = np.array([[0.1, 0.5, 1.0], [2.0, 3.0, 7.5]])
     ("name", "data", "ref"),
     [
         ("exp", MIXED, np.exp),
-        ("expm1", MIXED, np.expm1),
         ("log", POSITIVE, np.log),
         ("log1p", POSITIVE, np.log1p),
         ("sqrt", POSITIVE, np.sqrt),
-        ("abs", MIXED, np.abs),
-        ("square", MIXED, np.square),
-        ("sign", MIXED, np.sign),
-        ("tanh", MIXED, np.tanh),
-        ("floor", MIXED, np.floor),
-        ("round", MIXED, np.round),  # half to even in both
     ],
 )
 def test_unary_matches_numpy(name, data, ref):
+    # The namespace holds what the spec and the trainer's augmentation use, and no more.
     assert_close(getattr(xp, name)(tf.constant(data)), ref(data))
 
 
-def test_isfinite_isnan():
-    data = np.array([1.0, np.inf, -np.inf, np.nan])
-    assert_close(xp.isfinite(tf.constant(data)), np.isfinite(data))
-    assert_close(xp.isnan(tf.constant(data)), np.isnan(data))
-
-
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "prod", "var", "std"])
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
 @pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_reductions_match_numpy(name, axis, keepdims):
@@ -77,21 +65,7 @@ def test_reductions_match_numpy(name, axis, keepdims):
     assert_close(got, getattr(np, name)(MIXED, axis=axis, keepdims=keepdims))
 
 
-def test_var_std_correction():
-    x = tf.constant(MIXED)
-    assert_close(xp.var(x, axis=0, correction=1), np.var(MIXED, axis=0, ddof=1))
-    assert_close(xp.std(x, correction=1), np.std(MIXED, ddof=1))
-
-
-def test_sum_dtype_and_any_all():
-    x = tf.constant([[1, 2], [3, 4]], tf.int32)
-    assert xp.sum(x, dtype=xp.float64).dtype == tf.float64
-    b = tf.constant([[True, False], [True, True]])
-    assert_close(xp.any(b, axis=1), [True, True])
-    assert_close(xp.all(b, axis=1), [False, True])
-
-
-@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("name", ["argmax"])
 @pytest.mark.parametrize(("axis", "keepdims"), [(None, False), (None, True), (0, False), (1, True)])
 def test_arg_reductions(name, axis, keepdims):
     got = getattr(xp, name)(tf.constant(MIXED), axis=axis, keepdims=keepdims)
@@ -109,16 +83,10 @@ def test_python_scalars_take_the_tensor_dtype(dtype):
         xp.clip(x, min=0.0),
         xp.clip(x, max=1),
         xp.clip(x, min=-0.5, max=1.0),
-        xp.maximum(x, 0.0),
-        xp.maximum(0.0, x),
-        xp.minimum(x, 1),
-        xp.minimum(1.0, x),
     ):
         assert out.dtype == dtype
     assert_close(xp.where(cond, x, -math.inf), [-np.inf, 0.5, 2.0])
     assert_close(xp.clip(x, min=-0.5, max=1.0), [-0.5, 0.5, 1.0])
-    assert_close(xp.maximum(0.0, x), [0.0, 0.5, 2.0])
-    assert_close(xp.minimum(1.0, x), [-1.0, 0.5, 1.0])
 
 
 def test_clip_with_array_bounds():
@@ -128,18 +96,9 @@ def test_clip_with_array_bounds():
     assert_close(xp.clip(x), MIXED)
 
 
-def test_comparisons_and_logic():
-    x = tf.constant([1.0, 2.0, 3.0], tf.float64)
-    assert_close(xp.equal(x, 2), [False, True, False])
-    assert_close(xp.not_equal(2.0, x), [True, False, True])
-    assert_close(xp.less(x, 2.0), [True, False, False])
-    assert_close(xp.less_equal(x, 2.0), [True, True, False])
-    assert_close(xp.greater(x, 2.0), [False, False, True])
-    assert_close(xp.greater_equal(x, 2.0), [False, True, True])
+def test_logical_and():
     a, b = tf.constant([True, True, False]), tf.constant([True, False, False])
     assert_close(xp.logical_and(a, b), [True, False, False])
-    assert_close(xp.logical_or(a, b), [True, True, False])
-    assert_close(xp.logical_not(a), [False, False, True])
     assert_close(xp.logical_and(a, True), [True, True, False])
 
 
@@ -174,27 +133,6 @@ def test_isdtype_rejects_unknown_kind():
         xp.isdtype(tf.float32, "floating")
 
 
-@pytest.mark.parametrize(
-    ("dtype", "eps"),
-    [
-        (tf.float16, 2.0**-10),
-        (tf.bfloat16, 2.0**-7),
-        (tf.float32, 2.0**-23),
-        (tf.float64, 2.0**-52),
-    ],
-)
-def test_finfo(dtype, eps):
-    info = xp.finfo(dtype)
-    assert info.eps == eps and info.dtype == dtype
-    assert info.max == -info.min > 1.0 > info.smallest_normal > 0.0
-    assert xp.finfo(tf.zeros(2, dtype)).bits == info.bits
-
-
-def test_iinfo():
-    assert xp.iinfo(tf.int32).max == 2**31 - 1
-    assert xp.iinfo(tf.uint8).min == 0
-
-
 def test_creation():
     assert _np(xp.asarray([0.1], dtype=xp.float64))[0] == 0.1  # not rounded via float32
     assert xp.asarray(np.ones(2)).dtype == tf.float64
@@ -206,10 +144,6 @@ def test_creation():
     assert xp.zeros((), dtype=xp.float64).shape == ()
     assert xp.zeros((2, 3)).dtype == tf.float32
     assert_close(xp.ones((2,), dtype=xp.float64), np.ones(2))
-    assert_close(xp.full((2, 2), 3.5, dtype=xp.float64), np.full((2, 2), 3.5))
-    assert xp.full((2,), True).dtype == tf.bool
-    assert xp.zeros_like(tf.constant(MIXED)).dtype == tf.float64
-    assert xp.ones_like(tf.constant(MIXED), dtype=xp.int32).dtype == tf.int32
     assert_close(xp.eye(3), np.eye(3))
     assert_close(xp.eye(2, 4, k=1, dtype=xp.float64), np.eye(2, 4, k=1))
     assert_close(xp.eye(3, k=-1), np.eye(3, k=-1))
@@ -226,8 +160,6 @@ def test_manipulation():
     assert_close(xp.stack([x, y], axis=1), np.stack([MIXED, POSITIVE], axis=1))
     assert_close(xp.squeeze(xp.expand_dims(x, axis=1), axis=1), MIXED)
     assert xp.expand_dims(x, axis=-1).shape == (2, 3, 1)
-    assert_close(xp.broadcast_to(x[:, :1], (2, 3)), np.broadcast_to(MIXED[:, :1], (2, 3)))
-    assert_close(xp.permute_dims(x, (1, 0)), MIXED.T)
     assert_close(xp.matrix_transpose(x), MIXED.T)
 
 
@@ -246,29 +178,8 @@ def test_sorting_and_indexing():
     x = tf.constant(MIXED)
     assert_close(xp.sort(x), np.sort(MIXED))
     assert_close(xp.sort(x, axis=0, descending=True), -np.sort(-MIXED, axis=0))
-    v = np.array([3.0, 1.0, 2.0, 1.0])
-    assert_close(xp.argsort(tf.constant(v)), np.argsort(v, kind="stable"))
-    assert_close(xp.argsort(tf.constant(v), descending=True), [0, 2, 1, 3])
     assert_close(xp.take(x, [2, 0], axis=1), np.take(MIXED, [2, 0], axis=1))
     assert_close(xp.take(x, tf.constant([4, 1])), np.take(MIXED, [4, 1]))
-    assert_close(xp.cumulative_sum(tf.constant(v)), np.cumsum(v))
-    assert_close(xp.cumulative_sum(x, axis=1, include_initial=True),
-                 np.concatenate([np.zeros((2, 1)), np.cumsum(MIXED, axis=1)], axis=1))
-
-
-@pytest.mark.parametrize("ord", [2, 1, 3, math.inf, -math.inf, 0])
-@pytest.mark.parametrize("axis", [None, 1, (0, 1)])
-def test_vector_norm(ord, axis):
-    got = xp.linalg.vector_norm(tf.constant(MIXED), axis=axis, ord=ord)
-    flat = MIXED.ravel() if axis in (None, (0, 1)) else MIXED
-    expected = np.linalg.norm(flat, ord=ord, axis=None if axis != 1 else 1)
-    assert_close(got, expected, rtol=1e-12)
-
-
-def test_diagonal():
-    m = np.arange(12.0).reshape(3, 4)
-    for offset in (-1, 0, 2):
-        assert_close(xp.linalg.diagonal(tf.constant(m), offset=offset), np.diagonal(m, offset))
 
 
 def test_tensor_operators_follow_the_standard():

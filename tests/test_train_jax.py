@@ -20,22 +20,22 @@ import flax.serialization  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import train_helpers  # noqa: E402
 
-from reference_training import augment  # noqa: E402
-from reference_training.architecture import image_shape_chw  # noqa: E402
-from reference_training.cli import main  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.data import Dataset, load_dataset  # noqa: E402
-from reference_training.errors import CheckpointError  # noqa: E402
-from reference_training.jax.model import (  # noqa: E402
+from glf_train import augment  # noqa: E402
+from glf_train.architecture import image_shape_chw  # noqa: E402
+from glf_train.cli import main  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.data import Dataset, load_dataset  # noqa: E402
+from glf_train.errors import CheckpointError  # noqa: E402
+from glf_train.jax.model import (  # noqa: E402
     ResNet18Cifar,
     SmallCNN,
     build_encoder,
     predictor,
     projector,
 )
-from reference_training.jax.step import JaxTrainer, loss_parts, make_optimizer  # noqa: E402
-from reference_training.loop import train  # noqa: E402
-from reference_training.schedules import step_inputs  # noqa: E402
+from glf_train.jax.step import JaxTrainer, loss_parts, make_optimizer  # noqa: E402
+from glf_train.loop import train  # noqa: E402
+from glf_train.schedules import step_inputs  # noqa: E402
 
 
 def small_config(tmp_path: Path, backend: str = "jax", **overrides: object) -> RunConfig:
@@ -126,7 +126,7 @@ def test_build_encoder_auto(spec: Any, chw: tuple[int, int, int], kind: type, di
 @pytest.mark.parametrize("method", ["barlow_twins", "byol", "simclr", "swav"])
 def test_loss_step_matches_torch(tmp_path: Path, digits: Dataset, method: str) -> None:
     torch = pytest.importorskip("torch")
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.torch.step import TorchTrainer
 
     config = small_config(tmp_path, backend="torch", method=method, adc=True)
     rng = np.random.default_rng(0)

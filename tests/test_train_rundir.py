@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 
 import train_helpers  # noqa: E402
 
-from reference_training import loop, report, rundir  # noqa: E402
-from reference_training.cli import main, os_error_message  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.data import load_dataset  # noqa: E402
-from reference_training.errors import TrainingDiverged  # noqa: E402
-from reference_training.loop import train  # noqa: E402
+from glf_train import loop, report, rundir  # noqa: E402
+from glf_train.cli import main, os_error_message  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.data import load_dataset  # noqa: E402
+from glf_train.errors import TrainingDiverged  # noqa: E402
+from glf_train.loop import train  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -19,14 +19,14 @@ keras = pytest.importorskip("keras")
 
 import train_helpers  # noqa: E402
 
-from reference_training.cli import main  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.data import load_dataset  # noqa: E402
-from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
-from reference_training.loop import train  # noqa: E402
-from reference_training.schedules import step_inputs  # noqa: E402
-from reference_training.tensorflow import model as tf_model  # noqa: E402
-from reference_training.tensorflow.step import (  # noqa: E402
+from glf_train.cli import main  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.data import load_dataset  # noqa: E402
+from glf_train.errors import CheckpointError, TrainingDiverged  # noqa: E402
+from glf_train.loop import train  # noqa: E402
+from glf_train.schedules import step_inputs  # noqa: E402
+from glf_train.tensorflow import model as tf_model  # noqa: E402
+from glf_train.tensorflow.step import (  # noqa: E402
     TensorFlowTrainer,
     _unsupported_xla_ops,
 )
@@ -209,7 +209,7 @@ def _port_torch_weights(torch_module: Any, keras_model: Any) -> None:
 @pytest.mark.parametrize("size", [8, 28])
 def test_models_compute_what_the_torch_models_compute(size: int) -> None:
     torch = pytest.importorskip("torch")
-    from reference_training.torch import model as torch_model
+    from glf_train.torch import model as torch_model
 
     torch.manual_seed(0)
     t_enc = torch_model.SmallCNN(1, size, width=4)
@@ -278,7 +278,7 @@ def test_loss_step_matches_torch(tmp_path: Path, method: str) -> None:
     """Fixed network outputs through both trainers' losses (ADC on): the same values
     and gradients, the TensorFlow side XLA-compiled as in its train step."""
     torch = pytest.importorskip("torch")
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.torch.step import TorchTrainer
 
     digits = load_dataset("digits")
     config = train_helpers.small_config(tmp_path, "torch", method=method, adc=True)

@@ -11,11 +11,11 @@ torch = pytest.importorskip("torch")
 
 import train_helpers  # noqa: E402
 
-from reference_training import report  # noqa: E402
-from reference_training.cli import main, parse_config  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
-from reference_training.loop import train, view_config  # noqa: E402
+from glf_train import report  # noqa: E402
+from glf_train.cli import main, parse_config  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.errors import CheckpointError, TrainingDiverged  # noqa: E402
+from glf_train.loop import train, view_config  # noqa: E402
 
 
 def small_config(tmp_path: Path, backend: str = "torch", **overrides: object) -> RunConfig:
@@ -63,8 +63,8 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
-    from reference_training.data import load_dataset
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.data import load_dataset
+    from glf_train.torch.step import TorchTrainer
 
     config = small_config(tmp_path, method="simclr")
     trainer = TorchTrainer(config, load_dataset("digits"))

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from reference_training import report
-from reference_training.config import RunConfig
+from glf_train import report
+from glf_train.config import RunConfig
 
 # A run small enough for seconds per epoch on two CPU cores.
 SMALL: dict[str, object] = {
@@ -45,7 +45,7 @@ def small_config(tmp_path: Path, backend: str, **overrides: object) -> RunConfig
 
 def cli(out: Path, backend: str, *extra: str) -> list[str]:
     """The ``glf-train`` command line of the small run."""
-    args = [sys.executable, "-m", "reference_training", "--backend", backend, "--out", str(out)]
+    args = [sys.executable, "-m", "glf_train", "--backend", backend, "--out", str(out)]
     for key, value in SMALL.items():
         if key == "quiet":
             args.append("--quiet")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -93,19 +91,6 @@ def _dtype_is(dtype: tf.dtypes.DType, kind: Any) -> bool:
     return dtype == tf.as_dtype(kind)
 
 
-def _dtype_of(x: Any) -> tf.dtypes.DType:
-    return tf.as_dtype(x.dtype if hasattr(x, "dtype") else x)
-
-
-def _variance(x: Any, axis: Axis, correction: float, keepdims: bool) -> Any:
-    """Variance with ``correction`` degrees of freedom (0: biased, 1: unbiased)."""
-    mean = tf.reduce_mean(x, axis=axis, keepdims=True)
-    dev = x - mean
-    # Element count from the runtime sizes, so unknown dimensions under tf.function work.
-    count = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.size(mean), x.dtype)
-    return tf.reduce_sum(dev * dev, axis=axis, keepdims=keepdims) / (count - correction)
-
-
 def _arg_reduce(op: Callable[..., Any], x: Any, axis: int | None, keepdims: bool) -> Any:
     """argmax/argmin with the standard's ``axis=None`` (flattened) and ``keepdims``."""
     if axis is None:
@@ -115,57 +100,9 @@ def _arg_reduce(op: Callable[..., Any], x: Any, axis: int | None, keepdims: bool
     return tf.expand_dims(out, axis) if keepdims else out
 
 
-@dataclass(frozen=True)
-class _FInfo:
-    """Machine limits of a floating dtype, as the array API's ``finfo`` returns them."""
-
-    bits: int
-    eps: float
-    max: float
-    min: float
-    smallest_normal: float
-    dtype: tf.dtypes.DType
-
-
-@dataclass(frozen=True)
-class _IInfo:
-    """Machine limits of an integer dtype, as the array API's ``iinfo`` returns them."""
-
-    bits: int
-    max: int
-    min: int
-    dtype: tf.dtypes.DType
-
-
-# --- the namespace ----------------------------------------------------------------------
-
-
 class _Linalg:
     """The ``linalg`` extension, as far as the losses need it."""
 
-    @staticmethod
-    def vector_norm(
-        x: Any, /, *, axis: Axis = None, keepdims: bool = False, ord: float = 2
-    ) -> Any:
-        """p-norm over ``axis`` (all axes when None), the axes flattened into one vector.
-
-        ``tf.norm`` would read a 2-tuple ``axis`` as a matrix norm, hence the explicit form.
-        """
-        a = tf.abs(x)
-        if ord == 2:
-            return tf.sqrt(tf.reduce_sum(a * a, axis=axis, keepdims=keepdims))
-        if ord == math.inf:
-            return tf.reduce_max(a, axis=axis, keepdims=keepdims)
-        if ord == -math.inf:
-            return tf.reduce_min(a, axis=axis, keepdims=keepdims)
-        if ord == 0:
-            return tf.reduce_sum(tf.cast(a != 0, x.dtype), axis=axis, keepdims=keepdims)
-        return tf.reduce_sum(a**ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
-
-    @staticmethod
-    def diagonal(x: Any, /, *, offset: int = 0) -> Any:
-        """Diagonal ``offset`` of the last two axes."""
-        return tf.linalg.diag_part(x, k=offset)
 
 
 class _DTypesAndConstants:
@@ -200,23 +137,6 @@ class _ArrayNamespace(_DTypesAndConstants):
         """Whether ``dtype`` is of ``kind``: a kind name, a dtype, or a tuple of those."""
         kinds = kind if isinstance(kind, tuple) else (kind,)
         return any(_dtype_is(tf.as_dtype(dtype), k) for k in kinds)
-
-    @staticmethod
-    def finfo(type: Any, /) -> _FInfo:
-        """Limits of a floating dtype (or of an array's dtype); bfloat16 included."""
-        dtype = _dtype_of(type)
-        info = ml_dtypes.finfo(dtype.as_numpy_dtype)
-        return _FInfo(
-            bits=int(info.bits), eps=float(info.eps), max=float(info.max),
-            min=float(info.min), smallest_normal=float(info.smallest_normal), dtype=dtype,
-        )
-
-    @staticmethod
-    def iinfo(type: Any, /) -> _IInfo:
-        """Limits of an integer dtype (or of an array's dtype)."""
-        dtype = _dtype_of(type)
-        info = np.iinfo(dtype.as_numpy_dtype)
-        return _IInfo(bits=int(info.bits), max=int(info.max), min=int(info.min), dtype=dtype)
 
     @staticmethod
     def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
@@ -262,24 +182,6 @@ class _ArrayNamespace(_DTypesAndConstants):
             return tf.ones(shape, dtype=dtype or tf.float32)
 
     @staticmethod
-    def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
-        """``fill_value`` repeated to ``shape``; the dtype follows the value unless given."""
-        with _placed(device):
-            return tf.fill(shape, tf.constant(fill_value, dtype=dtype))
-
-    @staticmethod
-    def zeros_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
-        """Zeros with the shape (and, unless given, dtype) of ``x``."""
-        with _placed(device):
-            return tf.zeros_like(x, dtype=dtype)
-
-    @staticmethod
-    def ones_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
-        """Ones with the shape (and, unless given, dtype) of ``x``."""
-        with _placed(device):
-            return tf.ones_like(x, dtype=dtype)
-
-    @staticmethod
     def eye(
         n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
         device: Any = None,
@@ -320,16 +222,6 @@ class _ArrayNamespace(_DTypesAndConstants):
         return tf.expand_dims(x, axis)
 
     @staticmethod
-    def broadcast_to(x: Any, /, shape: Any) -> Any:
-        """``x`` broadcast to ``shape``."""
-        return tf.broadcast_to(x, shape)
-
-    @staticmethod
-    def permute_dims(x: Any, /, axes: Sequence[int]) -> Any:
-        """``x`` with its axes reordered."""
-        return tf.transpose(x, perm=list(axes))
-
-    @staticmethod
     def matrix_transpose(x: Any, /) -> Any:
         """Swap the last two axes."""
         return tf.linalg.matrix_transpose(x)
@@ -347,28 +239,9 @@ class _ArrayNamespace(_DTypesAndConstants):
     exp = staticmethod(tf.math.exp)
     log = staticmethod(tf.math.log)
     log1p = staticmethod(tf.math.log1p)
-    expm1 = staticmethod(tf.math.expm1)
     sqrt = staticmethod(tf.math.sqrt)
-    abs = staticmethod(tf.math.abs)
-    square = staticmethod(tf.math.square)
-    sign = staticmethod(tf.math.sign)
-    tanh = staticmethod(tf.math.tanh)
-    floor = staticmethod(tf.math.floor)
-    round = staticmethod(tf.math.round)  # half to even, as the standard asks
-    isfinite = staticmethod(tf.math.is_finite)
-    isnan = staticmethod(tf.math.is_nan)
-    logical_not = staticmethod(tf.math.logical_not)
 
-    maximum = staticmethod(_binary(tf.math.maximum))
-    minimum = staticmethod(_binary(tf.math.minimum))
     logical_and = staticmethod(_binary(tf.math.logical_and))
-    logical_or = staticmethod(_binary(tf.math.logical_or))
-    equal = staticmethod(_binary(tf.math.equal))
-    not_equal = staticmethod(_binary(tf.math.not_equal))
-    less = staticmethod(_binary(tf.math.less))
-    less_equal = staticmethod(_binary(tf.math.less_equal))
-    greater = staticmethod(_binary(tf.math.greater))
-    greater_equal = staticmethod(_binary(tf.math.greater_equal))
 
     @staticmethod
     def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
@@ -395,11 +268,6 @@ class _ArrayNamespace(_DTypesAndConstants):
         return tf.reduce_sum(x if dtype is None else tf.cast(x, dtype), axis, keepdims)
 
     @staticmethod
-    def prod(x: Any, /, *, axis: Axis = None, dtype: Any = None, keepdims: bool = False) -> Any:
-        """Product over ``axis`` (all axes when None), in ``dtype`` if given."""
-        return tf.reduce_prod(x if dtype is None else tf.cast(x, dtype), axis, keepdims)
-
-    @staticmethod
     def mean(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
         """Mean over ``axis`` (all axes when None)."""
         return tf.reduce_mean(x, axis, keepdims)
@@ -415,52 +283,9 @@ class _ArrayNamespace(_DTypesAndConstants):
         return tf.reduce_min(x, axis, keepdims)
 
     @staticmethod
-    def any(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
-        """Logical OR over ``axis`` (all axes when None)."""
-        return tf.reduce_any(tf.cast(x, tf.bool), axis, keepdims)
-
-    @staticmethod
-    def all(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
-        """Logical AND over ``axis`` (all axes when None)."""
-        return tf.reduce_all(tf.cast(x, tf.bool), axis, keepdims)
-
-    @staticmethod
-    def var(
-        x: Any, /, *, axis: Axis = None, correction: float = 0.0, keepdims: bool = False
-    ) -> Any:
-        """Variance over ``axis``, divided by ``count - correction`` (0: biased)."""
-        return _variance(x, axis, correction, keepdims)
-
-    @staticmethod
-    def std(
-        x: Any, /, *, axis: Axis = None, correction: float = 0.0, keepdims: bool = False
-    ) -> Any:
-        """Standard deviation over ``axis``, from `var` with the same ``correction``."""
-        return tf.sqrt(_variance(x, axis, correction, keepdims))
-
-    @staticmethod
     def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
         """Index (int64) of the first maximum; over the flattened array when ``axis=None``."""
         return _arg_reduce(tf.math.argmax, x, axis, keepdims)
-
-    @staticmethod
-    def argmin(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
-        """Index (int64) of the first minimum; over the flattened array when ``axis=None``."""
-        return _arg_reduce(tf.math.argmin, x, axis, keepdims)
-
-    @staticmethod
-    def cumulative_sum(
-        x: Any, /, *, axis: int | None = None, dtype: Any = None,
-        include_initial: bool = False,
-    ) -> Any:
-        """Running sum along ``axis`` (optional for 1-D ``x``), optionally led by a 0."""
-        axis = 0 if axis is None else axis
-        out = tf.math.cumsum(x if dtype is None else tf.cast(x, dtype), axis=axis)
-        if include_initial:
-            lead = [[0, 0] for _ in range(x.shape.rank)]
-            lead[axis] = [1, 0]
-            out = tf.pad(out, lead)
-        return out
 
     # --- sorting and indexing -----------------------------------------------------------
 
@@ -468,15 +293,6 @@ class _ArrayNamespace(_DTypesAndConstants):
     def sort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = True) -> Any:
         """Sorted values along ``axis`` (stability is moot for values)."""
         return tf.sort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING")
-
-    @staticmethod
-    def argsort(
-        x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = True
-    ) -> Any:
-        """Indices (int32) that sort ``x`` along ``axis``."""
-        return tf.argsort(
-            x, axis=axis, direction="DESCENDING" if descending else "ASCENDING", stable=stable
-        )
 
     @staticmethod
     def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:

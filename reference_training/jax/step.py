@@ -1,7 +1,7 @@
 """The JAX trainer: flax.linen model, one jitted optax step, EMA target, msgpack checkpoints.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`. This mirrors :mod:`reference_training.torch.step`:
+:mod:`glf_train.loop`. This mirrors :mod:`glf_train.torch.step`:
 
 - the trainer's state is one pytree (``params``, ``batch_stats``, ``opt_state``, the
   arrays the method owns (``owned``, e.g. SwAV's prototypes) with their own optimiser
@@ -47,14 +47,14 @@ from glf_losses.backends import jax as jax_frontends
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from glf_losses._lib import GLFParts, l2_normalize
-from reference_training import augment, objective, report
-from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import checkpoint_problem
-from reference_training.jax.model import MLPHead, build_encoder, predictor, projector
-from reference_training.rundir import CHECKPOINT_NAMES
-from reference_training.schedules import StepInputs
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import checkpoint_problem
+from glf_train.jax.model import MLPHead, build_encoder, predictor, projector
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
 
 __all__ = [
     "JaxTrainer", "loss_parts", "make_optimizer", "make_train_step", "request_host_devices",

@@ -2,7 +2,7 @@
 single-file checkpoint.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`.
+:mod:`glf_train.loop`.
 
 The whole step (forward passes, loss, gradients, optimiser update, prototype
 normalisation, EMA) is one ``tf.function(jit_compile=True)``. What changes per step (the
@@ -36,14 +36,14 @@ import tensorflow as tf
 from glf_losses.backends import tensorflow as tf_backend
 
 from glf_losses import GLFParts
-from reference_training import augment, objective, report
-from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import CheckpointError, checkpoint_problem
-from reference_training.rundir import CHECKPOINT_NAMES
-from reference_training.schedules import StepInputs
-from reference_training.tensorflow.model import (
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import CheckpointError, checkpoint_problem
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
+from glf_train.tensorflow.model import (
     build_encoder,
     predictor,
     projector,

@@ -1,7 +1,7 @@
 """The PyTorch trainer: model, optimiser step, EMA target and checkpoint format.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`.
+:mod:`glf_train.loop`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from glf_losses.backends import torch as torch_frontends
 from torch import nn
 
 import glf_losses
-from reference_training import augment, objective, report
-from reference_training.checksum import CHECKSUM_KEY, tree_digest, verify
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import checkpoint_problem
-from reference_training.rundir import CHECKPOINT_NAMES
-from reference_training.schedules import StepInputs
-from reference_training.torch.model import build_encoder, predictor, projector
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import checkpoint_problem
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
+from glf_train.torch.model import build_encoder, predictor, projector
 
 __all__ = ["TorchTrainer", "launch"]
 
@@ -56,7 +56,7 @@ def _free_port() -> int:
 def _worker(
     rank: int, config_dict: dict[str, Any], resume: bool, options: dict[str, Any], port: int
 ) -> None:
-    from reference_training.loop import train
+    from glf_train.loop import train
 
     config = RunConfig.from_dict(config_dict)
     backend = "nccl" if config.device.startswith("cuda") else "gloo"
