@@ -430,11 +430,12 @@ def adc_parts(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> ADCParts
 
 
 def adc_loss(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> Array:
-    r"""ADC's constraining term ``nu * L_DCM + upsilon * L_LPM``, to add to any method.
+    r"""ADC's term $\nu L_{\text{DCM}} + \upsilon L_{\text{LPM}}$, to add to any method's loss.
 
     $$
-    L_{DCM} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{cal}_{i\cdot}\,\Vert\,
-    Q_{i\cdot}),\qquad L_{LPM} = \frac{1}{M}\sum_i \mathrm{KL}(P^{pre}_{i\cdot}\,\Vert\,
+    L_{\text{DCM}} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{\text{cal}}_{i\cdot}\,\Vert\,
+    Q_{i\cdot}),\qquad L_{\text{LPM}} = \frac{1}{M}\sum_i
+    \mathrm{KL}(P^{\text{pre}}_{i\cdot}\,\Vert\,
     Q_{i\cdot})
     $$
 
@@ -456,7 +457,7 @@ def adc_loss(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> Array:
     Returns:
       A 0-d array of the projections' framework (float32 for float16/bfloat16 inputs).
 
-    Cost: O(M^2 (D + P)) time and O(M^2) memory; the prior's distances are computed for
+    Cost: $O(M^2 (D + P))$ time and $O(M^2)$ memory; the prior's distances are computed for
     N rows and tiled.
 
     References:
