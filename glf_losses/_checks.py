@@ -7,8 +7,6 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from glf_losses._namespace import get_backend
 
 __all__ = [
@@ -178,10 +176,3 @@ def check_count(value: Any, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}: pass {minimum} or more")
     return int(value)
-
-
-def check_flag(value: Any, name: str) -> bool:
-    """A Python or NumPy bool, as a Python bool; anything else (``"no"``, 0) is refused."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")

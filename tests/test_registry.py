@@ -127,8 +127,8 @@ def test_adc_flags_and_config_keys_derive_from_the_adc_fields() -> None:
     help_text = _parser().format_help()
     for field in dataclasses.fields(ADC):
         assert "--adc-" + field.name.replace("_", "-") in help_text
-    config, _ = parse_config(["--adc", "--adc-perplexity-steps", "7", "--adc-bandwidth",
-                              "median", "--no-adc-normalize", "--adc-rho", "4"])
+    config = parse_config(["--adc", "--adc-perplexity-steps", "7", "--adc-bandwidth",
+                           "median", "--no-adc-normalize", "--adc-rho", "4"]).config
     adc = config.adc_config()
     assert (adc.perplexity_steps, adc.bandwidth, adc.normalize, adc.rho) == (7, "median",
                                                                               False, 4.0)

@@ -66,11 +66,11 @@ def test_resume_refuses_changed_settings_naming_each(
     assert main(cli_args(out, "--epochs", "1")) == 0
     before = snapshot(out)
     code, err = run_main(
-        capsys, *cli_args(out, "--epochs", "1", "--resume", "--lr", "0.01", "--lambd", "0.01",
-                          "--weight-decay", "0.001"),
+        capsys, *cli_args(out, "--epochs", "1", "--resume", "--lr", "0.01", "--loss-option",
+                          "temperature=0.5", "--weight-decay", "0.001"),
     )
     assert code == 2
-    for change in ("--lr 0.002 -> 0.01", "--lambd 0.0051 -> 0.01",
+    for change in ("--lr 0.002 -> 0.01", "--loss-option temperature 0.2 -> 0.5",
                    "--weight-decay 1e-05 -> 0.001", "--allow-changes"):
         assert change in err, (change, err)
     assert snapshot(out) == before  # nothing was touched
@@ -262,7 +262,7 @@ def test_full_disk_keeps_the_last_checkpoint_and_resume_works(
         ({"epochs": True}, "--epochs (config key 'epochs') must be an integer, got True"),
         ({"adc": "false"}, "--adc (config key 'adc') must be true or false, got 'false'"),
         ({"batch_size": 64.0}, "--batch-size (config key 'batch_size') must be an integer"),
-        ({"adc_nu": [1]}, "--adc-nu (config key 'adc_nu') must be a number or null"),
+        ({"adc_nu": [1]}, "--adc-nu must be a real number, got list"),
         ({"method": 3}, "--method (config key 'method') must be a string, got 3 (an int)"),
     ],
 )
@@ -280,7 +280,7 @@ def test_config_values_of_the_wrong_type_are_refused(
 
 def test_config_numbers_are_accepted_as_they_are_written(tmp_path: Path) -> None:
     config = RunConfig.from_dict({"lr": 1, "adc_nu": 2, "adc": False}).validate()
-    assert (config.lr, config.adc_nu) == (1.0, 2.0)
+    assert (config.lr, config.adc_settings["nu"]) == (1.0, 2)
     assert isinstance(config.lr, float)
 
 

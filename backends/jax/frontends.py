@@ -80,7 +80,7 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
         settings = entry.hyperparameter_values(kwargs)
         return _compute(
             (*arrays[:n_inputs], *optional), dict(zip(owned, arrays[n_inputs:], strict=False)),
-            prior, method=entry, adc=check_adc(adc), parts=_checks.check_flag(parts, "parts"),
+            prior, method=entry, adc=check_adc(adc), parts=_checks.check_bool(parts, "parts"),
             settings=_static(settings),
         )
 

@@ -35,7 +35,13 @@ from glf_losses import registry
 from glf_losses._lib import l2_normalize
 from glf_losses._namespace import get_namespace
 from glf_losses.adc import ADC
-from glf_losses.frontends import ADCFrontEnd, MethodFrontEnd, front_end_class, module_getattr
+from glf_losses.frontends import (
+    ADCFrontEnd,
+    MethodFrontEnd,
+    check_adc,
+    front_end_class,
+    module_getattr,
+)
 
 __all__ = ["ADCLoss", "MethodLoss", "front_end"]
 
@@ -98,7 +104,7 @@ class ADCLoss(ADCFrontEnd, keras.layers.Layer):
     def __init__(self, adc: ADC | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
         keras.layers.Layer.__init__(self, **kwargs)
-        self.adc = adc if adc is not None else ADC()
+        self.adc = check_adc(adc) or ADC()
 
     def call(self, z_a: Any, z_b: Any, prior: Any) -> Any:
         return self.adc(z_a, z_b, prior)

@@ -28,7 +28,13 @@ import torch
 from glf_losses import registry
 from glf_losses._lib import l2_normalize
 from glf_losses.adc import ADC
-from glf_losses.frontends import ADCFrontEnd, MethodFrontEnd, front_end_class, module_getattr
+from glf_losses.frontends import (
+    ADCFrontEnd,
+    MethodFrontEnd,
+    check_adc,
+    front_end_class,
+    module_getattr,
+)
 
 __all__ = ["ADCLoss", "MethodLoss", "front_end"]
 
@@ -78,7 +84,7 @@ class ADCLoss(ADCFrontEnd, torch.nn.Module):
 
     def __init__(self, adc: ADC | None = None) -> None:
         torch.nn.Module.__init__(self)
-        self.adc = adc if adc is not None else ADC()
+        self.adc = check_adc(adc) or ADC()
 
     def forward(self, z_a: Any, z_b: Any, prior: Any) -> torch.Tensor:
         return self.adc(z_a, z_b, prior)
