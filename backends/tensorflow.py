@@ -190,6 +190,17 @@ class _Linalg:
         """Diagonal ``offset`` of the last two axes."""
         return tf.linalg.diag_part(x, k=offset)
 
+    @staticmethod
+    def cholesky(x: Any, /, *, upper: bool = False) -> Any:
+        """Cholesky factor of each symmetric positive-definite matrix in the last two axes."""
+        factor = tf.linalg.cholesky(x)
+        return tf.linalg.matrix_transpose(factor) if upper else factor
+
+    @staticmethod
+    def inv(x: Any, /) -> Any:
+        """Inverse of each square matrix in the last two axes."""
+        return tf.linalg.inv(x)
+
 
 class _DTypesAndConstants:
     """The namespace's dtypes and constants.

@@ -5,7 +5,7 @@ arXiv 2508.13596). The functions here take arrays of NumPy, array-api-strict, Py
 JAX or TensorFlow and return a 0-d array of the same framework.
 """
 
-from glf_losses import adc, align, constrain
+from glf_losses import adc, align, constrain, whitening
 from glf_losses._lib import GLFParts
 from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
@@ -15,11 +15,19 @@ from glf_losses.methods import (
     barlow_twins_parts,
     byol_loss,
     byol_parts,
+    mocov3_loss,
+    mocov3_parts,
     simclr_loss,
     simclr_parts,
+    simsiam_loss,
+    simsiam_parts,
     swav_loss,
     swav_parts,
+    vicreg_loss,
+    vicreg_parts,
     with_adc,
+    wmse_loss,
+    wmse_parts,
 )
 
 __version__ = "0.1.0"
@@ -40,9 +48,18 @@ __all__ = [
     "data_parallel",
     "get_backend",
     "get_namespace",
+    "mocov3_loss",
+    "mocov3_parts",
     "simclr_loss",
     "simclr_parts",
+    "simsiam_loss",
+    "simsiam_parts",
     "swav_loss",
     "swav_parts",
+    "vicreg_loss",
+    "vicreg_parts",
+    "whitening",
     "with_adc",
+    "wmse_loss",
+    "wmse_parts",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from glf_losses import _checks
 from glf_losses._lib import (
     batch_average,
+    column_mean,
     l2_normalize,
     masked_logsumexp,
     not_self,
@@ -21,7 +22,13 @@ from glf_losses._lib import (
 )
 from glf_losses.align import _pair
 
-__all__ = ["redundancy_reduction", "sinkhorn", "uniformity"]
+__all__ = [
+    "covariance",
+    "redundancy_reduction",
+    "sinkhorn",
+    "uniformity",
+    "variance",
+]
 
 
 # --- Barlow Twins ---------------------------------------------------------------------
@@ -168,3 +175,84 @@ def uniformity(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
     return _uniformity(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+
+
+# --- VICReg ---------------------------------------------------------------------------
+
+
+def _centred(be: ModuleType, z: Any) -> Any:
+    return z - be.to_local(column_mean(be, z))
+
+
+def _std_hinge(be: ModuleType, centred: Any, eps: float) -> Any:
+    xp = be.xp
+    n_global = centred.shape[0] * be.shard(centred)[0]
+    # Unbiased, as torch.var in the official code.
+    var = be.all_reduce_sum(xp.sum(centred * centred, axis=0)) / (n_global - 1)
+    return xp.mean(xp.clip(1.0 - xp.sqrt(var + eps), min=0.0))
+
+
+def _off_diagonal_covariance(be: ModuleType, centred: Any) -> Any:
+    xp = be.xp
+    n_global, d = centred.shape[0] * be.shard(centred)[0], centred.shape[1]
+    cov = be.all_reduce_sum(xp.matrix_transpose(centred) @ centred) / (n_global - 1)
+    mask = off_diagonal(be, d, cov)
+    return xp.sum(xp.where(mask, cov * cov, 0.0)) / d
+
+
+def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
+    r"""VICReg's variance term: a hinge keeping every dimension's batch std above 1.
+
+    .. math:: \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^a_{:,d}) +
+       \epsilon}\bigr) + \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^b_{:,d})
+       + \epsilon}\bigr)
+
+    with the unbiased batch variance (``torch.var``), over the global batch, as
+    ``std_loss`` in ``facebookresearch/vicreg: main_vicreg.py``.
+
+    Args:
+      z_a: (N, D) embeddings of view a, N >= 2.
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+      eps: added to the variance under the square root (1e-4).
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> float(constrain.variance(np.zeros((4, 3)), np.zeros((4, 3)), eps=0.0))
+      1.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    eps = _checks.check_nonnegative(eps, "eps")
+    return 0.5 * (_std_hinge(be, _centred(be, z_a), eps) + _std_hinge(be, _centred(be, z_b), eps))
+
+
+def covariance(z_a: Any, z_b: Any) -> Any:
+    r"""VICReg's covariance term: squared off-diagonal covariances, divided by D.
+
+    .. math:: \frac{1}{D}\sum_{i \ne j} C(z^a)_{ij}^2 + \frac{1}{D}\sum_{i \ne j}
+       C(z^b)_{ij}^2, \qquad C(z) = \tfrac{1}{N - 1}\,\bar z^\top \bar z
+
+    with :math:`\bar z` centred over the global batch, as ``cov_loss`` in
+    ``facebookresearch/vicreg: main_vicreg.py`` (the two views are summed, not averaged).
+
+    Args:
+      z_a: (N, D) embeddings of view a, N >= 2.
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> z = np.array([[1.0, 1.0], [-1.0, -1.0]])  # both columns equal: cov 2 off-diagonal
+      >>> float(constrain.covariance(z, z))
+      8.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    return _off_diagonal_covariance(be, _centred(be, z_a)) + _off_diagonal_covariance(
+        be, _centred(be, z_b)
+    )

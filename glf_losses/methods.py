@@ -12,16 +12,27 @@ from __future__ import annotations
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import GLFParts, l2_normalize, standardize
+from glf_losses._lib import GLFParts, batch_average, global_rows, l2_normalize, standardize
 from glf_losses.adc import ADC
 from glf_losses.align import (
     _infonce_alignment,
     _invariance,
+    _mean_squared_error,
+    _negative_cosine,
     _normalized_mse,
     _pair,
     _swapped_prediction,
 )
-from glf_losses.constrain import _cross_correlation, _redundancy_reduction, _sinkhorn, _uniformity
+from glf_losses.constrain import (
+    _centred,
+    _cross_correlation,
+    _off_diagonal_covariance,
+    _redundancy_reduction,
+    _sinkhorn,
+    _std_hinge,
+    _uniformity,
+)
+from glf_losses.whitening import _check_permutations, _check_w_size, _whitened
 
 __all__ = [
     "GLFParts",
@@ -29,11 +40,19 @@ __all__ = [
     "barlow_twins_parts",
     "byol_loss",
     "byol_parts",
+    "mocov3_loss",
+    "mocov3_parts",
     "simclr_loss",
     "simclr_parts",
+    "simsiam_loss",
+    "simsiam_parts",
     "swav_loss",
     "swav_parts",
+    "vicreg_loss",
+    "vicreg_parts",
     "with_adc",
+    "wmse_loss",
+    "wmse_parts",
 ]
 
 
@@ -306,3 +325,268 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any) -
     if prior is None:
         raise ValueError("prior is required when adc is set (the raw inputs or frozen features)")
     return GLFParts(parts.align, parts.constrain + adc(z_a, z_b, prior))
+
+
+# --- SimSiam --------------------------------------------------------------------------
+
+
+def simsiam_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
+    """:func:`simsiam_loss` as ``GLFParts(negative_cosine, 0)``.
+
+    SimSiam's constraint is implicit (predictor and stop-gradient, no EMA), so GLF reports
+    a zero constraining part.
+    """
+    names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
+    be = _checks.backend_of(**names)
+    for name in ("p_b", "z_a", "z_b"):
+        _checks.same_shape(p_a, names[name], "p_a", name)
+    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
+    align = 0.5 * (_negative_cosine(be, p_a, target_b) + _negative_cosine(be, p_b, target_a))
+    return GLFParts(align, _zero_like(be, align))
+
+
+def simsiam_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+    r"""SimSiam's symmetrised negative cosine to stop-gradient targets.
+
+    .. math:: -\frac{1}{2N}\sum_i \bigl[n(p^a_i)\cdot n(\mathrm{sg}(z^b_i))
+       + n(p^b_i)\cdot n(\mathrm{sg}(z^a_i))\bigr] \in [-1, 1]
+
+    As ``facebookresearch/simsiam: main_simsiam.py``: ``-(cos(p1, z2).mean() +
+    cos(p2, z1).mean()) * 0.5`` with ``nn.CosineSimilarity(dim=1)``, the targets detached
+    in ``simsiam/builder.py``. Rows are normalised with a squared-norm floor of 1e-12
+    (the official cosine floors the product of the norms at 1e-8); they agree for any row
+    of norm above 1e-4.
+
+    Args:
+      p_a: (N, D) predictor outputs of view a.
+      p_b: (N, D) predictor outputs of view b.
+      z_a: (N, D) projections of view a (no gradient flows into them).
+      z_b: (N, D) projections of view b, likewise.
+
+    References:
+      Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(4)
+      >>> float(glf_losses.simsiam_loss(z, z, z, z))
+      -1.0
+    """
+    return simsiam_parts(p_a, p_b, z_a, z_b).total
+
+
+# --- VICReg ---------------------------------------------------------------------------
+
+
+def vicreg_parts(
+    z_a: Any,
+    z_b: Any,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    eps: float = 1e-4,
+) -> GLFParts:
+    """:func:`vicreg_loss` as ``GLFParts(sim_coeff * invariance, std_coeff * variance +
+    cov_coeff * covariance)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    sim_coeff = _checks.check_nonnegative(sim_coeff, "sim_coeff")
+    std_coeff = _checks.check_nonnegative(std_coeff, "std_coeff")
+    cov_coeff = _checks.check_nonnegative(cov_coeff, "cov_coeff")
+    eps = _checks.check_nonnegative(eps, "eps")
+    c_a, c_b = _centred(be, z_a), _centred(be, z_b)
+    std = 0.5 * (_std_hinge(be, c_a, eps) + _std_hinge(be, c_b, eps))
+    cov = _off_diagonal_covariance(be, c_a) + _off_diagonal_covariance(be, c_b)
+    return GLFParts(
+        sim_coeff * _mean_squared_error(be, z_a, z_b), std_coeff * std + cov_coeff * cov
+    )
+
+
+def vicreg_loss(
+    z_a: Any,
+    z_b: Any,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    eps: float = 1e-4,
+) -> Any:
+    r"""VICReg: invariance + variance + covariance (``facebookresearch/vicreg``).
+
+    .. math:: \lambda\,\mathrm{MSE}(z^a, z^b) + \mu\,\tfrac{1}{2}\bigl[v(z^a) + v(z^b)
+       \bigr] + \nu\,\bigl[c(z^a) + c(z^b)\bigr]
+
+    with :math:`\mathrm{MSE}` the mean over all N D entries
+    (:func:`glf_losses.align.mean_squared_error`), :math:`v(z) = \frac{1}{D}\sum_d
+    \max(0, 1 - \sqrt{\mathrm{Var}(z_{:,d}) + \epsilon})` with the unbiased variance
+    (:func:`glf_losses.constrain.variance`) and :math:`c(z) = \frac{1}{D}\sum_{i\ne j}
+    C_{ij}^2`, :math:`C = \bar z^\top \bar z / (N - 1)`
+    (:func:`glf_losses.constrain.covariance`), exactly as ``VICReg.forward`` in
+    ``facebookresearch/vicreg: main_vicreg.py``; every statistic is over the global batch
+    (the official code gathers the embeddings of all GPUs).
+
+    Args:
+      z_a: (N, D) expander outputs of view a, N >= 2.
+      z_b: (N, D) expander outputs of view b, the same shape as ``z_a``.
+      sim_coeff: invariance weight :math:`\lambda` (25).
+      std_coeff: variance weight :math:`\mu` (25).
+      cov_coeff: covariance weight :math:`\nu` (1).
+      eps: added to the variance under the square root (1e-4).
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+      Self-Supervised Learning", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * np.sqrt(3)
+      >>> round(float(glf_losses.vicreg_loss(z, z, eps=0.0)), 12)  # std 2, no covariance
+      0.0
+    """
+    return vicreg_parts(
+        z_a, z_b, sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff, eps=eps
+    ).total
+
+
+# --- W-MSE ----------------------------------------------------------------------------
+
+
+def wmse_parts(
+    z_a: Any, z_b: Any, w_size: int | None = 128, eps: float = 0.0, permutations: Any = None
+) -> GLFParts:
+    """:func:`wmse_loss` as ``GLFParts(normalised MSE of the whitened views, 0)``.
+
+    W-MSE's constraint is the whitening itself, applied to the views before the aligning
+    term, not a term added to it; so the constraining part is 0.
+    """
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, permutations=permutations)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a", min_rows=2)
+    z_b = _checks.float_matrix(be, z_b, "z_b", min_rows=2)
+    xp = be.xp
+    n_local, d = z_a.shape
+    n_global = n_local * be.shard(z_a)[0]
+    w_size = _check_w_size(n_global if w_size is None else w_size, n_global, d)
+    eps = _checks.check_nonnegative(eps, "eps")
+    if eps >= 1.0:
+        raise ValueError(f"eps must be < 1 (it shrinks the covariance toward I), got {eps}")
+    if permutations is not None:
+        permutations = _check_permutations(be, permutations, n_global)
+    w_a = _whitened(be, z_a, w_size, eps, permutations)
+    w_b = _whitened(be, z_b, w_size, eps, permutations)
+    # Each worker takes its own share of the (iteration, row) terms of the global loss.
+    _, rows = global_rows(be, n_local, z_a)
+    w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
+    cos = xp.sum(l2_normalize(xp, w_a) * l2_normalize(xp, w_b), axis=-1)
+    w_iter = w_a.shape[0]
+    align = 2.0 - 2.0 * be.all_reduce_sum(xp.sum(cos)) / (n_global * w_iter)
+    return GLFParts(align, _zero_like(be, align))
+
+
+def wmse_loss(
+    z_a: Any, z_b: Any, w_size: int | None = 128, eps: float = 0.0, permutations: Any = None
+) -> Any:
+    r"""W-MSE: normalised MSE between the two views, each whitened per sub-batch.
+
+    For each whitening iteration (one row of ``permutations``), each view is reordered by
+    that permutation, cut into contiguous sub-batches of ``w_size`` rows, and each
+    sub-batch is whitened by :func:`glf_losses.whitening.cholesky_whiten` (inverse
+    Cholesky factor of its unbiased covariance); then
+
+    .. math:: \frac{1}{w_{iter}}\sum_{it}\Bigl[2 - \frac{2}{N}\sum_i
+       n(\tilde z^a_i)\cdot n(\tilde z^b_i)\Bigr] \in [0, 4]
+
+    as ``WMSE.forward`` with ``norm_mse_loss`` in ``htdt/self-supervised: methods/w_mse.py``
+    (two views). The official code draws ``torch.randperm`` inside the loss; here the
+    permutations are an input, so the loss is a deterministic function of its arguments.
+
+    Args:
+      z_a: (N, D) embeddings of view a (N >= 2).
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+      w_size: rows per whitening sub-batch (128 officially, with D = 64); must divide the
+        global N and be at least D + 1. ``None``: whiten the whole batch at once.
+      eps: shrinkage ``(1 - eps) C + eps I`` of each covariance (``w_eps``, 0).
+      permutations: optional (w_iter, N) integer array, one permutation of ``range(N)``
+        (global indices, the same array on every worker) per whitening iteration
+        (``w_iter``, 1 officially). ``None``: one iteration with contiguous sub-batches.
+
+    References:
+      Ermolov, Siarohin, Sangineto and Sebe, "Whitening for Self-Supervised
+      Representation Learning", ICML 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.random.default_rng(0).normal(size=(8, 3))
+      >>> round(float(glf_losses.wmse_loss(z, 2 * z + 1, w_size=4)), 12)  # affine: same
+      0.0
+    """
+    return wmse_parts(z_a, z_b, w_size=w_size, eps=eps, permutations=permutations).total
+
+
+# --- MoCo v3 --------------------------------------------------------------------------
+
+
+def _mocov3_direction(be: Any, u_q: Any, u_k: Any, temperature: float) -> tuple[Any, Any]:
+    """(align, constrain) of one direction, both scaled by 2T as the official loss."""
+    xp = be.xp
+    keys = be.to_local(be.all_gather(u_k))  # every worker's keys are negatives
+    logits = (u_q @ xp.matrix_transpose(keys)) / temperature
+    align = -2.0 * batch_average(be, xp.sum(u_q * u_k, axis=1))
+    constrain = 2.0 * temperature * batch_average(be, be.logsumexp(logits, axis=1))
+    return align, constrain
+
+
+def mocov3_parts(
+    q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0
+) -> GLFParts:
+    """:func:`mocov3_loss` as ``GLFParts(positive term, log-sum-exp over keys)``."""
+    names = {"q_a": q_a, "q_b": q_b, "k_a": k_a, "k_b": k_b}
+    be = _checks.backend_of(**names)
+    for name in ("q_b", "k_a", "k_b"):
+        _checks.same_shape(q_a, names[name], "q_a", name)
+    q_a, q_b, k_a, k_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    u_qa, u_qb = l2_normalize(xp, q_a), l2_normalize(xp, q_b)
+    u_ka = l2_normalize(xp, be.stop_gradient(k_a))
+    u_kb = l2_normalize(xp, be.stop_gradient(k_b))
+    align_ab, constrain_ab = _mocov3_direction(be, u_qa, u_kb, temperature)
+    align_ba, constrain_ba = _mocov3_direction(be, u_qb, u_ka, temperature)
+    return GLFParts(align_ab + align_ba, constrain_ab + constrain_ba)
+
+
+def mocov3_loss(q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0) -> Any:
+    r"""MoCo v3: symmetrised InfoNCE against the momentum keys of the batch, times 2T.
+
+    .. math:: 2T\,\Bigl[\mathrm{CE}\bigl(n(q^a) n(\mathrm{sg}\,k^b)^\top / T\bigr) +
+       \mathrm{CE}\bigl(n(q^b) n(\mathrm{sg}\,k^a)^\top / T\bigr)\Bigr]
+
+    where :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i \bigl[\log\sum_j e^{L_{ij}} -
+    L_{ii}\bigr]` takes the keys of the global batch as the columns (the official code
+    gathers them from every GPU) and the matching key as the positive, exactly as
+    ``MoCo.contrastive_loss`` in ``facebookresearch/moco-v3: moco/builder.py``.
+    The align part is the positive term :math:`-2\,\overline{n(q)\cdot n(k^+)}` per
+    direction; the constrain part is :math:`2T` times the mean log-sum-exp.
+
+    Args:
+      q_a: (N, D) online (predictor) outputs of view a.
+      q_b: (N, D) online outputs of view b.
+      k_a: (N, D) momentum-encoder outputs of view a (no gradient flows into them).
+      k_b: (N, D) momentum-encoder outputs of view b, likewise.
+      temperature: T (1.0 officially for ResNet-50; the ViT recipes use 0.2).
+
+    References:
+      Chen, Xie and He, "An Empirical Study of Training Self-Supervised Vision
+      Transformers", ICCV 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)
+      >>> loss = glf_losses.mocov3_loss(q, q, q, q)  # 2 * 2 * (log(e + 1) - 1)
+      >>> bool(np.isclose(float(loss), 4 * (np.log(np.e + 1) - 1)))
+      True
+    """
+    return mocov3_parts(q_a, q_b, k_a, k_b, temperature=temperature).total
