@@ -453,7 +453,7 @@ def vicreg_loss(
 
 
 def wmse_parts(
-    z_a: Any, z_b: Any, w_size: int | None = 128, eps: float = 0.0, permutations: Any = None
+    z_a: Any, z_b: Any, permutations: Any = None, w_size: int | None = 128, eps: float = 0.0
 ) -> GLFParts:
     """:func:`wmse_loss` as ``GLFParts(normalised MSE of the whitened views, 0)``.
 
@@ -485,7 +485,7 @@ def wmse_parts(
 
 
 def wmse_loss(
-    z_a: Any, z_b: Any, w_size: int | None = 128, eps: float = 0.0, permutations: Any = None
+    z_a: Any, z_b: Any, permutations: Any = None, w_size: int | None = 128, eps: float = 0.0
 ) -> Any:
     r"""W-MSE: normalised MSE between the two views, each whitened per sub-batch.
 
@@ -504,12 +504,12 @@ def wmse_loss(
     Args:
       z_a: (N, D) embeddings of view a (N >= 2).
       z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
-      w_size: rows per whitening sub-batch (128 officially, with D = 64); must divide the
-        global N and be at least D + 1. ``None``: whiten the whole batch at once.
-      eps: shrinkage ``(1 - eps) C + eps I`` of each covariance (``w_eps``, 0).
       permutations: optional (w_iter, N) integer array, one permutation of ``range(N)``
         (global indices, the same array on every worker) per whitening iteration
         (``w_iter``, 1 officially). ``None``: one iteration with contiguous sub-batches.
+      w_size: rows per whitening sub-batch (128 officially, with D = 64); must divide the
+        global N and be at least D + 1. ``None``: whiten the whole batch at once.
+      eps: shrinkage ``(1 - eps) C + eps I`` of each covariance (``w_eps``, 0).
 
     References:
       Ermolov, Siarohin, Sangineto and Sebe, "Whitening for Self-Supervised
@@ -522,7 +522,7 @@ def wmse_loss(
       >>> round(float(glf_losses.wmse_loss(z, 2 * z + 1, w_size=4)), 12)  # affine: same
       0.0
     """
-    return wmse_parts(z_a, z_b, w_size=w_size, eps=eps, permutations=permutations).total
+    return wmse_parts(z_a, z_b, permutations, w_size=w_size, eps=eps).total
 
 
 # --- MoCo v3 --------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""Plain-NumPy float64 references of the method zoo, written from the official code.
+
+Independent of :mod:`glf_losses`: loops and NumPy's own linear algebra, following each
+official implementation step by step (the file is named in each docstring), so that the
+spec is checked against the published convention and not against itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cosine(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+
+def ref_simsiam(p_a, p_b, z_a, z_b) -> float:
+    """facebookresearch/simsiam main_simsiam.py: -(cos(p1, z2).mean() + cos(p2, z1).mean())
+    * 0.5 with nn.CosineSimilarity(dim=1)."""
+    n = len(p_a)
+    first = sum(cosine(p_a[i], z_b[i]) for i in range(n)) / n
+    second = sum(cosine(p_b[i], z_a[i]) for i in range(n)) / n
+    return -(first + second) * 0.5
+
+
+def ref_vicreg_terms(x, y, eps=1e-4) -> tuple[float, float, float]:
+    """facebookresearch/vicreg main_vicreg.py VICReg.forward, unweighted:
+    (F.mse_loss(x, y), std_loss, cov_loss)."""
+    n, d = x.shape
+    repr_loss = float(np.mean((x - y) ** 2))
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    std_x = np.sqrt(x.var(axis=0, ddof=1) + eps)
+    std_y = np.sqrt(y.var(axis=0, ddof=1) + eps)
+    std_loss = np.mean(np.maximum(1 - std_x, 0)) / 2 + np.mean(np.maximum(1 - std_y, 0)) / 2
+    cov_x = (x.T @ x) / (n - 1)
+    cov_y = (y.T @ y) / (n - 1)
+
+    def off_diagonal_sq(c: np.ndarray) -> float:
+        return sum(c[i, j] ** 2 for i in range(d) for j in range(d) if i != j)
+
+    cov_loss = off_diagonal_sq(cov_x) / d + off_diagonal_sq(cov_y) / d
+    return repr_loss, float(std_loss), float(cov_loss)
+
+
+def ref_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4) -> float:
+    repr_loss, std_loss, cov_loss = ref_vicreg_terms(x, y, eps)
+    return sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
+
+
+def ref_whitening(x: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """htdt/self-supervised methods/whitening.py Whitening2d (training mode): centre, the
+    unbiased covariance, shrink, Cholesky, solve L W = I, then x W^T."""
+    d = x.shape[1]
+    xn = x - x.mean(axis=0)
+    f_cov = xn.T @ xn / (len(x) - 1)
+    shrunk = (1 - eps) * f_cov + eps * np.eye(d)
+    factor = np.linalg.cholesky(shrunk)
+    inv_sqrt = np.linalg.solve(factor, np.eye(d))
+    return xn @ inv_sqrt.T
+
+
+def ref_norm_mse(x0: np.ndarray, x1: np.ndarray) -> float:
+    """htdt/self-supervised methods/norm_mse.py: 2 - 2 (n(x0) * n(x1)).sum(-1).mean()."""
+    return 2.0 - 2.0 * float(np.mean([cosine(a, b) for a, b in zip(x0, x1, strict=True)]))
+
+
+def ref_wmse(z_a, z_b, permutations=None, w_size=128, eps=0.0) -> float:
+    """htdt/self-supervised methods/w_mse.py WMSE.forward for two views, with the
+    permutations given instead of drawn: whitened rows are written back to the rows they
+    came from (``z[idx] = whitening(h[idx])``), then the views are compared row by row."""
+    bs = len(z_a)
+    if permutations is None:
+        permutations = np.arange(bs)[None, :]
+    loss = 0.0
+    for perm in permutations:
+        out_a, out_b = np.empty_like(z_a), np.empty_like(z_b)
+        for idx in perm.reshape(-1, w_size):
+            out_a[idx] = ref_whitening(z_a[idx], eps)
+            out_b[idx] = ref_whitening(z_b[idx], eps)
+        loss += ref_norm_mse(out_a, out_b)
+    return loss / len(permutations)
+
+
+def ref_log_softmax_row(row: np.ndarray) -> np.ndarray:
+    m = row.max()
+    return row - m - np.log(np.sum(np.exp(row - m)))
+
+
+def ref_mocov3(q_a, q_b, k_a, k_b, temperature=1.0) -> float:
+    """facebookresearch/moco-v3 moco/builder.py: contrastive_loss(q1, k2) +
+    contrastive_loss(q2, k1), each CrossEntropyLoss(q k^T / T, arange(N)) * 2T on
+    normalised rows."""
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def contrastive(q: np.ndarray, k: np.ndarray) -> float:
+        logits = unit(q) @ unit(k).T / temperature
+        ce = -np.mean([ref_log_softmax_row(logits[i])[i] for i in range(len(q))])
+        return float(ce) * 2 * temperature
+
+    return contrastive(q_a, k_b) + contrastive(q_b, k_a)
