@@ -218,8 +218,11 @@ def test_values_match_the_official_reference(
 # --- gradients ------------------------------------------------------------------------------
 
 AUTODIFF = available_backends(autodiff_only=True)
-_PARTNERS = {"torch": ("tensorflow", "jax"), "jax": ("torch", "tensorflow"),
-             "tensorflow": ("torch", "jax")}  # fmt: skip
+_PARTNERS = {
+    "torch": ("tensorflow", "jax"),
+    "jax": ("torch", "tensorflow"),
+    "tensorflow": ("torch", "jax"),
+}
 FD_RTOL = 1e-6
 
 
@@ -258,9 +261,13 @@ def test_gradients_match_the_reference_and_other_frameworks(
             assert np.all(grad == 0.0), f"gradient reached stop-gradient input {i}"
         else:
             assert_close(
-                grad, numeric[i], "float64", rtol=FD_RTOL, scale=scale,
+                grad,
+                numeric[i],
+                "float64",
+                rtol=FD_RTOL,
+                scale=scale,
                 err_msg=f"{method.name} d/d(arg {i}) {autodiff_backend} vs finite differences",
-            )  # fmt: skip
+            )
 
     partner = next((p for p in _PARTNERS[autodiff_backend] if p in AUTODIFF), None)
     if partner is None:
@@ -271,9 +278,12 @@ def test_gradients_match_the_reference_and_other_frameworks(
     scale = max(max(float(np.max(np.abs(g))) for g in theirs), 1e-3)
     for i, mine, other in zip(argnums, grads, theirs, strict=True):
         assert_close(
-            mine, other, "float64", scale=scale,
+            mine,
+            other,
+            "float64",
+            scale=scale,
             err_msg=f"{method.name} d/d(arg {i}) {autodiff_backend} vs {partner}",
-        )  # fmt: skip
+        )
 
 
 # --- compiled ---------------------------------------------------------------------------------
@@ -328,8 +338,10 @@ def test_compiled_values_equal_eager(backend: str, options: dict, method: Method
 
 def _compiled_value_and_grad(backend: str, method: Method, arrays, kwargs, argnums):
     fn = method.loss
-    xs = [to_backend(backend, a, requires_grad=backend == "torch" and i in argnums)
-          for i, a in enumerate(arrays)]  # fmt: skip
+    xs = [
+        to_backend(backend, a, requires_grad=backend == "torch" and i in argnums)
+        for i, a in enumerate(arrays)
+    ]
     if backend == "jax":
         import jax
 
@@ -390,8 +402,12 @@ def test_simsiam_is_byol_rescaled(arrays: tuple[np.ndarray, ...]) -> None:
     # BYOL's 2 - 2 cos per direction, summed; SimSiam's -cos per direction, averaged.
     byol = float(glf_losses.byol_loss(*arrays))
     assert_close(glf_losses.simsiam_loss(*arrays), byol / 4.0 - 1.0, "float64", scale=1.0)
-    assert_close(align.negative_cosine(arrays[0], arrays[3]),
-                 align.normalized_mse(arrays[0], arrays[3]) / 2 - 1, "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        align.negative_cosine(arrays[0], arrays[3]),
+        align.normalized_mse(arrays[0], arrays[3]) / 2 - 1,
+        "float64",
+        scale=1.0,
+    )
 
 
 @given(wmse_draws(max_d=5))
@@ -402,30 +418,43 @@ def test_whitened_sub_batches_have_zero_mean_and_identity_covariance(drawn: Draw
     whitened = cholesky_whiten(z, w_size=w_size, permutation=perm)
     for block in whitened.reshape(-1, w_size, z.shape[1]):
         assert_close(block.mean(axis=0), np.zeros(z.shape[1]), "float64", scale=1.0)
-        assert_close(np.cov(block, rowvar=False).reshape(z.shape[1], -1),
-                     np.eye(z.shape[1]), "float64", rtol=1e-8, scale=1.0)  # fmt: skip
+        assert_close(
+            np.cov(block, rowvar=False).reshape(z.shape[1], -1),
+            np.eye(z.shape[1]),
+            "float64",
+            rtol=1e-8,
+            scale=1.0,
+        )
 
 
 def test_wmse_conventions() -> None:
-    (z_a, z_b, perms), kwargs = _wmse_inputs(3, d=3, extra=1, blocks=3, w_iter=3, shuffled=True,
-                                             eps=0.0)  # fmt: skip
+    (z_a, z_b, perms), kwargs = _wmse_inputs(
+        3, d=3, extra=1, blocks=3, w_iter=3, shuffled=True, eps=0.0
+    )
     w_size = kwargs["w_size"]
     # Several whitening iterations average the single-permutation losses.
     singles = [glf_losses.wmse_loss(z_a, z_b, p[None], w_size=w_size) for p in perms]
-    assert_close(glf_losses.wmse_loss(z_a, z_b, perms, w_size=w_size),
-                 np.mean(singles), "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        glf_losses.wmse_loss(z_a, z_b, perms, w_size=w_size), np.mean(singles), "float64", scale=1.0
+    )
     # The identity permutation is the contiguous default; sub-batches do matter.
     identity = np.arange(len(z_a))[None]
     contiguous = float(glf_losses.wmse_loss(z_a, z_b, w_size=w_size))
-    assert_close(glf_losses.wmse_loss(z_a, z_b, identity, w_size=w_size),
-                 contiguous, "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        glf_losses.wmse_loss(z_a, z_b, identity, w_size=w_size), contiguous, "float64", scale=1.0
+    )
     assert abs(float(singles[0]) - contiguous) > 1e-6
     # Whitening per sub-batch undoes per-sub-batch shifts and positive column scales.
-    assert_close(glf_losses.wmse_loss(z_a, 3.0 * z_b - 2.0, w_size=w_size), contiguous,
-                 "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        glf_losses.wmse_loss(z_a, 3.0 * z_b - 2.0, w_size=w_size), contiguous, "float64", scale=1.0
+    )
     # w_size=None whitens the whole batch.
-    assert_close(glf_losses.wmse_loss(z_a, z_b, w_size=None),
-                 ref.ref_wmse(z_a, z_b, w_size=len(z_a)), "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        glf_losses.wmse_loss(z_a, z_b, w_size=None),
+        ref.ref_wmse(z_a, z_b, w_size=len(z_a)),
+        "float64",
+        scale=1.0,
+    )
 
 
 def test_vicreg_terms_and_defaults() -> None:
@@ -449,10 +478,16 @@ def test_mocov3_parts_split_positive_and_log_sum_exp() -> None:
     def unit(v: np.ndarray) -> np.ndarray:
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-    positive = -2.0 * (np.mean(np.sum(unit(q_a) * unit(k_b), axis=1))
-                       + np.mean(np.sum(unit(q_b) * unit(k_a), axis=1)))  # fmt: skip
+    positive = -2.0 * (
+        np.mean(np.sum(unit(q_a) * unit(k_b), axis=1))
+        + np.mean(np.sum(unit(q_b) * unit(k_a), axis=1))
+    )
     assert_close(parts.align, positive, "float64", scale=1.0)
     assert_close(parts.total, ref.ref_mocov3(q_a, q_b, k_a, k_b, t), "float64", scale=1.0)
     # The default temperature is the ResNet recipe's 1.0.
-    assert_close(glf_losses.mocov3_loss(q_a, q_b, k_a, k_b),
-                 ref.ref_mocov3(q_a, q_b, k_a, k_b, 1.0), "float64", scale=1.0)  # fmt: skip
+    assert_close(
+        glf_losses.mocov3_loss(q_a, q_b, k_a, k_b),
+        ref.ref_mocov3(q_a, q_b, k_a, k_b, 1.0),
+        "float64",
+        scale=1.0,
+    )
