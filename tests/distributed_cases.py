@@ -36,7 +36,7 @@ def batch() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(N_GLOBAL, DIM))
     scores = np.tanh(rng.normal(size=(2, N_GLOBAL, PROTOTYPES)))
-    return {
+    out = {
         "z_a": base + 0.3 * rng.normal(size=base.shape),
         "z_b": base + 0.3 * rng.normal(size=base.shape),
         "p_a": rng.normal(size=base.shape),
@@ -45,6 +45,12 @@ def batch() -> dict[str, np.ndarray]:
         "s_b": scores[1],
         "prior": rng.integers(0, 256, size=(N_GLOBAL, 1, 3, 3)).astype(np.uint8),
     }
+    # Two-column views, so that W-MSE's sub-batches of 4 rows (a worker's shard at world
+    # size 2, straddling workers at 4) have full-rank covariances.
+    base2 = rng.normal(size=(N_GLOBAL, 2))
+    out["w_a"] = base2 + 0.3 * rng.normal(size=base2.shape)
+    out["w_b"] = base2 + 0.3 * rng.normal(size=base2.shape)
+    return out
 
 
 def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]]:
@@ -77,6 +83,26 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
                 a["z_a"], a["z_b"], a["prior"], bandwidth=0.5, prior_bandwidth=3000.0
             ),
             views,
+        ),
+        "simsiam": (
+            lambda a: glf_losses.simsiam_loss(a["p_a"], a["p_b"], a["z_a"], a["z_b"]),
+            ("p_a", "p_b"),
+        ),
+        "vicreg": (lambda a: glf_losses.vicreg_loss(a["z_a"], a["z_b"]), views),
+        # One sub-batch, the whole global batch: its whitening is global.
+        "wmse": (
+            lambda a: glf_losses.wmse_loss(a["w_a"], a["w_b"], w_size=None),
+            ("w_a", "w_b"),
+        ),
+        "wmse_sub_batches": (
+            lambda a: glf_losses.wmse_loss(a["w_a"], a["w_b"], w_size=4),
+            ("w_a", "w_b"),
+        ),
+        "mocov3": (
+            lambda a: glf_losses.mocov3_loss(
+                a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5
+            ),
+            ("p_a", "p_b"),
         ),
     }
 
