@@ -12,7 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import GLFParts, batch_average, global_rows, l2_normalize, standardize
+from glf_losses._lib import (
+    GLFParts,
+    batch_average,
+    global_rows,
+    l2_normalize,
+    masked_logsumexp,
+    stacked_columns,
+    stacked_rows,
+    standardize,
+)
 from glf_losses.adc import ADC
 from glf_losses.align import (
     _infonce_alignment,
@@ -40,6 +49,13 @@ __all__ = [
     "barlow_twins_parts",
     "byol_loss",
     "byol_parts",
+    "dcl_loss",
+    "dcl_parts",
+    "dclw_loss",
+    "dclw_parts",
+    "moco_enqueue",
+    "moco_loss",
+    "moco_parts",
     "mocov3_loss",
     "mocov3_parts",
     "simclr_loss",
@@ -590,3 +606,228 @@ def mocov3_loss(q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0
       True
     """
     return mocov3_parts(q_a, q_b, k_a, k_b, temperature=temperature).total
+
+
+# --- MoCo v2 --------------------------------------------------------------------------
+
+
+def _moco_queue(be: Any, queue: Any, width: int, dtype: Any) -> Any:
+    queue = _checks.float_matrix(be, queue, "queue")
+    if _checks.shape_of(queue)[1] != width:
+        raise ValueError(
+            f"queue must have one column per embedding dimension ({width}), got shape "
+            f"{_checks.shape_of(queue)}; it holds earlier keys as rows, shape (K, D)"
+        )
+    return be.xp.astype(be.stop_gradient(queue), dtype)
+
+
+def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> GLFParts:
+    """:func:`moco_loss` as ``GLFParts(positive term, log-sum-exp over the keys)``."""
+    be = _checks.backend_of(q=q, k=k, queue=queue)
+    _checks.same_shape(q, k, "q", "k")
+    q = _checks.float_matrix(be, q, "q")
+    k = _checks.float_matrix(be, k, "k")
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    u_q, u_k = l2_normalize(xp, q), l2_normalize(xp, be.stop_gradient(k))
+    positive = xp.sum(u_q * u_k, axis=1) / temperature
+    if queue is None:
+        # In-batch negatives: every key of the global batch, the positive among them.
+        keys = be.to_local(be.all_gather(u_k))
+        logits = (u_q @ xp.matrix_transpose(keys)) / temperature
+    else:
+        negatives = _moco_queue(be, queue, q.shape[1], q.dtype)
+        logits = xp.concat(
+            [positive[:, None], (u_q @ xp.matrix_transpose(negatives)) / temperature], axis=1
+        )
+    lse = be.logsumexp(logits, axis=1)
+    return GLFParts(-batch_average(be, positive), batch_average(be, lse))
+
+
+def moco_loss(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> Any:
+    r"""MoCo v2: InfoNCE of the queries against their momentum key and a queue of keys.
+
+    .. math:: \frac{1}{N}\sum_i \Bigl[-\frac{u_i\cdot v_i}{T} + \log\Bigl(e^{u_i\cdot
+       v_i/T} + \sum_{j=1}^{K} e^{u_i\cdot Q_j/T}\Bigr)\Bigr], \quad u = n(q),\ v =
+       n(\mathrm{sg}(k))
+
+    as ``MoCo.forward`` in ``facebookresearch/moco: moco/builder.py`` (logits
+    ``[l_pos, l_neg] / T``, cross-entropy with label 0). The queue rows are used as
+    given (the official queue holds normalised keys; :func:`moco_enqueue` stores them
+    so), under stop-gradient. With ``queue=None`` the negatives are the other keys of
+    the (global) batch instead, the positive included in the denominator.
+
+    Args:
+      q: (N, D) queries of the online encoder.
+      k: (N, D) keys of the momentum encoder for the same images, other augmentations
+        (no gradient flows into them).
+      queue: optional (K, D) keys of earlier batches, one per row (the official
+        ``queue`` is its transpose, (D, K)); K = 65536 officially.
+      temperature: T (0.2 for MoCo v2; MoCo v1 used 0.07).
+
+    References:
+      He et al., "Momentum Contrast for Unsupervised Visual Representation Learning",
+      CVPR 2020; Chen et al., "Improved Baselines with Momentum Contrastive Learning",
+      arXiv 2003.04297.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)
+      >>> queue = np.array([[-1.0, 0.0]])  # one negative, opposite to q[0]
+      >>> loss = glf_losses.moco_loss(q, q, queue, temperature=1.0)
+      >>> want = (np.log(np.e + np.exp(-1)) - 1 + np.log(np.e + 1) - 1) / 2
+      >>> bool(np.isclose(float(loss), want))
+      True
+    """
+    return moco_parts(q, k, queue, temperature=temperature).total
+
+
+def moco_enqueue(queue: Any, k: Any) -> Any:
+    r"""MoCo's queue after a step: the normalised keys of the global batch in, the oldest out.
+
+    Returns the last K rows of ``concat([queue, n(sg(k_global))])``: a first-in first-out
+    queue whose newest keys are its last rows. The official ``_dequeue_and_enqueue``
+    overwrites a ring buffer at a moving pointer instead (K a multiple of the global
+    batch size, which it asserts); started from the same queue, this one is always that
+    ring buffer rotated by its pointer, so it holds the same keys at every step, and the
+    loss does not depend on their order. Under :func:`glf_losses.data_parallel` the keys
+    of every worker are enqueued, in worker order, and every worker returns the same
+    queue.
+
+    Args:
+      queue: (K, D) keys of earlier batches.
+      k: (N, D) this step's keys (the local shard under data parallelism).
+
+    Returns:
+      (K, D) the new queue, in ``queue``'s dtype, without gradient.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> queue = np.zeros((4, 2))
+      >>> np.round(glf_losses.moco_enqueue(queue, np.array([[3.0, 4.0]]))[-2:], 9).tolist()
+      [[0.0, 0.0], [0.6, 0.8]]
+    """
+    be = _checks.backend_of(queue=queue, k=k)
+    k = _checks.float_matrix(be, k, "k")
+    queue = _checks.float_matrix(be, queue, "queue")
+    if _checks.shape_of(queue)[1] != _checks.shape_of(k)[1]:
+        raise ValueError(
+            f"queue must have one column per embedding dimension ({_checks.shape_of(k)[1]}"
+            f"), got shape {_checks.shape_of(queue)}"
+        )
+    xp = be.xp
+    keys = l2_normalize(xp, be.stop_gradient(be.all_gather(k)))
+    stacked = xp.concat([be.stop_gradient(queue), xp.astype(keys, queue.dtype)], axis=0)
+    return stacked[keys.shape[0] :, ...]  # the last K of the K + N rows
+
+
+# --- DCL and DCLW ---------------------------------------------------------------------
+
+
+def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -> GLFParts:
+    xp = be.xp
+    n_local = u_a.shape[0]
+    n_global, rows = stacked_rows(be, n_local, u_a)
+    columns = stacked_columns(be, u_a, u_b)
+    logits = (xp.concat([u_a, u_b], axis=0) @ xp.matrix_transpose(columns)) / temperature
+    # Decoupled: neither the anchor itself nor its positive is in the denominator.
+    positive_column = (rows + n_global) % (2 * n_global)
+    column = xp.arange(2 * n_global, device=be.device(u_a))
+    mask = (column[None, :] != rows[:, None]) & (column[None, :] != positive_column[:, None])
+    lse = masked_logsumexp(be, logits, mask)
+    cos = xp.sum(u_a * u_b, axis=1)
+    weight = 1.0
+    if sigma is not None:
+        # 2 - N softmax over the global batch, under stop-gradient (a sample weight).
+        s = be.stop_gradient(cos) / sigma
+        m = be.all_reduce_max(xp.max(s, keepdims=True))
+        total = be.all_reduce_sum(xp.sum(xp.exp(s - m), keepdims=True))
+        weight = 2.0 - n_global * xp.exp(s - m) / total
+    align = -2.0 * batch_average(be, weight * cos) / temperature
+    constrain = batch_average(be, lse[:n_local] + lse[n_local:])
+    return GLFParts(align, constrain)
+
+
+def dcl_parts(z_a: Any, z_b: Any, temperature: float = 0.1) -> GLFParts:
+    """:func:`dcl_loss` as ``GLFParts(positive term, decoupled log-sum-exp)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, None)
+
+
+def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
+    r"""Decoupled contrastive loss: NT-Xent without the positive in the denominator.
+
+    .. math:: \sum_{v \in \{a, b\}} \frac{1}{N}\sum_i \Bigl[-\frac{u^v_i\cdot
+       u^{\bar v}_i}{t} + \log \sum_{k \ne i} \bigl(e^{u^v_i\cdot u^a_k/t} +
+       e^{u^v_i\cdot u^b_k/t}\bigr)\Bigr], \qquad u^v = n(z^v)
+
+    (the two one-way losses summed, each over the 2N - 2 negatives of the global batch).
+    The authors released no code; this follows the paper's equation and the
+    implementation the paper's users follow (``raminnakhli/Decoupled-Contrastive-Learning:
+    loss/dcl.py``, as ``lightly.loss.DCLLoss``), with rows L2-normalised as lightly does
+    and as that repository's SimCLR experiment feeds them.
+
+    Args:
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      temperature: t (0.1).
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)  # two orthogonal negatives per anchor: 2 (-1/t + log 2)
+      >>> loss = glf_losses.dcl_loss(z, z, temperature=0.5)
+      >>> bool(np.isclose(float(loss), 2 * (-2 + np.log(2))))
+      True
+    """
+    return dcl_parts(z_a, z_b, temperature=temperature).total
+
+
+def dclw_parts(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> GLFParts:
+    """:func:`dclw_loss` as ``GLFParts(weighted positive term, decoupled log-sum-exp)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    temperature = _checks.check_positive(temperature, "temperature")
+    sigma = _checks.check_positive(sigma, "sigma")
+    xp = be.xp
+    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, sigma)
+
+
+def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> Any:
+    r""":func:`dcl_loss` with von Mises-Fisher weights on the positive term (DCLW).
+
+    The positive term of sample i is multiplied by
+
+    .. math:: w_i = 2 - N\,\frac{e^{u^a_i\cdot u^b_i/\sigma}}{\sum_j e^{u^a_j\cdot
+       u^b_j/\sigma}}
+
+    (the paper's :math:`2 - e^{s_i/\sigma} / \mathbb{E}_j e^{s_j/\sigma}`, over the global
+    batch), held constant: no gradient flows through the weights, as in
+    ``lightly.loss.dcl_loss.negative_mises_fisher_weights``.
+    ``raminnakhli/Decoupled-Contrastive-Learning`` differs in two ways: it leaves out the
+    factor N (so its weights are all close to 2) and differentiates through them.
+
+    Args:
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      temperature: t (0.1).
+      sigma: the weights' temperature (0.5).
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)  # equal similarities: every weight is 1, as in DCL
+      >>> loss = glf_losses.dclw_loss(z, z, temperature=0.5)
+      >>> bool(np.isclose(float(loss), 2 * (-2 + np.log(2))))
+      True
+    """
+    return dclw_parts(z_a, z_b, temperature=temperature, sigma=sigma).total

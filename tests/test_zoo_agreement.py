@@ -82,6 +82,29 @@ def _with(
     return st.tuples(arrays, kwargs if kwargs is not None else st.just({}))
 
 
+def _moco_inputs(seed: int, n: int, d: int, k: int, scale: float) -> tuple[np.ndarray, ...]:
+    """Queries, keys and (for k > 0) a queue of unit keys, as the official queue holds."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d))
+    q = scale * (base + 0.5 * rng.standard_normal((n, d)))
+    key = base + 0.5 * rng.standard_normal((n, d))
+    if k == 0:
+        return q, key
+    return q, key, ref.unit_rows(rng.standard_normal((k, d)))
+
+
+def moco_draws(max_n: int, max_d: int, max_k: int) -> st.SearchStrategy[Drawn]:
+    arrays = st.builds(
+        _moco_inputs,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(1, max_n),
+        d=st.integers(1, max_d),
+        k=st.integers(0, max_k),
+        scale=st.floats(0.3, 3.0),
+    )
+    return st.tuples(arrays, moco_kwargs)
+
+
 vicreg_kwargs = st.fixed_dictionaries(
     {
         "sim_coeff": st.sampled_from([25.0, 1.0]),
@@ -91,6 +114,9 @@ vicreg_kwargs = st.fixed_dictionaries(
     }
 )
 moco_kwargs = st.fixed_dictionaries({"temperature": st.floats(0.1, 1.0)})
+dclw_kwargs = st.fixed_dictionaries(
+    {"temperature": st.floats(0.1, 1.0), "sigma": st.sampled_from([0.5, 0.2, 2.0])}
+)
 
 
 # Views with stds both below and above 1, so VICReg's hinge is active and inactive.
@@ -116,6 +142,9 @@ class Method:
     stopped: tuple[int, ...] = ()
     # The reference's (align, constrain), where the official code names them apart.
     reference_parts: Callable[..., tuple[float, float]] | None = None
+    # Extra reference keywords that hold constant, during finite differences, what the
+    # loss holds under stop-gradient (DCLW's weights).
+    frozen: Callable[..., dict[str, Any]] | None = None
 
 
 def _vicreg_parts(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4):
@@ -166,6 +195,36 @@ METHODS = [
         _with(quads(max_n=48, max_d=48), moco_kwargs),
         _with(quads(**_small), moco_kwargs),
         stopped=(2, 3),
+    ),
+]
+METHODS += [
+    Method(
+        "moco",
+        glf_losses.moco_loss,
+        glf_losses.moco_parts,
+        ref.ref_moco,
+        moco_draws(max_n=32, max_d=32, max_k=48),
+        moco_draws(max_n=5, max_d=4, max_k=4),
+        stopped=(1, 2),
+    ),
+    Method(
+        "dcl",
+        glf_losses.dcl_loss,
+        glf_losses.dcl_parts,
+        ref.ref_dcl,
+        _with(pairs(max_n=32, max_d=32), moco_kwargs),
+        _with(pairs(**_small), moco_kwargs),
+    ),
+    Method(
+        "dclw",
+        glf_losses.dclw_loss,
+        glf_losses.dclw_parts,
+        ref.ref_dclw,
+        _with(pairs(max_n=32, max_d=32), dclw_kwargs),
+        _with(pairs(**_small), dclw_kwargs),
+        frozen=lambda z_a, z_b, temperature, sigma: {
+            "weights": ref.ref_dclw_weights(z_a, z_b, sigma)
+        },
     ),
 ]
 IDS = [m.name for m in METHODS]
@@ -244,6 +303,7 @@ def test_gradients_match_the_reference_and_other_frameworks(
     assert_close(value, want, "float64", scale=1.0 + abs(want))
 
     numeric = {}
+    held = method.frozen(*arrays, **kwargs) if method.frozen else {}
     for i in argnums:
         if i in method.stopped:
             continue
@@ -251,7 +311,7 @@ def test_gradients_match_the_reference_and_other_frameworks(
         def along(x: np.ndarray, i: int = i) -> float:
             args = list(arrays)
             args[i] = x
-            return method.reference(*args, **kwargs)
+            return method.reference(*args, **kwargs, **held)
 
         numeric[i] = central_difference_grad(along, arrays[i])
     scale = max(max(float(np.max(np.abs(g))) for g in numeric.values()), 0.1)
@@ -294,10 +354,12 @@ def _fixed(method: Method, seed: int) -> Drawn:
     rng = np.random.default_rng(seed)
     if method.name == "wmse":
         return _wmse_inputs(seed, d=4, extra=2, blocks=2, w_iter=2, shuffled=True, eps=0.0)
+    if method.name == "moco":
+        return _moco_inputs(seed, n=12, d=6, k=24, scale=1.0), {"temperature": 0.3}
     count = 4 if method.name in ("simsiam", "mocov3") else 2
     base = rng.standard_normal((12, 6))
     arrays = tuple(base + 0.6 * rng.standard_normal((12, 6)) for _ in range(count))
-    kwargs = {"temperature": 0.3} if method.name == "mocov3" else {}
+    kwargs = {"temperature": 0.3} if method.name in ("mocov3", "dcl", "dclw") else {}
     return arrays, kwargs
 
 
@@ -491,3 +553,43 @@ def test_mocov3_parts_split_positive_and_log_sum_exp() -> None:
         "float64",
         scale=1.0,
     )
+
+
+def test_moco_queue_holds_the_official_ring_buffer_keys() -> None:
+    # Several steps of the official (D, K) ring buffer and of the functional queue: the
+    # same keys, so the same losses, step after step.
+    rng = np.random.default_rng(13)
+    n, d, k_size = 4, 5, 12
+    ring = ref.unit_rows(rng.standard_normal((k_size, d))).T.copy()
+    queue, ptr = ring.T.copy(), 0
+    for _ in range(5):
+        q, key = rng.standard_normal((2, n, d))
+        want = ref.ref_moco(q, key, ring.T, temperature=0.2)
+        assert_close(glf_losses.moco_loss(q, key, queue), want, "float64", scale=1.0)
+        ptr = ref.ref_moco_ring_enqueue(ring, ptr, key)
+        queue = glf_losses.moco_enqueue(queue, key)
+        assert queue.shape == (k_size, d)
+        got, expected = np.sort(queue, axis=0), np.sort(ring.T, axis=0)
+        assert_close(got, expected, "float64", scale=1.0)
+        # The ring buffer rotated by its pointer, row for row.
+        assert_close(queue, np.roll(ring.T, -ptr, axis=0), "float64", scale=1.0)
+    # The newest keys come last, normalised; a queue shorter than the batch keeps the
+    # newest keys.
+    assert_close(queue[-n:], ref.unit_rows(key), "float64", scale=1.0)
+    assert_close(glf_losses.moco_enqueue(queue[:2], key), ref.unit_rows(key)[-2:], "float64")
+
+
+def test_dcl_drops_the_positive_from_simclr_denominator() -> None:
+    (z_a, z_b), _ = _fixed(METHODS[5], seed=14)
+    t = 0.3
+    dcl = glf_losses.dcl_parts(z_a, z_b, temperature=t)
+    simclr = glf_losses.simclr_parts(z_a, z_b, temperature=t)
+    # Same positive term (SimCLR averages the two directions, DCL sums them) ...
+    assert_close(dcl.align, 2.0 * simclr.align, "float64", scale=1.0)
+    # ... and a smaller denominator: the positive is out of it.
+    assert float(dcl.constrain) < 2.0 * float(simclr.constrain)
+    # DCLW's weights average to 1, and equal similarities give DCL back.
+    w = ref.ref_dclw_weights(z_a, z_b)
+    assert_close(np.mean(w), 1.0, "float64", scale=1.0)
+    same = np.eye(4)
+    assert_close(glf_losses.dclw_loss(same, same), glf_losses.dcl_loss(same, same), "float64")

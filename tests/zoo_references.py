@@ -101,3 +101,72 @@ def ref_mocov3(q_a, q_b, k_a, k_b, temperature=1.0) -> float:
         return float(ce) * 2 * temperature
 
     return contrastive(q_a, k_b) + contrastive(q_b, k_a)
+
+
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def ref_moco(q, k, queue=None, temperature=0.2) -> float:
+    """facebookresearch/moco moco/builder.py MoCo.forward: l_pos = q.k, l_neg = q queue
+    (the official queue is (D, K); here its rows), logits [l_pos, l_neg] / T, cross-entropy
+    with label 0. Without a queue: logits q k^T / T over the batch, label i."""
+    q, k = unit_rows(q), unit_rows(k)
+    n = len(q)
+    total = 0.0
+    for i in range(n):
+        if queue is None:
+            logits = np.array([q[i] @ k[j] for j in range(n)]) / temperature
+            total -= ref_log_softmax_row(logits)[i]
+        else:
+            l_neg = [q[i] @ queue[j] for j in range(len(queue))]
+            logits = np.array([q[i] @ k[i], *l_neg]) / temperature
+            total -= ref_log_softmax_row(logits)[0]
+    return total / n
+
+
+def ref_moco_ring_enqueue(queue_t: np.ndarray, ptr: int, keys: np.ndarray) -> int:
+    """facebookresearch/moco _dequeue_and_enqueue on a (D, K) queue, in place: the
+    normalised keys overwrite columns ptr .. ptr + N; returns the new pointer."""
+    n, k_size = len(keys), queue_t.shape[1]
+    assert k_size % n == 0
+    queue_t[:, ptr : ptr + n] = unit_rows(keys).T
+    return (ptr + n) % k_size
+
+
+def _dcl_one_way(u1: np.ndarray, u2: np.ndarray, t: float, weights: np.ndarray) -> float:
+    n = len(u1)
+    total = 0.0
+    for i in range(n):
+        negatives = [u1[i] @ u1[j] / t for j in range(n) if j != i]
+        negatives += [u1[i] @ u2[j] / t for j in range(n) if j != i]
+        m = max(negatives)
+        lse = m + np.log(np.sum(np.exp(np.array(negatives) - m)))
+        total += -weights[i] * (u1[i] @ u2[i]) / t + lse
+    return total / n
+
+
+def ref_dcl(z_a, z_b, temperature=0.1) -> float:
+    """Yeh et al. 2022, eq. of the DCL loss, as raminnakhli/Decoupled-Contrastive-Learning
+    loss/dcl.py (the two one-way losses summed) on L2-normalised rows."""
+    u_a, u_b = unit_rows(z_a), unit_rows(z_b)
+    ones = np.ones(len(u_a))
+    return _dcl_one_way(u_a, u_b, temperature, ones) + _dcl_one_way(u_b, u_a, temperature, ones)
+
+
+def ref_dclw_weights(z_a, z_b, sigma=0.5) -> np.ndarray:
+    """2 - N softmax(s / sigma) over the batch (lightly's negative_mises_fisher_weights)."""
+    s = np.sum(unit_rows(z_a) * unit_rows(z_b), axis=1) / sigma
+    e = np.exp(s - s.max())
+    return 2.0 - len(s) * e / e.sum()
+
+
+def ref_dclw(z_a, z_b, temperature=0.1, sigma=0.5, weights=None) -> float:
+    """DCL with the positive terms weighted; ``weights`` holds them fixed (no gradient
+    flows through them, so finite differences must not move them)."""
+    if weights is None:
+        weights = ref_dclw_weights(z_a, z_b, sigma)
+    u_a, u_b = unit_rows(z_a), unit_rows(z_b)
+    return _dcl_one_way(u_a, u_b, temperature, weights) + _dcl_one_way(
+        u_b, u_a, temperature, weights
+    )
