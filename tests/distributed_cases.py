@@ -53,6 +53,18 @@ def batch() -> dict[str, np.ndarray]:
     return out
 
 
+# MoCo's queue: state every worker holds the same copy of, not a batch to shard.
+QUEUE = np.random.default_rng(1).normal(size=(12, DIM))
+QUEUE /= np.linalg.norm(QUEUE, axis=1, keepdims=True)
+
+
+def _replicated(like: Any, value: np.ndarray) -> Any:
+    """``value`` as a constant of ``like``'s framework (the same on every worker)."""
+    import glf_losses
+
+    return glf_losses.get_namespace(like).asarray(value, dtype=like.dtype)
+
+
 def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]]:
     """name -> (loss of the named inputs, the inputs it is differentiated against)."""
     import glf_losses
@@ -98,6 +110,23 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
             lambda a: glf_losses.wmse_loss(a["w_a"], a["w_b"], w_size=4),
             ("w_a", "w_b"),
         ),
+        "moco": (
+            lambda a: glf_losses.moco_loss(a["p_a"], a["z_a"], _replicated(a["p_a"], QUEUE)),
+            ("p_a",),
+        ),
+        # The keys of every worker enter the queue, so the next step sees them all.
+        "moco_enqueued": (
+            lambda a: glf_losses.moco_loss(
+                a["p_a"],
+                a["z_a"],
+                glf_losses.moco_enqueue(_replicated(a["p_a"], QUEUE), a["z_b"]),
+                temperature=0.5,
+            ),
+            ("p_a",),
+        ),
+        "moco_in_batch": (lambda a: glf_losses.moco_loss(a["p_a"], a["z_a"]), ("p_a",)),
+        "dcl": (lambda a: glf_losses.dcl_loss(a["z_a"], a["z_b"], temperature=0.5), views),
+        "dclw": (lambda a: glf_losses.dclw_loss(a["z_a"], a["z_b"], temperature=0.5), views),
         "mocov3": (
             lambda a: glf_losses.mocov3_loss(
                 a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5

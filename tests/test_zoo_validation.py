@@ -26,6 +26,12 @@ FUNCTIONS: list[Callable[..., Any]] = [
     glf_losses.wmse_parts,
     glf_losses.mocov3_loss,
     glf_losses.mocov3_parts,
+    glf_losses.moco_loss,
+    glf_losses.moco_parts,
+    glf_losses.dcl_loss,
+    glf_losses.dcl_parts,
+    glf_losses.dclw_loss,
+    glf_losses.dclw_parts,
     align.negative_cosine,
     align.mean_squared_error,
     constrain.variance,
@@ -95,10 +101,17 @@ def test_non_matrix_and_non_floating_inputs_name_the_argument(f: Callable[..., A
 
 @pytest.mark.parametrize(
     "f",
-    [glf_losses.vicreg_loss, glf_losses.vicreg_parts, constrain.variance, constrain.covariance],
+    [
+        glf_losses.vicreg_loss,
+        glf_losses.vicreg_parts,
+        constrain.variance,
+        constrain.covariance,
+        glf_losses.dcl_loss,
+        glf_losses.dclw_loss,
+    ],
     ids=_name,
 )
-def test_covariances_need_two_rows(f: Callable[..., Any]) -> None:
+def test_covariances_and_negatives_need_two_rows(f: Callable[..., Any]) -> None:
     with pytest.raises(ValueError, match=r"\bz_a must have at least 2 rows.*got 1"):
         f(*_valid(f, n=1))
 
@@ -148,7 +161,17 @@ def test_wmse_permutations_must_be_integer_rows_over_the_batch(backend: str) -> 
 # --- hyperparameters ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("f", [glf_losses.mocov3_loss, glf_losses.mocov3_parts], ids=_name)
+@pytest.mark.parametrize(
+    "f",
+    [
+        glf_losses.mocov3_loss,
+        glf_losses.mocov3_parts,
+        glf_losses.moco_loss,
+        glf_losses.dcl_loss,
+        glf_losses.dclw_loss,
+    ],
+    ids=_name,
+)
 def test_bad_temperature_is_refused(f: Callable[..., Any]) -> None:
     for value in (0.0, -0.2, math.nan, math.inf):
         with pytest.raises(ValueError, match=r"\btemperature must be"):
@@ -164,3 +187,25 @@ def test_bad_vicreg_weights_are_refused(keyword: str) -> None:
             glf_losses.vicreg_loss(*_valid(glf_losses.vicreg_loss), **{keyword: value})
     with pytest.raises(ValueError, match=r"\beps must"):
         constrain.variance(*_valid(constrain.variance), eps=-1e-4)
+
+
+def test_bad_dclw_sigma_is_refused() -> None:
+    for value in (0.0, -0.5, math.nan):
+        with pytest.raises(ValueError, match=r"\bsigma must be"):
+            glf_losses.dclw_loss(*_valid(glf_losses.dclw_loss), sigma=value)
+
+
+def test_moco_queue_must_match_the_key_width(backend: str) -> None:
+    q, k = (to_backend(backend, a) for a in _valid(glf_losses.moco_loss))
+    for f in (glf_losses.moco_loss, glf_losses.moco_parts):
+        with pytest.raises(ValueError, match=r"queue must have one column per .* \(3\).*\(16, 4\)"):
+            f(q, k, to_backend(backend, np.ones((16, D + 1))))
+        with pytest.raises(ValueError, match=r"queue must be a 2-D array"):
+            f(q, k, to_backend(backend, np.ones(16)))
+        with pytest.raises(TypeError, match=r"queue must have a real floating-point dtype"):
+            f(q, k, to_backend(backend, np.ones((16, D), dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"queue must have one column per .* \(3\)"):
+        glf_losses.moco_enqueue(to_backend(backend, np.ones((16, D + 1))), k)
+    if backend != "numpy":
+        with pytest.raises(TypeError, match=r"one framework.*\bqueue is a numpy array"):
+            glf_losses.moco_loss(q, k, np.ones((16, D)))
