@@ -11,6 +11,8 @@ from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
 from glf_losses.distributed import data_parallel
 from glf_losses.methods import (
+    alignment_uniformity_loss,
+    alignment_uniformity_parts,
     barlow_twins_loss,
     barlow_twins_parts,
     byol_loss,
@@ -47,6 +49,8 @@ __all__ = [
     "adc_loss",
     "adc_parts",
     "align",
+    "alignment_uniformity_loss",
+    "alignment_uniformity_parts",
     "barlow_twins_loss",
     "barlow_twins_parts",
     "byol_loss",

@@ -15,6 +15,7 @@ from glf_losses import _checks
 from glf_losses._lib import batch_average, column_mean, l2_normalize, standardize
 
 __all__ = [
+    "alignment",
     "infonce_alignment",
     "invariance",
     "mean_squared_error",
@@ -279,3 +280,49 @@ def mean_squared_error(z_a: Any, z_b: Any) -> Any:
     """
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
     return _mean_squared_error(be, z_a, z_b)
+
+
+# --- Alignment and uniformity (Wang and Isola) ----------------------------------------
+
+
+def _alignment(be: ModuleType, u_a: Any, u_b: Any, alpha: float) -> Any:
+    xp = be.xp
+    diff = u_a - u_b
+    sq = xp.sum(diff * diff, axis=1)
+    if alpha == 2.0:
+        return batch_average(be, sq)
+    # ||d||^alpha as (||d||^2)^(alpha / 2), with the official subgradient 0 at d = 0
+    # (torch's norm backward) instead of 0 * inf: the power never sees a 0 base.
+    positive = sq > 0.0
+    powered = xp.where(positive, sq, 1.0) ** (alpha / 2.0)
+    return batch_average(be, xp.where(positive, powered, 0.0))
+
+
+def alignment(z_a: Any, z_b: Any, alpha: float = 2.0) -> Any:
+    r"""Wang and Isola's alignment: the mean distance of positive pairs, to the alpha.
+
+    .. math:: \frac{1}{N}\sum_i \lVert n(z^a_i) - n(z^b_i)\rVert_2^\alpha
+
+    as ``align_loss`` in ``SsnL/align_uniform`` (whose encoder ends in an L2
+    normalisation; here the rows are normalised first).
+
+    Args:
+      z_a: (N, D) features of view a.
+      z_b: (N, D) features of view b, the same shape as ``z_a``.
+      alpha: the exponent (2). At a perfectly aligned pair the gradient is taken as 0,
+        as the official ``norm`` backward does.
+
+    References:
+      Wang and Isola, "Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> float(align.alignment(np.eye(2), -np.eye(2)))
+      4.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
+    alpha = _checks.check_positive(alpha, "alpha")
+    xp = be.xp
+    return _alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), alpha)

@@ -24,6 +24,7 @@ from glf_losses._lib import (
 )
 from glf_losses.adc import ADC
 from glf_losses.align import (
+    _alignment,
     _infonce_alignment,
     _invariance,
     _mean_squared_error,
@@ -35,6 +36,7 @@ from glf_losses.align import (
 from glf_losses.constrain import (
     _centred,
     _cross_correlation,
+    _log_gaussian_potential,
     _off_diagonal_covariance,
     _redundancy_reduction,
     _sinkhorn,
@@ -45,6 +47,8 @@ from glf_losses.whitening import _check_permutations, _check_w_size, _whitened
 
 __all__ = [
     "GLFParts",
+    "alignment_uniformity_loss",
+    "alignment_uniformity_parts",
     "barlow_twins_loss",
     "barlow_twins_parts",
     "byol_loss",
@@ -831,3 +835,70 @@ def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) 
       True
     """
     return dclw_parts(z_a, z_b, temperature=temperature, sigma=sigma).total
+
+
+# --- Alignment and uniformity (Wang and Isola) ----------------------------------------
+
+
+def alignment_uniformity_parts(
+    z_a: Any,
+    z_b: Any,
+    alpha: float = 2.0,
+    t: float = 2.0,
+    align_weight: float = 1.0,
+    uniform_weight: float = 1.0,
+) -> GLFParts:
+    """:func:`alignment_uniformity_loss` as ``GLFParts(align_weight * alignment,
+    uniform_weight * gaussian_uniformity)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    alpha = _checks.check_positive(alpha, "alpha")
+    t = _checks.check_positive(t, "t")
+    align_weight = _checks.check_nonnegative(align_weight, "align_weight")
+    uniform_weight = _checks.check_nonnegative(uniform_weight, "uniform_weight")
+    xp = be.xp
+    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    uniform = 0.5 * (_log_gaussian_potential(be, u_a, t) + _log_gaussian_potential(be, u_b, t))
+    return GLFParts(align_weight * _alignment(be, u_a, u_b, alpha), uniform_weight * uniform)
+
+
+def alignment_uniformity_loss(
+    z_a: Any,
+    z_b: Any,
+    alpha: float = 2.0,
+    t: float = 2.0,
+    align_weight: float = 1.0,
+    uniform_weight: float = 1.0,
+) -> Any:
+    r"""Wang and Isola's objective: alignment of positive pairs + uniformity of each view.
+
+    .. math:: w_a\,\frac{1}{N}\sum_i \lVert u^a_i - u^b_i\rVert^\alpha + w_u\,\frac{1}{2}
+       \sum_{v} \log \frac{1}{N(N-1)}\sum_{i\ne j} e^{-t\lVert u^v_i - u^v_j\rVert^2}
+
+    with :math:`u = n(z)` (:func:`glf_losses.align.alignment`,
+    :func:`glf_losses.constrain.gaussian_uniformity`), as the training loss of
+    ``SsnL/align_uniform: main.py`` (``align_loss * align_w + (uniform_loss(x) +
+    uniform_loss(y)) / 2 * unif_w``, defaults ``align_alpha=2``, ``unif_t=2``,
+    ``align_w=unif_w=1``).
+
+    Args:
+      z_a: (N, D) features of view a, N >= 2.
+      z_b: (N, D) features of view b, the same shape as ``z_a``.
+      alpha: alignment exponent (2).
+      t: uniformity scale (2).
+      align_weight: w_a (1).
+      uniform_weight: w_u (1).
+
+    References:
+      Wang and Isola, "Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.array([[1.0, 0.0], [-1.0, 0.0]])  # aligned, antipodal: 0 + log e^-8
+      >>> float(glf_losses.alignment_uniformity_loss(z, z))
+      -8.0
+    """
+    return alignment_uniformity_parts(
+        z_a, z_b, alpha=alpha, t=t, align_weight=align_weight, uniform_weight=uniform_weight
+    ).total

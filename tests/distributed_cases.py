@@ -127,6 +127,12 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
         "moco_in_batch": (lambda a: glf_losses.moco_loss(a["p_a"], a["z_a"]), ("p_a",)),
         "dcl": (lambda a: glf_losses.dcl_loss(a["z_a"], a["z_b"], temperature=0.5), views),
         "dclw": (lambda a: glf_losses.dclw_loss(a["z_a"], a["z_b"], temperature=0.5), views),
+        "alignment_uniformity": (
+            lambda a: glf_losses.alignment_uniformity_loss(a["z_a"], a["z_b"], alpha=1.5),
+            views,
+        ),
+        # Neighbours are searched in the global batch, and gradients reach them there.
+        "koleo": (lambda a: glf_losses.constrain.koleo(a["z_a"]), ("z_a",)),
         "mocov3": (
             lambda a: glf_losses.mocov3_loss(
                 a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5

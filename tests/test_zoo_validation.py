@@ -32,10 +32,15 @@ FUNCTIONS: list[Callable[..., Any]] = [
     glf_losses.dcl_parts,
     glf_losses.dclw_loss,
     glf_losses.dclw_parts,
+    glf_losses.alignment_uniformity_loss,
+    glf_losses.alignment_uniformity_parts,
     align.negative_cosine,
     align.mean_squared_error,
+    align.alignment,
     constrain.variance,
     constrain.covariance,
+    constrain.gaussian_uniformity,
+    constrain.koleo,
 ]
 # W-MSE's default w_size (128) needs a batch of 128: the checks below pass one that fits.
 OPTIONS = {glf_losses.wmse_loss: {"w_size": 4}, glf_losses.wmse_parts: {"w_size": 4}}
@@ -66,7 +71,7 @@ def test_valid_arguments_pass() -> None:
 
 
 @pytest.mark.parametrize("other", OTHERS)
-@pytest.mark.parametrize("f", FUNCTIONS, ids=_name)
+@pytest.mark.parametrize("f", [f for f in FUNCTIONS if f is not constrain.koleo], ids=_name)
 def test_mixed_frameworks_name_the_odd_argument(f: Callable[..., Any], other: str) -> None:
     for i, name in enumerate(_array_args(f)):
         args: list[Any] = _valid(f)
@@ -108,11 +113,15 @@ def test_non_matrix_and_non_floating_inputs_name_the_argument(f: Callable[..., A
         constrain.covariance,
         glf_losses.dcl_loss,
         glf_losses.dclw_loss,
+        glf_losses.alignment_uniformity_loss,
+        constrain.gaussian_uniformity,
+        constrain.koleo,
     ],
     ids=_name,
 )
-def test_covariances_and_negatives_need_two_rows(f: Callable[..., Any]) -> None:
-    with pytest.raises(ValueError, match=r"\bz_a must have at least 2 rows.*got 1"):
+def test_covariances_negatives_and_neighbours_need_two_rows(f: Callable[..., Any]) -> None:
+    name = _array_args(f)[0]
+    with pytest.raises(ValueError, match=rf"\b{name} must have at least 2 rows.*got 1"):
         f(*_valid(f, n=1))
 
 
@@ -209,3 +218,24 @@ def test_moco_queue_must_match_the_key_width(backend: str) -> None:
     if backend != "numpy":
         with pytest.raises(TypeError, match=r"one framework.*\bqueue is a numpy array"):
             glf_losses.moco_loss(q, k, np.ones((16, D)))
+
+
+@pytest.mark.parametrize(
+    ("f", "keyword"),
+    [
+        (glf_losses.alignment_uniformity_loss, "alpha"),
+        (glf_losses.alignment_uniformity_loss, "t"),
+        (glf_losses.alignment_uniformity_parts, "align_weight"),
+        (glf_losses.alignment_uniformity_parts, "uniform_weight"),
+        (align.alignment, "alpha"),
+        (constrain.gaussian_uniformity, "t"),
+        (constrain.koleo, "eps"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else x.__name__,
+)
+def test_bad_alignment_uniformity_and_koleo_settings_are_refused(
+    f: Callable[..., Any], keyword: str
+) -> None:
+    for value, error in ((-1.0, ValueError), (math.inf, ValueError), ("2", TypeError)):
+        with pytest.raises(error, match=rf"\b{keyword} must"):
+            f(*_valid(f), **{keyword: value})

@@ -170,3 +170,44 @@ def ref_dclw(z_a, z_b, temperature=0.1, sigma=0.5, weights=None) -> float:
     return _dcl_one_way(u_a, u_b, temperature, weights) + _dcl_one_way(
         u_b, u_a, temperature, weights
     )
+
+
+def ref_align_uniform(z_a, z_b, alpha=2.0, t=2.0, align_weight=1.0, uniform_weight=1.0):
+    """SsnL/align_uniform main.py on L2-normalised features: align_loss(x, y, alpha) *
+    align_w + (uniform_loss(x, t) + uniform_loss(y, t)) / 2 * unif_w, with torch.pdist's
+    unordered pairs. Returns (weighted alignment, weighted uniformity)."""
+    x, y = unit_rows(z_a), unit_rows(z_b)
+    n = len(x)
+    align = float(np.mean([np.linalg.norm(x[i] - y[i]) ** alpha for i in range(n)]))
+
+    def uniform(v: np.ndarray) -> float:
+        pairs = [np.sum((v[i] - v[j]) ** 2) for i in range(n) for j in range(i + 1, n)]
+        return float(np.log(np.mean(np.exp(-t * np.array(pairs)))))
+
+    return align_weight * align, uniform_weight * (uniform(x) + uniform(y)) / 2
+
+
+def ref_align_uniform_loss(*args, **kwargs) -> float:
+    return sum(ref_align_uniform(*args, **kwargs))
+
+
+def ref_koleo(z, eps=1e-8, neighbours=None) -> float:
+    """facebookresearch/dinov2 dinov2/loss/koleo_loss.py KoLeoLoss.forward: F.normalize
+    (norm floor eps), the nearest neighbour by the largest inner product with the
+    diagonal filled with -1, nn.PairwiseDistance(2, eps) (|x - y + eps|), then
+    -log(d + eps).mean(). ``neighbours`` holds the indices fixed (finite differences)."""
+    x = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), eps)
+    n = len(x)
+    if neighbours is None:
+        dots = x @ x.T
+        dots[np.arange(n), np.arange(n)] = -1.0
+        neighbours = np.argmax(dots, axis=1)
+    distances = [np.linalg.norm(x[i] - x[neighbours[i]] + eps) for i in range(n)]
+    return float(-np.mean(np.log(np.array(distances) + eps)))
+
+
+def ref_koleo_neighbours(z, eps=1e-8) -> np.ndarray:
+    x = unit_rows(z)
+    dots = x @ x.T
+    dots[np.arange(len(x)), np.arange(len(x))] = -1.0
+    return np.argmax(dots, axis=1)
