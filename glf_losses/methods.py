@@ -68,6 +68,9 @@ __all__ = [
     "simsiam_parts",
     "swav_loss",
     "swav_parts",
+    "tico_covariance",
+    "tico_loss",
+    "tico_parts",
     "vicreg_loss",
     "vicreg_parts",
     "with_adc",
@@ -902,3 +905,124 @@ def alignment_uniformity_loss(
     return alignment_uniformity_parts(
         z_a, z_b, alpha=alpha, t=t, align_weight=align_weight, uniform_weight=uniform_weight
     ).total
+
+
+# --- TiCo -----------------------------------------------------------------------------
+
+
+def _tico_batch_covariance(be: Any, u_a: Any) -> Any:
+    """(D, D) second moment of view a's unit rows over the global batch, for local terms."""
+    xp = be.xp
+    n_global = u_a.shape[0] * be.shard(u_a)[0]
+    return be.to_local(be.all_reduce_sum(xp.matrix_transpose(u_a) @ u_a) / n_global)
+
+
+def _tico_state(be: Any, covariance: Any, d: int, dtype: Any) -> Any:
+    covariance = _checks.float_matrix(be, covariance, "covariance")
+    if _checks.shape_of(covariance) != (d, d):
+        raise ValueError(
+            f"covariance must have shape (D, D) = ({d}, {d}) for embeddings of D = {d} "
+            f"columns, got shape {_checks.shape_of(covariance)}; start from zeros((D, D))"
+        )
+    return be.xp.astype(be.stop_gradient(covariance), dtype)
+
+
+def _tico_checked(
+    z_a: Any, z_b: Any, covariance: Any, beta: float
+) -> tuple[Any, Any, Any, Any, float]:
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, covariance=covariance)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    z_b = _checks.float_matrix(be, z_b, "z_b")
+    beta = _checks.check_nonnegative(beta, "beta")
+    if beta > 1.0:
+        raise ValueError(f"beta must be in [0, 1] (an EMA coefficient), got {beta}")
+    state = _tico_state(be, covariance, z_a.shape[1], z_a.dtype)
+    return be, z_a, z_b, state, beta
+
+
+def tico_parts(
+    z_a: Any, z_b: Any, covariance: Any, beta: float = 0.9, rho: float = 20.0
+) -> GLFParts:
+    """:func:`tico_loss` as ``GLFParts(-mean cosine, rho * covariance contrast)``."""
+    be, z_a, z_b, state, beta = _tico_checked(z_a, z_b, covariance, beta)
+    rho = _checks.check_nonnegative(rho, "rho")
+    xp = be.xp
+    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    # The current batch's second moment enters with its gradient, as in the paper's
+    # pseudo-code (the state is detached only after the step).
+    c = beta * state + (1.0 - beta) * _tico_batch_covariance(be, u_a)
+    contrast = batch_average(be, xp.sum((u_a @ c) * u_a, axis=1))
+    align = -batch_average(be, xp.sum(u_a * u_b, axis=1))
+    return GLFParts(align, rho * contrast)
+
+
+def tico_loss(
+    z_a: Any, z_b: Any, covariance: Any, beta: float = 0.9, rho: float = 20.0
+) -> Any:
+    r"""TiCo: invariance plus a contrast against a running covariance (the state).
+
+    .. math:: C' = \beta C + (1 - \beta)\tfrac{1}{N} u^{a\top} u^a, \qquad
+       -\frac{1}{N}\sum_i u^a_i\cdot u^b_i + \rho\,\frac{1}{N}\sum_i u^{a\top}_i C' u^a_i,
+       \qquad u = n(z)
+
+    as Algorithm 1 of the paper (no code was released by the authors): the new
+    covariance :math:`C'` is used with the gradient of the current batch's term, and is
+    the state the caller keeps for the next step (:func:`tico_covariance`, detached).
+    ``lightly.loss.TiCoLoss`` differs: it adds the constant 1 and detaches the batch term.
+    Under :func:`glf_losses.data_parallel` the batch term is over the global batch.
+
+    Args:
+      z_a: (N, D) projections of view a (the one in the covariance, as the paper).
+      z_b: (N, D) projections of view b.
+      covariance: (D, D) running covariance C of earlier steps (zeros at the start), no
+        gradient.
+      beta: EMA coefficient (0.9).
+      rho: weight of the covariance contrast (20 for ImageNet; the paper uses 8 on CIFAR).
+
+    References:
+      Zhu et al., "TiCo: Transformation Invariance and Covariance Contrast for
+      Self-Supervised Visual Representation Learning", arXiv 2206.10698.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)
+      >>> c = glf_losses.tico_covariance(z, np.zeros((2, 2)))  # 0.1 * I / 2
+      >>> bool(np.isclose(float(glf_losses.tico_loss(z, z, c)), -1 + 20 * 0.095))
+      True
+    """
+    return tico_parts(z_a, z_b, covariance, beta=beta, rho=rho).total
+
+
+def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
+    r"""TiCo's state after a step: :math:`\beta C + (1 - \beta)\frac{1}{N} u^\top u`.
+
+    The covariance :func:`tico_loss` used, without gradient, over the global batch under
+    :func:`glf_losses.data_parallel` (every worker returns the same matrix).
+
+    Args:
+      z_a: (N, D) projections of view a (the local shard under data parallelism).
+      covariance: (D, D) the running covariance before the step.
+      beta: EMA coefficient (0.9).
+
+    Returns:
+      (D, D) the new running covariance.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> glf_losses.tico_covariance(np.eye(2), np.eye(2), beta=0.5).tolist()
+      [[0.75, 0.0], [0.0, 0.75]]
+    """
+    be = _checks.backend_of(z_a=z_a, covariance=covariance)
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    beta = _checks.check_nonnegative(beta, "beta")
+    if beta > 1.0:
+        raise ValueError(f"beta must be in [0, 1] (an EMA coefficient), got {beta}")
+    state = _tico_state(be, covariance, z_a.shape[1], z_a.dtype)
+    u_a = l2_normalize(be.xp, be.stop_gradient(z_a))
+    xp = be.xp
+    n_global = u_a.shape[0] * be.shard(u_a)[0]
+    batch = be.all_reduce_sum(xp.matrix_transpose(u_a) @ u_a) / n_global
+    return be.stop_gradient(beta * state + (1.0 - beta) * batch)

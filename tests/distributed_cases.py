@@ -56,6 +56,8 @@ def batch() -> dict[str, np.ndarray]:
 # MoCo's queue: state every worker holds the same copy of, not a batch to shard.
 QUEUE = np.random.default_rng(1).normal(size=(12, DIM))
 QUEUE /= np.linalg.norm(QUEUE, axis=1, keepdims=True)
+# TiCo's running covariance, likewise replicated.
+COVARIANCE = QUEUE.T @ QUEUE / len(QUEUE)
 
 
 def _replicated(like: Any, value: np.ndarray) -> Any:
@@ -133,6 +135,22 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
         ),
         # Neighbours are searched in the global batch, and gradients reach them there.
         "koleo": (lambda a: glf_losses.constrain.koleo(a["z_a"]), ("z_a",)),
+        "tico": (
+            lambda a: glf_losses.tico_loss(
+                a["z_a"], a["z_b"], _replicated(a["z_a"], COVARIANCE), rho=8.0
+            ),
+            views,
+        ),
+        # The new state is over the global batch, so the next step sees every worker's.
+        "tico_state": (
+            lambda a: glf_losses.tico_loss(
+                a["p_a"],
+                a["p_b"],
+                glf_losses.tico_covariance(a["z_a"], _replicated(a["z_a"], COVARIANCE)),
+                beta=1.0,
+            ),
+            ("p_a", "p_b"),
+        ),
         "mocov3": (
             lambda a: glf_losses.mocov3_loss(
                 a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5

@@ -255,6 +255,44 @@ METHODS += [
         frozen=lambda z, **_: {"neighbours": ref.ref_koleo_neighbours(z)},
     ),
 ]
+
+
+def _tico_inputs(seed: int, n: int, d: int, scale: float) -> tuple[np.ndarray, ...]:
+    """Two views and a running covariance: a positive semi-definite (D, D) state."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d))
+    z_a = scale * (base + 0.5 * rng.standard_normal((n, d)))
+    z_b = base + 0.5 * rng.standard_normal((n, d))
+    earlier = ref.unit_rows(rng.standard_normal((2 * d, d)))
+    return z_a, z_b, earlier.T @ earlier / (2 * d)
+
+
+def tico_draws(max_n: int, max_d: int) -> st.SearchStrategy[Drawn]:
+    arrays = st.builds(
+        _tico_inputs,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(1, max_n),
+        d=st.integers(1, max_d),
+        scale=st.floats(0.3, 3.0),
+    )
+    kwargs = st.fixed_dictionaries(
+        {"beta": st.sampled_from([0.9, 0.0, 0.5, 1.0]), "rho": st.sampled_from([20.0, 8.0])}
+    )
+    return st.tuples(arrays, kwargs)
+
+
+METHODS += [
+    Method(
+        "tico",
+        glf_losses.tico_loss,
+        glf_losses.tico_parts,
+        ref.ref_tico,
+        tico_draws(max_n=32, max_d=32),
+        tico_draws(max_n=5, max_d=4),
+        stopped=(2,),
+        reference_parts=ref.ref_tico_parts,
+    )
+]
 IDS = [m.name for m in METHODS]
 
 
@@ -388,6 +426,8 @@ def _fixed(method: Method, seed: int) -> Drawn:
         return _wmse_inputs(seed, d=4, extra=2, blocks=2, w_iter=2, shuffled=True, eps=0.0)
     if method.name == "moco":
         return _moco_inputs(seed, n=12, d=6, k=24, scale=1.0), {"temperature": 0.3}
+    if method.name == "tico":
+        return _tico_inputs(seed, n=12, d=6, scale=1.0), {"rho": 8.0}
     if method.name == "koleo":
         return (rng.standard_normal((12, 6)),), {}
     count = 4 if method.name in ("simsiam", "mocov3") else 2
@@ -627,3 +667,20 @@ def test_dcl_drops_the_positive_from_simclr_denominator() -> None:
     assert_close(np.mean(w), 1.0, "float64", scale=1.0)
     same = np.eye(4)
     assert_close(glf_losses.dclw_loss(same, same), glf_losses.dcl_loss(same, same), "float64")
+
+
+def test_tico_state_is_the_covariance_the_loss_used() -> None:
+    (z_a, z_b, c0), _ = _fixed(METHODS[-1], seed=15)
+    beta = 0.9
+    c1 = glf_losses.tico_covariance(z_a, c0, beta=beta)
+    u = ref.unit_rows(z_a)
+    assert_close(c1, beta * c0 + (1 - beta) * u.T @ u / len(u), "float64", scale=1.0)
+    # The loss's contrast is u^T C' u with that same C'.
+    parts = glf_losses.tico_parts(z_a, z_b, c0, beta=beta, rho=1.0)
+    assert_close(parts.constrain, np.mean(np.sum((u @ c1) * u, axis=1)), "float64", scale=1.0)
+    # A step from zeros, then the next step from the returned state.
+    c = np.zeros_like(c0)
+    for step in range(3):
+        want = ref.ref_tico(z_a + step, z_b, c)
+        assert_close(glf_losses.tico_loss(z_a + step, z_b, c), want, "float64", scale=1.0)
+        c = glf_losses.tico_covariance(z_a + step, c)

@@ -239,3 +239,28 @@ def test_bad_alignment_uniformity_and_koleo_settings_are_refused(
     for value, error in ((-1.0, ValueError), (math.inf, ValueError), ("2", TypeError)):
         with pytest.raises(error, match=rf"\b{keyword} must"):
             f(*_valid(f), **{keyword: value})
+
+
+def test_tico_state_and_settings_are_checked(backend: str) -> None:
+    z_a, z_b = (to_backend(backend, a) for a in _valid(glf_losses.vicreg_loss))
+    good = to_backend(backend, np.zeros((D, D)))
+    assert np.isfinite(float(glf_losses.tico_loss(z_a, z_b, good)))
+    for f in (glf_losses.tico_loss, glf_losses.tico_parts):
+        with pytest.raises(ValueError, match=r"covariance must have shape \(D, D\) = \(3, 3\)"):
+            f(z_a, z_b, to_backend(backend, np.zeros((D + 1, D + 1))))
+        with pytest.raises(ValueError, match=r"covariance must be a 2-D array"):
+            f(z_a, z_b, to_backend(backend, np.zeros(D)))
+        with pytest.raises(ValueError, match=r"\bz_b\b.*same shape"):
+            f(z_a, to_backend(backend, np.ones((N, D + 1))), good)
+        for beta in (-0.1, 1.5, math.nan):
+            with pytest.raises(ValueError, match=r"\bbeta must"):
+                f(z_a, z_b, good, beta=beta)
+        with pytest.raises(ValueError, match=r"\brho must"):
+            f(z_a, z_b, good, rho=-1.0)
+    with pytest.raises(ValueError, match=r"covariance must have shape \(D, D\) = \(3, 3\)"):
+        glf_losses.tico_covariance(z_a, to_backend(backend, np.zeros((2, 2))))
+    with pytest.raises(ValueError, match=r"\bbeta must"):
+        glf_losses.tico_covariance(z_a, good, beta=2.0)
+    if backend != "numpy":
+        with pytest.raises(TypeError, match=r"one framework.*\bcovariance is a numpy array"):
+            glf_losses.tico_loss(z_a, z_b, np.zeros((D, D)))

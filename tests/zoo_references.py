@@ -211,3 +211,21 @@ def ref_koleo_neighbours(z, eps=1e-8) -> np.ndarray:
     dots = x @ x.T
     dots[np.arange(len(x)), np.arange(len(x))] = -1.0
     return np.argmax(dots, axis=1)
+
+
+def ref_tico(z_a, z_b, covariance, beta=0.9, rho=20.0) -> float:
+    """TiCo, Algorithm 1 of Zhu et al. 2022 (no authors' code): z normalised,
+    B = z1^T z1 / N, C = beta C + (1 - beta) B, loss = -(z1 * z2).sum(1).mean()
+    + rho * (z1 C * z1).sum(1).mean(), the batch term differentiated."""
+    u_a, u_b = unit_rows(z_a), unit_rows(z_b)
+    n = len(u_a)
+    c = beta * covariance + (1 - beta) * (u_a.T @ u_a) / n
+    invariance = -np.mean([u_a[i] @ u_b[i] for i in range(n)])
+    contrast = np.mean([u_a[i] @ c @ u_a[i] for i in range(n)])
+    return float(invariance + rho * contrast)
+
+
+def ref_tico_parts(z_a, z_b, covariance, beta=0.9, rho=20.0) -> tuple[float, float]:
+    u_a, u_b = unit_rows(z_a), unit_rows(z_b)
+    align = float(-np.mean(np.sum(u_a * u_b, axis=1)))
+    return align, ref_tico(z_a, z_b, covariance, beta, rho) - align
