@@ -201,6 +201,11 @@ class _Linalg:
         """Inverse of each square matrix in the last two axes."""
         return tf.linalg.inv(x)
 
+    @staticmethod
+    def svdvals(x: Any, /) -> Any:
+        """Singular values of each matrix in the last two axes, in descending order."""
+        return tf.linalg.svd(x, compute_uv=False)
+
 
 class _DTypesAndConstants:
     """The namespace's dtypes and constants.

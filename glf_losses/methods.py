@@ -57,6 +57,8 @@ __all__ = [
     "dcl_parts",
     "dclw_loss",
     "dclw_parts",
+    "mmcr_loss",
+    "mmcr_parts",
     "moco_enqueue",
     "moco_loss",
     "moco_parts",
@@ -1026,3 +1028,69 @@ def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
     n_global = u_a.shape[0] * be.shard(u_a)[0]
     batch = be.all_reduce_sum(xp.matrix_transpose(u_a) @ u_a) / n_global
     return be.stop_gradient(beta * state + (1.0 - beta) * batch)
+
+
+# --- MMCR -----------------------------------------------------------------------------
+
+
+def mmcr_parts(z: Any, n_views: int, lmbda: float = 0.0) -> GLFParts:
+    """:func:`mmcr_loss` as ``GLFParts(lmbda * mean local nuclear norm, -centroid nuclear
+    norm)``."""
+    be = _checks.backend_of(z=z)
+    z = _checks.float_matrix(be, z, "z")
+    n_views = _checks.check_count(n_views, "n_views", minimum=1)
+    lmbda = _checks.check_nonnegative(lmbda, "lmbda")
+    rows = _checks.shape_of(z)[0]
+    if rows is not None and rows % n_views != 0:
+        raise ValueError(
+            f"z must hold n_views = {n_views} consecutive rows per sample (the official "
+            f"'(B N) C' layout), but its {rows} rows are not a multiple of {n_views}"
+        )
+    xp = be.xp
+    world = be.shard(z)[0]
+    views = xp.reshape(l2_normalize(xp, z), (z.shape[0] // n_views, n_views, z.shape[1]))
+    centroids = xp.mean(views, axis=1)
+    # The nuclear norm couples every sample of the global batch: each worker computes it
+    # on the gathered centroids and contributes 1/world of it to a sum, so that the value
+    # is the global one and each worker's gradient reaches its own centroids exactly once.
+    everyone = be.to_local(be.all_gather(centroids))
+    global_nuc = be.all_reduce_sum(xp.sum(xp.linalg.svdvals(everyone)) / world)
+    if lmbda == 0.0:
+        # As the official code: the per-sample nuclear norms are not computed at all.
+        return GLFParts(_zero_like(be, global_nuc), -global_nuc)
+    local_nuc = xp.sum(xp.linalg.svdvals(views), axis=1)
+    return GLFParts(lmbda * batch_average(be, local_nuc), -global_nuc)
+
+
+def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
+    r"""MMCR: maximise the nuclear norm of the per-sample centroids of the views.
+
+    .. math:: \frac{\lambda}{B}\sum_b \lVert U_b\rVert_* - \lVert C\rVert_*, \qquad
+       C_b = \frac{1}{K}\sum_{k} U_{b,k}, \quad U_{b,k} = n(z_{bK + k})
+
+    for B samples of K = ``n_views`` views each, as ``MMCR_Loss`` in
+    ``ThomasYerxa/mmcr: mmcr/cifar_stl/loss_mmcr.py`` (rows in its ``(B N) C`` order:
+    the K views of a sample are consecutive rows; the local term is computed only when
+    lambda is not 0, as there). Under :func:`glf_losses.data_parallel` each worker holds
+    whole samples and C is the centroids of the global batch, as the official gather.
+    GLF: the local term pulls each sample's views together (align); the centroid norm
+    spreads the samples (constrain), though it also rewards aligned views, since a centroid
+    of unit vectors is longest when they agree.
+
+    Args:
+      z: (B * n_views, D) projections, the views of each sample in consecutive rows.
+      n_views: K, views per sample (40 on CIFAR officially).
+      lmbda: weight of the per-sample nuclear norms (0 officially).
+
+    References:
+      Yerxa et al., "Learning Efficient Coding of Natural Images with Maximum Manifold
+      Capacity Representations", NeurIPS 2023.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.repeat(np.eye(3), 2, axis=0)  # 3 samples, 2 identical views each
+      >>> float(glf_losses.mmcr_loss(z, n_views=2))  # centroids I: nuclear norm 3
+      -3.0
+    """
+    return mmcr_parts(z, n_views, lmbda=lmbda).total

@@ -293,6 +293,37 @@ METHODS += [
         reference_parts=ref.ref_tico_parts,
     )
 ]
+
+
+def _mmcr_inputs(seed: int, b: int, k: int, d: int, lmbda: float) -> Drawn:
+    """B samples of K noisy views each, in the official "(B N) C" row order."""
+    rng = np.random.default_rng(seed)
+    base = np.repeat(rng.standard_normal((b, d)), k, axis=0)
+    return (base + 0.5 * rng.standard_normal((b * k, d)),), {"n_views": k, "lmbda": lmbda}
+
+
+def mmcr_draws(max_b: int, max_k: int, max_d: int) -> st.SearchStrategy[Drawn]:
+    return st.builds(
+        _mmcr_inputs,
+        seed=st.integers(0, 2**32 - 1),
+        b=st.integers(1, max_b),
+        k=st.integers(1, max_k),
+        d=st.integers(1, max_d),
+        lmbda=st.sampled_from([0.0, 0.5]),
+    )
+
+
+METHODS += [
+    Method(
+        "mmcr",
+        glf_losses.mmcr_loss,
+        glf_losses.mmcr_parts,
+        ref.ref_mmcr,
+        mmcr_draws(max_b=16, max_k=6, max_d=16),
+        mmcr_draws(max_b=4, max_k=3, max_d=4),
+        reference_parts=ref.ref_mmcr_parts,
+    )
+]
 IDS = [m.name for m in METHODS]
 
 
@@ -428,6 +459,8 @@ def _fixed(method: Method, seed: int) -> Drawn:
         return _moco_inputs(seed, n=12, d=6, k=24, scale=1.0), {"temperature": 0.3}
     if method.name == "tico":
         return _tico_inputs(seed, n=12, d=6, scale=1.0), {"rho": 8.0}
+    if method.name == "mmcr":
+        return _mmcr_inputs(seed, b=6, k=3, d=5, lmbda=0.5)
     if method.name == "koleo":
         return (rng.standard_normal((12, 6)),), {}
     count = 4 if method.name in ("simsiam", "mocov3") else 2
@@ -504,6 +537,12 @@ def _compiled_value_and_grad(backend: str, method: Method, arrays, kwargs, argnu
     return float(to_numpy(value)), [to_numpy(g) for g in grads]
 
 
+# TensorFlow's XLA lowers the SVD to its own one-sided Jacobi iteration, whose singular
+# vectors (and so the nuclear norm's gradient U V^T) agree with LAPACK's to ~3e-7 in
+# float64 (measured: 3.3e-7 relative on MMCR's 6 x 5 centroids); its values agree to 1e-10.
+COMPILED_GRAD_RTOL = {("mmcr", "tensorflow"): 1e-6}
+
+
 @pytest.mark.parametrize("backend", AUTODIFF)
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_compiled_gradients_equal_eager(backend: str, method: Method) -> None:
@@ -515,8 +554,11 @@ def test_compiled_gradients_equal_eager(backend: str, method: Method) -> None:
     )
     assert_close(value, eager_value, "float64", scale=1.0)
     scale = max(float(np.max(np.abs(g))) for g in eager_grads)
+    rtol = COMPILED_GRAD_RTOL.get((method.name, backend))
     for i, g, e in zip(argnums, grads, eager_grads, strict=True):
-        assert_close(g, e, "float64", scale=scale, err_msg=f"{method.name} d/d(arg {i})")
+        assert_close(
+            g, e, "float64", rtol=rtol, scale=scale, err_msg=f"{method.name} d/d(arg {i})"
+        )
 
 
 @pytest.mark.parametrize("method", METHODS, ids=IDS)

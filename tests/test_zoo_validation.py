@@ -12,7 +12,7 @@ import pytest
 
 import glf_losses
 from glf_losses import align, constrain
-from glf_losses.testing import available_backends, to_backend
+from glf_losses.testing import available_backends, to_backend, to_numpy
 from glf_losses.whitening import cholesky_whiten
 
 N, D = 8, 3
@@ -264,3 +264,19 @@ def test_tico_state_and_settings_are_checked(backend: str) -> None:
     if backend != "numpy":
         with pytest.raises(TypeError, match=r"one framework.*\bcovariance is a numpy array"):
             glf_losses.tico_loss(z_a, z_b, np.zeros((D, D)))
+
+
+@pytest.mark.parametrize("f", [glf_losses.mmcr_loss, glf_losses.mmcr_parts], ids=_name)
+def test_mmcr_views_and_settings_are_checked(backend: str, f: Callable[..., Any]) -> None:
+    z = to_backend(backend, np.random.default_rng(0).normal(size=(12, 4)))
+    out = to_numpy(f(z, n_views=3))
+    assert np.isfinite(float(sum(out) if isinstance(out, tuple) else out))
+    with pytest.raises(ValueError, match=r"z must hold n_views = 5 consecutive rows.*12 rows"):
+        f(z, n_views=5)
+    for bad, error in ((0, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=r"\bn_views must"):
+            f(z, n_views=bad)
+    with pytest.raises(ValueError, match=r"\blmbda must be >= 0"):
+        f(z, n_views=3, lmbda=-0.5)
+    with pytest.raises(ValueError, match=r"\bz must be a 2-D array"):
+        f(to_backend(backend, np.ones((4, 3, 2))), n_views=2)

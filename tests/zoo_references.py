@@ -229,3 +229,20 @@ def ref_tico_parts(z_a, z_b, covariance, beta=0.9, rho=20.0) -> tuple[float, flo
     u_a, u_b = unit_rows(z_a), unit_rows(z_b)
     align = float(-np.mean(np.sum(u_a * u_b, axis=1)))
     return align, ref_tico(z_a, z_b, covariance, beta, rho) - align
+
+
+def ref_mmcr_parts(z, n_views, lmbda=0.0) -> tuple[float, float]:
+    """ThomasYerxa/mmcr mmcr/cifar_stl/loss_mmcr.py: F.normalize, rearrange "(B N) C ->
+    B C N", centroids = mean over N, local_nuc = sum of svdvals of each (C, N) matrix,
+    loss = lmbda * local_nuc / B - nuclear norm of the (B, C) centroids."""
+    x = unit_rows(z)
+    b = len(x) // n_views
+    per_sample = [x[i * n_views : (i + 1) * n_views].T for i in range(b)]  # (C, N) each
+    centroids = np.stack([m.mean(axis=1) for m in per_sample])
+    global_nuc = float(np.sum(np.linalg.svd(centroids, compute_uv=False)))
+    local_nuc = sum(float(np.sum(np.linalg.svd(m, compute_uv=False))) for m in per_sample)
+    return (lmbda * local_nuc / b if lmbda != 0.0 else 0.0), -global_nuc
+
+
+def ref_mmcr(z, n_views, lmbda=0.0) -> float:
+    return sum(ref_mmcr_parts(z, n_views, lmbda))
