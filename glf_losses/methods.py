@@ -64,6 +64,9 @@ __all__ = [
     "moco_parts",
     "mocov3_loss",
     "mocov3_parts",
+    "nnclr_enqueue",
+    "nnclr_loss",
+    "nnclr_parts",
     "simclr_loss",
     "simclr_parts",
     "simsiam_loss",
@@ -1094,3 +1097,120 @@ def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
       -3.0
     """
     return mmcr_parts(z, n_views, lmbda=lmbda).total
+
+
+# --- NNCLR ----------------------------------------------------------------------------
+
+
+def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: float) -> GLFParts:
+    """One direction: the support-set neighbours of ``u_z`` against the global ``u_p``."""
+    xp = be.xp
+    # Neighbours under stop-gradient: the support set is a constant, and which element is
+    # nearest is piecewise constant in z.
+    scores = be.stop_gradient(u_z) @ xp.matrix_transpose(support)
+    neighbours = l2_normalize(xp, xp.take(support, xp.argmax(scores, axis=1), axis=0))
+    columns = be.to_local(be.all_gather(u_p))
+    logits = (neighbours @ xp.matrix_transpose(columns)) / temperature
+    positive = xp.sum(neighbours * u_p, axis=1) / temperature
+    return GLFParts(
+        -0.5 * batch_average(be, positive),
+        0.5 * batch_average(be, be.logsumexp(logits, axis=1)),
+    )
+
+
+def nnclr_parts(
+    p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any, temperature: float = 0.1
+) -> GLFParts:
+    """:func:`nnclr_loss` as ``GLFParts(positive term, log-sum-exp over the batch)``."""
+    names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
+    be = _checks.backend_of(**names, support=support)
+    for name in ("p_b", "z_a", "z_b"):
+        _checks.same_shape(p_a, names[name], "p_a", name)
+    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    temperature = _checks.check_positive(temperature, "temperature")
+    support = _checks.float_matrix(be, support, "support")
+    if _checks.shape_of(support)[1] != _checks.shape_of(z_a)[1]:
+        raise ValueError(
+            f"support must have one column per embedding dimension "
+            f"({_checks.shape_of(z_a)[1]}), got shape {_checks.shape_of(support)}; it holds "
+            f"earlier projections as rows, shape (Q, D)"
+        )
+    xp = be.xp
+    support = xp.astype(be.stop_gradient(support), z_a.dtype)
+    u_za, u_zb = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    u_pa, u_pb = l2_normalize(xp, p_a), l2_normalize(xp, p_b)
+    ab = _nnclr_direction(be, u_za, u_pb, support, temperature)
+    ba = _nnclr_direction(be, u_zb, u_pa, support, temperature)
+    return GLFParts(ab.align + ba.align, ab.constrain + ba.constrain)
+
+
+def nnclr_loss(
+    p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any, temperature: float = 0.1
+) -> Any:
+    r"""NNCLR: InfoNCE between each view's nearest support-set neighbour and the other
+    view's prediction.
+
+    .. math:: \frac{1}{2}\Bigl[\mathrm{CE}\bigl(n(\mathrm{NN}(z^a)) n(p^b)^\top/T\bigr) +
+       \mathrm{CE}\bigl(n(\mathrm{NN}(z^b)) n(p^a)^\top/T\bigr)\Bigr], \quad
+       \mathrm{NN}(z_i) = Q_{\arg\max_j n(z_i)\cdot Q_j}
+
+    with :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i [\log\sum_k e^{L_{ik}} - L_{ii}]` over
+    the predictions of the global batch (eq. 3 of the paper). The authors released no
+    code; this follows the paper, as solo-learn's ``nnclr_loss_func`` does (negatives:
+    the other view's predictions only). ``lightly`` differs: its ``NTXentLoss`` puts both
+    views in the denominator. The neighbours are constants (no gradient reaches ``z``
+    or the support set); :func:`nnclr_enqueue` adds view a's projections to the support
+    set afterwards.
+
+    Args:
+      p_a: (N, D) predictor outputs of view a.
+      p_b: (N, D) predictor outputs of view b.
+      z_a: (N, D) projections of view a (used only to find neighbours).
+      z_b: (N, D) projections of view b, likewise.
+      support: (Q, D) support set of earlier projections, one per row, normalised
+        (98304 rows in the paper).
+      temperature: T (0.1).
+
+    References:
+      Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive
+      Learning of Visual Representations", ICCV 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)  # each projection's neighbour is itself; predictions orthogonal
+      >>> loss = glf_losses.nnclr_loss(q, q, q, q, q, temperature=1.0)
+      >>> bool(np.isclose(float(loss), np.log(np.e + 1) - 1))
+      True
+    """
+    return nnclr_parts(p_a, p_b, z_a, z_b, support, temperature=temperature).total
+
+
+def nnclr_enqueue(support: Any, z: Any) -> Any:
+    """NNCLR's support set after a step: view a's normalised projections in, the oldest
+    out, first-in first-out over the global batch (see :func:`moco_enqueue`, which this
+    is, with the support set as the queue).
+
+    Args:
+      support: (Q, D) the support set.
+      z: (N, D) this step's projections of view a (the local shard under data
+        parallelism).
+
+    Returns:
+      (Q, D) the new support set, without gradient.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> glf_losses.nnclr_enqueue(np.zeros((3, 2)), np.array([[0.0, 2.0]]))[-1].tolist()
+      [0.0, 1.0]
+    """
+    be = _checks.backend_of(support=support, z=z)
+    z = _checks.float_matrix(be, z, "z")
+    support = _checks.float_matrix(be, support, "support")
+    if _checks.shape_of(support)[1] != _checks.shape_of(z)[1]:
+        raise ValueError(
+            f"support must have one column per embedding dimension ({_checks.shape_of(z)[1]}"
+            f"), got shape {_checks.shape_of(support)}"
+        )
+    return moco_enqueue(support, z)

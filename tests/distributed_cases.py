@@ -154,6 +154,13 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
         # Whole samples (2 consecutive views) per worker; the centroids' nuclear norm is
         # over the global batch.
         "mmcr": (lambda a: glf_losses.mmcr_loss(a["z_a"], n_views=2, lmbda=0.5), ("z_a",)),
+        # The support set is replicated state; negatives are the global predictions.
+        "nnclr": (
+            lambda a: glf_losses.nnclr_loss(
+                a["p_a"], a["p_b"], a["z_a"], a["z_b"], _replicated(a["p_a"], QUEUE)
+            ),
+            ("p_a", "p_b"),
+        ),
         "mocov3": (
             lambda a: glf_losses.mocov3_loss(
                 a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5

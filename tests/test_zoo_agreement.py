@@ -324,6 +324,39 @@ METHODS += [
         reference_parts=ref.ref_mmcr_parts,
     )
 ]
+
+
+def _nnclr_inputs(seed: int, n: int, d: int, q: int, scale: float) -> tuple[np.ndarray, ...]:
+    """Predictions, projections and a support set of unit rows (no near-ties)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, d))
+    views = [scale * (base + 0.5 * rng.standard_normal((n, d))) for _ in range(4)]
+    return (*views, ref.unit_rows(rng.standard_normal((q, d))))
+
+
+def nnclr_draws(max_n: int, max_d: int, max_q: int) -> st.SearchStrategy[Drawn]:
+    arrays = st.builds(
+        _nnclr_inputs,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(1, max_n),
+        d=st.integers(2, max_d),
+        q=st.integers(1, max_q),
+        scale=st.floats(0.3, 3.0),
+    )
+    return st.tuples(arrays, moco_kwargs)
+
+
+METHODS += [
+    Method(
+        "nnclr",
+        glf_losses.nnclr_loss,
+        glf_losses.nnclr_parts,
+        ref.ref_nnclr,
+        nnclr_draws(max_n=24, max_d=16, max_q=48),
+        nnclr_draws(max_n=5, max_d=4, max_q=6),
+        stopped=(2, 3, 4),
+    )
+]
 IDS = [m.name for m in METHODS]
 
 
@@ -461,6 +494,8 @@ def _fixed(method: Method, seed: int) -> Drawn:
         return _tico_inputs(seed, n=12, d=6, scale=1.0), {"rho": 8.0}
     if method.name == "mmcr":
         return _mmcr_inputs(seed, b=6, k=3, d=5, lmbda=0.5)
+    if method.name == "nnclr":
+        return _nnclr_inputs(seed, n=12, d=6, q=20, scale=1.0), {"temperature": 0.3}
     if method.name == "koleo":
         return (rng.standard_normal((12, 6)),), {}
     count = 4 if method.name in ("simsiam", "mocov3") else 2
@@ -556,9 +591,7 @@ def test_compiled_gradients_equal_eager(backend: str, method: Method) -> None:
     scale = max(float(np.max(np.abs(g))) for g in eager_grads)
     rtol = COMPILED_GRAD_RTOL.get((method.name, backend))
     for i, g, e in zip(argnums, grads, eager_grads, strict=True):
-        assert_close(
-            g, e, "float64", rtol=rtol, scale=scale, err_msg=f"{method.name} d/d(arg {i})"
-        )
+        assert_close(g, e, "float64", rtol=rtol, scale=scale, err_msg=f"{method.name} d/d(arg {i})")
 
 
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
@@ -726,3 +759,21 @@ def test_tico_state_is_the_covariance_the_loss_used() -> None:
         want = ref.ref_tico(z_a + step, z_b, c)
         assert_close(glf_losses.tico_loss(z_a + step, z_b, c), want, "float64", scale=1.0)
         c = glf_losses.tico_covariance(z_a + step, c)
+
+
+def test_nnclr_support_set_and_neighbours() -> None:
+    (p_a, p_b, z_a, _, support), _ = _fixed(METHODS[-1], seed=16)
+    # With view a's projections as the support set and as both views, each neighbour is
+    # the projection itself: NNCLR is then in-batch InfoNCE of the projections against
+    # the predictions, i.e. MoCo without a queue, both directions averaged.
+    own = ref.unit_rows(z_a)
+    got = glf_losses.nnclr_loss(p_a, p_b, z_a, z_a, own, temperature=0.2)
+    want = 0.5 * (
+        glf_losses.moco_loss(z_a, p_b, temperature=0.2)
+        + glf_losses.moco_loss(z_a, p_a, temperature=0.2)
+    )
+    assert_close(got, want, "float64", scale=1.0)
+    # The support set is a first-in first-out queue of view a's normalised projections.
+    updated = glf_losses.nnclr_enqueue(support, z_a)
+    assert_close(updated[-len(z_a) :], own, "float64", scale=1.0)
+    assert_close(updated[: len(support) - len(z_a)], support[len(z_a) :], "float64")

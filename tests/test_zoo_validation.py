@@ -280,3 +280,21 @@ def test_mmcr_views_and_settings_are_checked(backend: str, f: Callable[..., Any]
         f(z, n_views=3, lmbda=-0.5)
     with pytest.raises(ValueError, match=r"\bz must be a 2-D array"):
         f(to_backend(backend, np.ones((4, 3, 2))), n_views=2)
+
+
+def test_nnclr_support_set_is_checked(backend: str) -> None:
+    arrays = [to_backend(backend, a) for a in _valid(glf_losses.simsiam_loss)]
+    support = to_backend(backend, np.eye(D))
+    assert np.isfinite(float(glf_losses.nnclr_loss(*arrays, support)))
+    for f in (glf_losses.nnclr_loss, glf_losses.nnclr_parts):
+        with pytest.raises(ValueError, match=r"support must have one column per .* \(3\)"):
+            f(*arrays, to_backend(backend, np.ones((5, D + 1))))
+        with pytest.raises(ValueError, match=r"\bz_b\b.*same shape"):
+            f(*arrays[:3], to_backend(backend, np.ones((N, D + 1))), support)
+        with pytest.raises(ValueError, match=r"\btemperature must be"):
+            f(*arrays, support, temperature=0.0)
+    with pytest.raises(ValueError, match=r"support must have one column per .* \(3\)"):
+        glf_losses.nnclr_enqueue(to_backend(backend, np.ones((5, D + 1))), arrays[2])
+    if backend != "numpy":
+        with pytest.raises(TypeError, match=r"one framework.*\bsupport is a numpy array"):
+            glf_losses.nnclr_loss(*arrays, np.eye(D))

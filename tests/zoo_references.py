@@ -246,3 +246,17 @@ def ref_mmcr_parts(z, n_views, lmbda=0.0) -> tuple[float, float]:
 
 def ref_mmcr(z, n_views, lmbda=0.0) -> float:
     return sum(ref_mmcr_parts(z, n_views, lmbda))
+
+
+def ref_nnclr(p_a, p_b, z_a, z_b, support, temperature=0.1) -> float:
+    """Dwibedi et al. 2021 eq. 3, as solo-learn's nnclr_loss_func: the support-set
+    neighbour of each normalised projection (largest inner product), then
+    cross_entropy(n(nn) n(p)^T / T, arange(N)), the two directions averaged."""
+
+    def direction(z: np.ndarray, p: np.ndarray) -> float:
+        u = unit_rows(z)
+        nn = unit_rows(np.stack([support[np.argmax(support @ u[i])] for i in range(len(u))]))
+        logits = nn @ unit_rows(p).T / temperature
+        return float(-np.mean([ref_log_softmax_row(logits[i])[i] for i in range(len(u))]))
+
+    return 0.5 * direction(z_a, p_b) + 0.5 * direction(z_b, p_a)
