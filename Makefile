@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The main job: Barlow Twins + ADC on the digits bundled with scikit-learn, then the
-# linear-probe and kNN accuracy beside the random-encoder and raw-pixel baselines.
+# linear-probe and kNN accuracy beside the random-encoder and raw-pixel baselines
+# (--overwrite: each `make run` replaces the previous run in $(OUT)).
 run: $(STAMP)
-	$(PY) -m reference_training --backend torch --method barlow_twins --adc \
-		--dataset digits --epochs $(EPOCHS) --batch-size 256 --eval-every 10 --out $(OUT)
+	$(PY) -m glf_train --backend torch --method barlow_twins --adc \
+		--dataset digits --epochs $(EPOCHS) --batch-size 256 --eval-every 10 --out $(OUT) \
+		--overwrite
 
 # Every loss in every installed framework against NumPy float64.
 agreement: $(STAMP)

@@ -15,6 +15,7 @@ import numpy as np
 from glf_losses._lib import (
     generic_logsumexp,
     generic_select_kth,
+    plain_matmul,
     python_loop,
     single_process_collective,
     single_process_shard,
@@ -27,6 +28,7 @@ __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "shard",
@@ -64,3 +66,4 @@ shard = single_process_shard
 all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collective
 
 fori_loop = python_loop
+matmul = plain_matmul

@@ -10,6 +10,7 @@ import numpy as np
 
 from glf_losses._lib import (
     generic_logsumexp,
+    plain_matmul,
     python_loop,
     single_process_collective,
     single_process_shard,
@@ -22,6 +23,7 @@ __all__ = [
     "device",
     "fori_loop",
     "logsumexp",
+    "matmul",
     "name",
     "select_kth",
     "shard",
@@ -60,3 +62,4 @@ shard = single_process_shard
 all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collective
 
 fori_loop = python_loop
+matmul = plain_matmul

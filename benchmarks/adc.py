@@ -26,7 +26,7 @@ KWARGS: dict[str, object] = {}
 def torch_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]:
     import torch
 
-    from reference_training.torch.model import SmallCNN, projector
+    from glf_train.torch.model import SmallCNN, projector
 
     za = torch.tensor(z_a, requires_grad=True)
     zb = torch.tensor(z_b, requires_grad=True)

@@ -43,7 +43,7 @@ def main() -> None:
     for backend in args.backends.split(","):
         out = Path(args.out) / backend
         cmd = [
-            sys.executable, "-m", "reference_training", "--backend", backend,
+            sys.executable, "-m", "glf_train", "--backend", backend,
             "--method", "barlow_twins", "--adc", "--dataset", dataset, "--arch", args.arch,
             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
             "--device", args.device, "--out", str(out), "--eval-every", "0", "--quiet",

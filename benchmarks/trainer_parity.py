@@ -39,11 +39,11 @@ def main() -> None:
     import tensorflow as tf
     import torch
 
-    from reference_training.config import RunConfig
-    from reference_training.data import load_dataset
-    from reference_training.jax.step import loss_parts
-    from reference_training.tensorflow.step import TensorFlowTrainer
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.config import RunConfig
+    from glf_train.data import load_dataset
+    from glf_train.jax.step import loss_parts
+    from glf_train.tensorflow.step import TensorFlowTrainer
+    from glf_train.torch.step import TorchTrainer
 
     digits = load_dataset("digits")
     prior = digits.x_train[: args.n]
@@ -51,9 +51,11 @@ def main() -> None:
     print("| method | JAX loss | JAX gradients | TensorFlow loss | TensorFlow gradients |")
     print("|---|---:|---:|---:|---:|")
     for method in METHODS:
-        config = RunConfig(method=method, adc=True, adc_perplexity=10.0, proj_dim=32,
-                           proj_hidden=64, pred_hidden=64, cnn_width=8, swav_prototypes=16,
-                           out=str(Path("/nonexistent")))
+        config = RunConfig.from_dict({
+            "method": method, "adc": True, "adc_perplexity": 10.0, "proj_dim": 32,
+            "proj_hidden": 64, "pred_hidden": 64, "cnn_width": 8, "swav_prototypes": 16,
+            "out": str(Path("/nonexistent")),
+        })
         rng = np.random.default_rng(0)
         outputs = [rng.normal(size=(args.n, config.proj_dim)).astype(np.float32)
                    for _ in range(4 if method == "byol" else 2)]
@@ -69,7 +71,8 @@ def main() -> None:
             t_grads.append(loss_fn.prototypes.grad.numpy())
 
         def total(outs: list[Any], prototypes: Any, cfg: RunConfig = config) -> Any:
-            return loss_parts(cfg, outs, jnp.asarray(prior), prototypes).total
+            owned = None if prototypes is None else {"prototypes": prototypes}
+            return loss_parts(cfg, outs, jnp.asarray(prior), owned).total
 
         j_value, j_grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(
             [jnp.asarray(o) for o in outputs], None if w is None else jnp.asarray(w)

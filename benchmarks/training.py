@@ -1,7 +1,7 @@
 """Images per second of one real training step, with and without ADC, per backend.
 
 Uses the reference trainers exactly as ``glf-train`` does
-(``reference_training.loop.make_trainer`` with a ``RunConfig``, then
+(``glf_train.loop.make_trainer`` with a ``RunConfig``, then
 ``trainer.train_step``): ResNet-18 (CIFAR variant) on 3x32x32 images, Barlow Twins by
 default (``--method``), batch 256 by default (``--batch-size``; use a small batch such
 as 32 on a CPU). For each backend two trainers are built, one without and one with ADC
@@ -12,7 +12,7 @@ CUDA; JAX: ``block_until_ready``; TensorFlow: ``.numpy()``).
 
 Data: CIFAR-10 when ``$GLF_DATA/cifar-10-batches-py`` exists, else mnist5k padded to
 3x32x32 (bundled, no network). Views: ``--views augment`` (default) draws two augmented
-views per batch with ``reference_training.augment`` as the training loop does;
+views per batch with ``glf_train.augment`` as the training loop does;
 ``--views center`` feeds the centred batch twice. The views of ``--batches`` batches
 are prepared before timing and cycled, so only the step itself is timed.
 
@@ -35,10 +35,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import interleaved, limit_threads, machine_info, machine_line, ratio_summary
 
-from reference_training import augment
-from reference_training.config import METHODS, RunConfig
-from reference_training.data import Dataset, data_root, epoch_batches, load_dataset
-from reference_training.loop import make_trainer
+from glf_train import augment
+from glf_train.config import RunConfig, methods
+from glf_train.data import Dataset, data_root, epoch_batches, load_dataset
+from glf_train.loop import make_trainer
+from glf_train.schedules import step_inputs
 
 BACKENDS = ("torch", "jax", "tensorflow")
 
@@ -101,7 +102,7 @@ def step_runner(trainer: Any, backend: str, batches: list[tuple[Any, Any, Any]]
         counter[0] += 1
         view_a, view_b, images = batches[i % len(batches)]
         # epoch 1: past SwAV's frozen-prototype epoch, so every method runs its full step.
-        logs = trainer.train_step(view_a, view_b, images, epoch=1, step=i, total_steps=10**6)
+        logs = trainer.train_step(view_a, view_b, images, step_inputs(trainer.config, 1, i, 10**6))
         return wait(logs)
 
     return step
@@ -161,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--method", default="barlow_twins", choices=METHODS)
+    parser.add_argument("--method", default="barlow_twins", choices=methods())
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--arch", default="resnet18", choices=("resnet18", "small_cnn"))
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")

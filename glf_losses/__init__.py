@@ -5,7 +5,7 @@ arXiv 2508.13596). The functions here take arrays of NumPy, array-api-strict, Py
 JAX or TensorFlow and return a 0-d array of the same framework.
 """
 
-from glf_losses import adc, align, constrain, whitening
+from glf_losses import adc, align, constrain, registry, whitening
 from glf_losses._lib import GLFParts
 from glf_losses._namespace import get_backend, get_namespace
 from glf_losses.adc import ADC, ADCParts, adc_loss, adc_parts
@@ -37,6 +37,7 @@ from glf_losses.methods import (
     simsiam_parts,
     swav_loss,
     swav_parts,
+    swav_prototype_parts,
     tico_covariance,
     tico_loss,
     tico_parts,
@@ -81,12 +82,14 @@ __all__ = [
     "nnclr_enqueue",
     "nnclr_loss",
     "nnclr_parts",
+    "registry",
     "simclr_loss",
     "simclr_parts",
     "simsiam_loss",
     "simsiam_parts",
     "swav_loss",
     "swav_parts",
+    "swav_prototype_parts",
     "tico_covariance",
     "tico_loss",
     "tico_parts",

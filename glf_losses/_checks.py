@@ -7,15 +7,21 @@ import numbers
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from glf_losses._namespace import get_backend
 
 __all__ = [
     "backend_of",
+    "check_bool",
     "check_finite_number",
     "check_positive",
     "compute_dtype",
+    "float_matrices",
     "float_matrix",
+    "is_real_floating",
     "same_shape",
+    "type_name",
 ]
 
 
@@ -24,8 +30,28 @@ def backend_of(**arrays: Any) -> ModuleType:
     return get_backend(*arrays.values(), names=tuple(arrays))
 
 
+def type_name(value: Any) -> str:
+    """``value``'s type for a message: ``str``, ``numpy.ndarray``, ``torch.Tensor``."""
+    kind = type(value)
+    where = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return f"{where}{kind.__qualname__}"
+
+
 def shape_of(x: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def is_real_floating(xp: Any, dtype: Any) -> bool:
+    """Whether ``dtype`` is a real floating-point dtype of ``xp``'s arrays.
+
+    NumPy's ``isdtype`` raises for the extension floats of ``ml_dtypes`` (``bfloat16``,
+    the float8 types: what JAX and TensorFlow hand over as NumPy arrays), which are
+    floats all the same; they are recognised by name.
+    """
+    try:
+        return bool(xp.isdtype(dtype, "real floating"))
+    except TypeError:
+        return getattr(dtype, "name", "").startswith(("bfloat", "float"))
 
 
 def compute_dtype(xp: Any, dtype: Any) -> Any:
@@ -35,17 +61,12 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
     return xp.float32
 
 
-def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any:
-    """Validate a (rows, columns) floating-point array and cast it to its compute dtype.
-
-    float16 and bfloat16 are promoted to float32, the dtype every loss then computes and
-    returns in.
-    """
-    xp = be.xp
+def _matrix(be: ModuleType, x: Any, name: str, min_rows: int) -> Any:
+    """The checks of :func:`float_matrix`, without the cast; returns the compute dtype."""
     shape = shape_of(x)
     if len(shape) != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {shape}")
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not is_real_floating(be.xp, x.dtype):
         raise TypeError(
             f"{name} must have a real floating-point dtype (float16, bfloat16, float32 or "
             f"float64), got {x.dtype}"
@@ -55,13 +76,44 @@ def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any
         raise ValueError(
             f"{name} must have at least {min_rows} rows (batch statistics need them), got {rows}"
         )
-    target = compute_dtype(xp, x.dtype)
-    return x if x.dtype == target else xp.astype(x, target)
+    return compute_dtype(be.xp, x.dtype)
+
+
+def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any:
+    """Validate a (rows, columns) floating-point array and cast it to its compute dtype.
+
+    float16 and bfloat16 are promoted to float32, the dtype every loss then computes and
+    returns in.
+    """
+    target = _matrix(be, x, name, min_rows)
+    return x if x.dtype == target else be.xp.astype(x, target)
+
+
+def float_matrices(be: ModuleType, *, min_rows: int = 1, **arrays: Any) -> list[Any]:
+    """:func:`float_matrix` for several arrays, cast to one common compute dtype.
+
+    The array API's type promotion between floats: float64 with float32 (or a narrower
+    float) computes in float64, in every backend, where raw PyTorch and TensorFlow ops
+    would refuse to mix them. ``None`` entries (optional arguments) stay ``None``.
+    """
+    xp = be.xp
+    given = {name: x for name, x in arrays.items() if x is not None}
+    targets = [_matrix(be, x, name, min_rows) for name, x in given.items()]
+    target = xp.float64 if any(t == xp.float64 for t in targets) else xp.float32
+    return [
+        None if x is None else x if x.dtype == target else xp.astype(x, target)
+        for x in arrays.values()
+    ]
 
 
 def same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Equal shapes, where an unknown size (``None``, e.g. TensorFlow's batch size under
+    ``tf.function``) matches any size: it can only be checked when the graph runs."""
     sa, sb = shape_of(a), shape_of(b)
-    if sa != sb:
+    compatible = len(sa) == len(sb) and all(
+        x is None or y is None or x == y for x, y in zip(sa, sb, strict=True)
+    )
+    if not compatible:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {sa} and {sb}")
 
 
@@ -72,6 +124,17 @@ def check_finite_number(value: Any, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A Python or NumPy bool (``np.bool_(True)``, what comparisons of NumPy scalars give),
+    as a Python bool; anything else is refused rather than read by truthiness."""
+    if isinstance(value, bool):
+        return value
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {type_name(value)} {value!r}")
 
 
 def check_positive(value: Any, name: str) -> float:
@@ -94,3 +157,10 @@ def check_count(value: Any, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A Python or NumPy bool, as a Python bool; anything else (``"no"``, 0) is refused."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")

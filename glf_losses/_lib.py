@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 __all__ = [
     "NORM_FLOOR",
     "GLFParts",
+    "as_divisor",
     "batch_average",
     "column_mean",
+    "dim",
     "entropy",
     "generic_logsumexp",
     "generic_select_kth",
@@ -26,9 +28,12 @@ __all__ = [
     "l2_normalize",
     "masked_log_softmax",
     "masked_logsumexp",
+    "matmul",
     "not_self",
     "off_diagonal",
+    "plain_matmul",
     "python_loop",
+    "rows",
     "single_process_collective",
     "single_process_shard",
     "sq_distances",
@@ -74,6 +79,47 @@ def python_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
     return carry
 
 
+def plain_matmul(a: Any, b: Any) -> Any:
+    """``a @ b``: the ``matmul`` of every backend whose framework computes a product in
+    its operands' dtype."""
+    return a @ b
+
+
+def matmul(be: ModuleType, a: Any, b: Any) -> Any:
+    """``a @ b`` in the operands' own dtype.
+
+    Every matrix product of the spec goes through the backend's ``matmul``, because a
+    framework may lower a product's precision behind the caller's back (PyTorch's
+    autocast runs ``@`` in float16 or bfloat16 even on float32 operands), and the losses
+    promise float32 at least.
+    """
+    return be.matmul(a, b)
+
+
+def dim(be: ModuleType, x: Any, axis: int) -> Any:
+    """The size of ``x`` along ``axis``: its static size when known (a Python int, or what
+    the framework's tracer stands in for one), else the size at run time as a 0-d integer
+    array, from the backend's ``dynamic_dim``.
+
+    The array API allows ``None`` for a size unknown until the computation runs, as
+    TensorFlow's batch size is under ``tf.function(input_signature=[TensorSpec([None,
+    D])])`` or in Keras ``fit``; the losses must work there too.
+    """
+    n = x.shape[axis]
+    return be.dynamic_dim(x, axis) if n is None else n
+
+
+def rows(be: ModuleType, x: Any) -> Any:
+    """The number of rows of ``x``, as :func:`dim` gives it."""
+    return dim(be, x, 0)
+
+
+def as_divisor(be: ModuleType, n: Any, like: Any) -> Any:
+    """A count from :func:`rows` (or a multiple of one), ready to divide arrays of
+    ``like``'s dtype: a run-time integer array is cast to that dtype, a static one kept."""
+    return be.xp.astype(n, like.dtype) if hasattr(n, "dtype") else n
+
+
 def l2_normalize(xp: Any, v: Any) -> Any:
     """Row-wise ``v * rsqrt(max(sum v^2, 1e-12))``."""
     sq = xp.sum(v * v, axis=-1, keepdims=True)
@@ -85,14 +131,14 @@ def l2_normalize(xp: Any, v: Any) -> Any:
 
 def batch_average(be: ModuleType, per_sample: Any) -> Any:
     """Mean of a per-sample (local rows) vector over the global batch."""
-    n_global = per_sample.shape[0] * be.shard(per_sample)[0]
-    return be.all_reduce_sum(be.xp.sum(per_sample)) / n_global
+    n_global = rows(be, per_sample) * be.shard(per_sample)[0]
+    return be.all_reduce_sum(be.xp.sum(per_sample)) / as_divisor(be, n_global, per_sample)
 
 
 def column_mean(be: ModuleType, x: Any) -> Any:
     """(1, D) mean over the rows of the global batch."""
-    n_global = x.shape[0] * be.shard(x)[0]
-    return be.all_reduce_sum(be.xp.sum(x, axis=0, keepdims=True)) / n_global
+    n_global = rows(be, x) * be.shard(x)[0]
+    return be.all_reduce_sum(be.xp.sum(x, axis=0, keepdims=True)) / as_divisor(be, n_global, x)
 
 
 def standardize(be: ModuleType, z: Any, eps: float) -> Any:
@@ -105,11 +151,12 @@ def standardize(be: ModuleType, z: Any, eps: float) -> Any:
     return centred / be.xp.sqrt(be.to_local(column_mean(be, centred * centred)) + eps)
 
 
-def global_rows(be: ModuleType, n_local: int, like: Any) -> tuple[int, Any]:
+def global_rows(be: ModuleType, n_local: Any, like: Any) -> tuple[Any, Any]:
     """``(n_global, index)``: the global batch size and the global index of each local row.
 
     In one process the index is ``arange(n_local)``; under data parallelism worker r's
     rows are ``r * n_local + arange(n_local)`` (shards are equal and in worker order).
+    ``n_local`` is an int or a run-time size from :func:`rows`.
     """
     xp = be.xp
     world, rank = be.shard(like)
@@ -122,7 +169,7 @@ def global_rows(be: ModuleType, n_local: int, like: Any) -> tuple[int, Any]:
     return n_local * world, index + offset
 
 
-def stacked_rows(be: ModuleType, n_local: int, like: Any) -> tuple[int, Any]:
+def stacked_rows(be: ModuleType, n_local: Any, like: Any) -> tuple[Any, Any]:
     """``(n_global, index)`` for local rows ``[a; b]`` against global ``[A; B]``."""
     n_global, index = global_rows(be, n_local, like)
     return n_global, be.xp.concat([index, index + n_global])
@@ -133,13 +180,13 @@ def stacked_columns(be: ModuleType, a: Any, b: Any) -> Any:
     return be.to_local(be.xp.concat([be.all_gather(a), be.all_gather(b)], axis=0))
 
 
-def not_self(be: ModuleType, row_index: Any, n_columns: int, like: Any) -> Any:
+def not_self(be: ModuleType, row_index: Any, n_columns: Any, like: Any) -> Any:
     """(rows, n_columns) mask, False where a column is the row's own sample."""
     columns = be.xp.arange(n_columns, device=be.device(like))
     return row_index[:, None] != columns[None, :]
 
 
-def off_diagonal(be: ModuleType, m: int, like: Any) -> Any:
+def off_diagonal(be: ModuleType, m: Any, like: Any) -> Any:
     """Boolean (m, m) mask, True off the diagonal, on the device of ``like``.
 
     Static: built from the shape alone, so compilers fold it to a constant.
@@ -148,15 +195,16 @@ def off_diagonal(be: ModuleType, m: int, like: Any) -> Any:
     return idx[:, None] != idx[None, :]
 
 
-def sq_distances(xp: Any, rows: Any, columns: Any, mask: Any) -> Any:
+def sq_distances(be: ModuleType, anchors: Any, columns: Any, mask: Any) -> Any:
     """Squared Euclidean distances in Gram form, clamped at 0, exactly 0 where masked out.
 
     ``|a|^2 + |b|^2 - 2 a.b`` needs one matrix product instead of an (M, M, D) tensor;
     rounding can make it slightly negative, hence the clamp.
     """
-    sq_r = xp.sum(rows * rows, axis=1)
+    xp = be.xp
+    sq_r = xp.sum(anchors * anchors, axis=1)
     sq_c = xp.sum(columns * columns, axis=1)
-    gram = rows @ xp.matrix_transpose(columns)
+    gram = matmul(be, anchors, xp.matrix_transpose(columns))
     d = xp.clip(sq_r[:, None] + sq_c[None, :] - 2.0 * gram, min=0.0)
     return xp.where(mask, d, 0.0)
 

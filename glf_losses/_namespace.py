@@ -2,19 +2,8 @@
 
 The spec never imports a framework: it asks :func:`get_backend` for the module of
 ``glf_losses.backends`` that matches the arrays it was given, and that module is imported
-(and with it the framework) only then. Each backend module exposes the same names:
-
-``name``
-    the backend's name (``"numpy"``, ``"array_api_strict"``, ``"torch"``, ``"jax"``,
-    ``"tensorflow"``);
-``xp``
-    an array-API namespace for the framework's arrays;
-``stop_gradient(x)``, ``logsumexp(x, axis, keepdims)``, ``select_kth(x, ks)``
-    the few operations the array API standard lacks (or has no fast path for);
-``all_reduce_sum(x)``, ``all_reduce_max(x)``, ``all_gather(x)``
-    data-parallel collectives; identities outside a distributed context;
-``to_numpy(x)``
-    a host copy, for tests and reporting only (never called by the spec).
+(and with it the framework) only then. What a backend provides is the one contract
+:class:`glf_losses._backend.Backend`.
 """
 
 from __future__ import annotations

@@ -28,12 +28,13 @@ on values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
 from glf_losses import _checks
 from glf_losses._lib import (
+    as_divisor,
     batch_average,
     entropy,
     global_rows,
@@ -42,6 +43,7 @@ from glf_losses._lib import (
     masked_log_softmax,
     not_self,
     off_diagonal,
+    rows,
     sq_distances,
     stacked_columns,
     stacked_rows,
@@ -100,12 +102,12 @@ class _Layout(NamedTuple):
     """Which sample each local anchor is: local rows ``[a; b]`` against the global
     columns ``[A; B]`` (the same M x M in one process)."""
 
-    n_global: int
+    n_global: Any  # an int, or a 0-d integer array where the batch size is dynamic
     rows: Any  # (2 n_local,) global column index of each local anchor
     mask: Any  # (2 n_local, M): False at each anchor's own column
 
 
-def _layout(be: ModuleType, n_local: int, like: Any) -> _Layout:
+def _layout(be: ModuleType, n_local: Any, like: Any) -> _Layout:
     n_global, rows = stacked_rows(be, n_local, like)
     return _Layout(n_global, rows, not_self(be, rows, 2 * n_global, like))
 
@@ -117,7 +119,7 @@ def _feature_distances(
     if normalize:
         z_a, z_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
     local = xp.concat([z_a, z_b], axis=0)
-    return sq_distances(xp, local, stacked_columns(be, z_a, z_b), layout.mask)
+    return sq_distances(be, local, stacked_columns(be, z_a, z_b), layout.mask)
 
 
 def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
@@ -126,14 +128,13 @@ def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     # Centring first keeps the Gram form accurate for priors far from the origin
     # (raw pixels 0..255): the cancellation in |a|^2 + |b|^2 - 2ab scales with |a|^2.
     e = e - be.stop_gradient(be.all_reduce_sum(xp.sum(e, axis=0, keepdims=True))) / (
-        layout.n_global
+        as_divisor(be, layout.n_global, e)
     )
-    n_local = e.shape[0]
-    _, own = global_rows(be, n_local, e)
+    _, own = global_rows(be, rows(be, e), e)
     # Both views of a sample share its prior: distances between samples, computed once
     # (exactly 0 to the sample itself) and tiled to the four blocks of [a; b] x [A; B].
     r = sq_distances(
-        xp, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
+        be, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
     )
     r = xp.concat([r, r], axis=1)
     return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
@@ -146,7 +147,7 @@ def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
     Computed in Gram form and clamped at 0.
     """
     be, z_a, z_b = _pair(z_a, z_b)
-    return _feature_distances(be, z_a, z_b, _layout(be, z_a.shape[0], z_a), normalize)
+    return _feature_distances(be, z_a, z_b, _layout(be, rows(be, z_a), z_a), normalize)
 
 
 def prior_distances(prior: Any) -> Any:
@@ -157,7 +158,7 @@ def prior_distances(prior: Any) -> Any:
     """
     be = _checks.backend_of(prior=prior)
     e = _flat_prior(be, prior, None, "prior")
-    return _prior_distances(be, e, _layout(be, e.shape[0], e))
+    return _prior_distances(be, e, _layout(be, rows(be, e), e))
 
 
 # --- bandwidths ---------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def _median_offdiag(be: ModuleType, dist: Any, without_partner: bool = False) ->
     xp = be.xp
     # Every worker's anchor rows together form the global (M, M) matrix.
     dist = be.all_gather(be.stop_gradient(dist))
-    m = dist.shape[0]
+    m = rows(be, dist)
     flat = xp.reshape(dist, (-1,))
     # The diagonal holds m exact zeros and every off-diagonal entry is >= 0, so the
     # off-diagonal order statistics sit m places up in the full sorted array. The prior's
@@ -257,10 +258,9 @@ def perplexity_bandwidth(distances: Any, perplexity: float = 30.0, n_steps: int 
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    m = d.shape[0]
-    _check_perplexity(perplexity, "perplexity", m)
+    _check_perplexity(perplexity, "perplexity", d.shape[0])
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
-    return _perplexity_scale(be, d, off_diagonal(be, m, d), perplexity, n_steps)
+    return _perplexity_scale(be, d, off_diagonal(be, rows(be, d), d), perplexity, n_steps)
 
 
 def bandwidth(
@@ -278,15 +278,15 @@ def bandwidth(
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    m = d.shape[0]
     mode = _check_mode(mode, "mode")
     if mode == "perplexity":
-        _check_perplexity(perplexity, "perplexity", m)
+        _check_perplexity(perplexity, "perplexity", d.shape[0])
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
     if kind not in ("features", "prior"):
         raise ValueError(f"kind must be 'features' or 'prior', got {kind!r}")
     factor = 2.0 if kind == "features" else 1.0
-    return _resolve(be, d, off_diagonal(be, m, d), mode, perplexity, n_steps, factor=factor)
+    mask = off_diagonal(be, rows(be, d), d)
+    return _resolve(be, d, mask, mode, perplexity, n_steps, factor=factor)
 
 
 # --- distributions ------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def calibration_distribution(distances: Any, sigma2: Any) -> Any:
     """
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
-    return _calibration(be, d, off_diagonal(be, d.shape[0], d), sigma2)[1]
+    return _calibration(be, d, off_diagonal(be, rows(be, d), d), sigma2)[1]
 
 
 def data_distribution(distances: Any, sigma2: Any, rho: float = 3.0) -> Any:
@@ -332,14 +332,14 @@ def data_distribution(distances: Any, sigma2: Any, rho: float = 3.0) -> Any:
     be = _checks.backend_of(distances=distances)
     d = _square(be, distances, "distances")
     rho = _check_rho(rho)
-    return _data(be, d, off_diagonal(be, d.shape[0], d), sigma2, rho)[1]
+    return _data(be, d, off_diagonal(be, rows(be, d), d), sigma2, rho)[1]
 
 
 def prior_distribution(distances: Any, tau: Any) -> Any:
     """Prior neighbour distribution ``P^pre_ij = softmax_{j != i}(-r_ij / tau)``, sg."""
     be = _checks.backend_of(distances=distances)
     r = _square(be, distances, "distances")
-    return _prior(be, r, off_diagonal(be, r.shape[0], r), tau)[1]
+    return _prior(be, r, off_diagonal(be, rows(be, r), r), tau)[1]
 
 
 def anchor_weights(prior_probs: Any) -> Any:
@@ -352,7 +352,7 @@ def anchor_weights(prior_probs: Any) -> Any:
     be = _checks.backend_of(prior_probs=prior_probs)
     p = _square(be, prior_probs, "prior_probs")
     xp = be.xp
-    mask = off_diagonal(be, p.shape[0], p)
+    mask = off_diagonal(be, rows(be, p), p)
     log_p = xp.log(xp.clip(p, min=_TINY))
     return _anchor_weights(be, p, log_p, mask)
 
@@ -378,7 +378,7 @@ def _adc(
     prior_other_view: bool,
 ) -> ADCParts:
     xp = be.xp
-    layout = _layout(be, z_a.shape[0], z_a)
+    layout = _layout(be, rows(be, z_a), z_a)
     mask = layout.mask
     d = _feature_distances(be, z_a, z_b, layout, normalize)
     r = _prior_distances(be, e, layout)
@@ -403,85 +403,17 @@ def _adc(
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
 
 
-def adc_parts(
-    z_a: Any,
-    z_b: Any,
-    prior: Any,
-    *,
-    nu: float = 1.0,
-    upsilon: float = 10.0,
-    rho: float = 3.0,
-    bandwidth: Bandwidth = "perplexity",
-    prior_bandwidth: Bandwidth = "perplexity",
-    perplexity: float = 30.0,
-    prior_perplexity: float | None = None,
-    perplexity_steps: int = 20,
-    normalize: bool = True,
-    prior_other_view: bool = False,
-) -> ADCParts:
+def adc_parts(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> ADCParts:
     """:func:`adc_loss` as ``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``.
 
-    Same arguments as :func:`adc_loss`. For the unweighted terms use :func:`dcm` and
-    :func:`lpm` (or ``nu=1, upsilon=1`` here, which shares the work between them).
+    ``settings`` are the fields of :class:`ADC`, as in :func:`adc_loss`. For the
+    unweighted terms use :func:`dcm` and :func:`lpm` (or ``nu=1, upsilon=1`` here, which
+    shares the work between them).
     """
-    be, z_a, z_b = _pair(z_a, z_b, prior=prior)
-    m = 2 * z_a.shape[0] * be.shard(z_a)[0]
-    e = _flat_prior(be, prior, z_a, "prior")
-    nu = _checks.check_nonnegative(nu, "nu")
-    upsilon = _checks.check_nonnegative(upsilon, "upsilon")
-    rho = _check_rho(rho)
-    bandwidth = _check_mode(bandwidth, "bandwidth")
-    prior_bandwidth = _check_mode(prior_bandwidth, "prior_bandwidth")
-    if bandwidth == "perplexity":
-        _check_perplexity(perplexity, "perplexity", m)
-    for name, flag in (("normalize", normalize), ("prior_other_view", prior_other_view)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    if prior_bandwidth == "perplexity":
-        # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
-        # argument the value came from: prior_perplexity defaults to perplexity.
-        candidates = m - 1 if prior_other_view else m - 2
-        if prior_perplexity is None:
-            _check_perplexity(perplexity, "perplexity", m, candidates)
-        else:
-            _check_perplexity(prior_perplexity, "prior_perplexity", m, candidates)
-    if prior_perplexity is None:
-        prior_perplexity = perplexity
-    perplexity_steps = _checks.check_count(perplexity_steps, "perplexity_steps", minimum=1)
-    return _adc(
-        be,
-        z_a,
-        z_b,
-        e,
-        nu=nu,
-        upsilon=upsilon,
-        rho=rho,
-        bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth,
-        perplexity=float(perplexity),
-        prior_perplexity=float(prior_perplexity),
-        perplexity_steps=perplexity_steps,
-        normalize=normalize,
-        prior_other_view=prior_other_view,
-    )
+    return ADC(**settings).parts(z_a, z_b, prior)
 
 
-def adc_loss(
-    z_a: Any,
-    z_b: Any,
-    prior: Any,
-    *,
-    nu: float = 1.0,
-    upsilon: float = 10.0,
-    rho: float = 3.0,
-    bandwidth: Bandwidth = "perplexity",
-    prior_bandwidth: Bandwidth = "perplexity",
-    perplexity: float = 30.0,
-    prior_perplexity: float | None = None,
-    perplexity_steps: int = 20,
-    normalize: bool = True,
-    prior_other_view: bool = False,
-) -> Any:
+def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     r"""ADC's constraining term ``nu * L_DCM + upsilon * L_LPM``, to add to any method.
 
     .. math:: L_{DCM} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{cal}_{i\cdot}\,\Vert\,
@@ -496,22 +428,12 @@ def adc_loss(
       prior: N rows of any trailing shape, integer or float: raw inputs (pixels 0..255
         work as they are) or frozen features. Flattened, cast to the projections' dtype,
         stacked for both views; no gradient flows into it.
-      nu: weight of DCM (>= 0).
-      upsilon: weight of LPM (>= 0).
-      rho: Student-t degrees of freedom, > 2.
-      bandwidth: sigma^2 of the features: a float, ``"median"`` or ``"perplexity"``.
-      prior_bandwidth: tau of the prior, likewise.
-      perplexity: target perplexity of the feature distributions, in (1, M - 1].
-      prior_perplexity: the prior's target perplexity (default: ``perplexity``).
-      perplexity_steps: bisection steps of the ``"perplexity"`` rule (20 reach ~1e-5).
-      normalize: L2-normalise the projections before taking distances.
-      prior_other_view: whether each anchor's other view belongs to its prior
-        neighbourhood. It sits at prior distance 0 (both views share the input), so it
-        takes a large share of ``P^pre`` (~44% at perplexity 30 on MNIST batches),
-        which turns LPM partly into a second aligning term. ``False`` (the default)
-        leaves it out of the prior, its bandwidth and the anchor weights; the prior's
-        perplexity then lies in (1, M - 2]. The default comes from the ADC study
-        (docs/study.md): leaving it out was as good or better for every method.
+      **settings: the fields of :class:`ADC` (``nu``, ``upsilon``, ``rho``,
+        ``bandwidth``, ``prior_bandwidth``, ``perplexity``, ``prior_perplexity``,
+        ``perplexity_steps``, ``normalize``, ``prior_other_view``), each with the meaning
+        and default documented there. They are the one definition of ADC's settings:
+        the framework front-ends, the jitted JAX function and the trainer's flags are
+        derived from them.
 
     Returns:
       A 0-d array of the projections' framework (float32 for float16/bfloat16 inputs).
@@ -534,39 +456,36 @@ def adc_loss(
       >>> bool(np.isfinite(loss))
       True
     """
-    return adc_parts(
-        z_a,
-        z_b,
-        prior,
-        nu=nu,
-        upsilon=upsilon,
-        rho=rho,
-        bandwidth=bandwidth,
-        prior_bandwidth=prior_bandwidth,
-        perplexity=perplexity,
-        prior_perplexity=prior_perplexity,
-        perplexity_steps=perplexity_steps,
-        normalize=normalize,
-        prior_other_view=prior_other_view,
-    ).total
+    return ADC(**settings).parts(z_a, z_b, prior).total
 
 
-def dcm(z_a: Any, z_b: Any, prior: Any, **kwargs: Any) -> Any:
+def dcm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     """The unweighted ``L_DCM`` (the prior supplies the anchor weights).
 
-    Keyword arguments as in :func:`adc_loss` (``nu`` and ``upsilon`` excluded).
+    ``settings`` as in :func:`adc_loss` (``nu`` and ``upsilon`` excluded).
     """
-    return adc_parts(z_a, z_b, prior, nu=1.0, upsilon=0.0, **kwargs).dcm
+    return ADC(**settings, nu=1.0, upsilon=0.0).parts(z_a, z_b, prior).dcm
 
 
-def lpm(z_a: Any, z_b: Any, prior: Any, **kwargs: Any) -> Any:
-    """The unweighted ``L_LPM``. Keyword arguments as in :func:`adc_loss`."""
-    return adc_parts(z_a, z_b, prior, nu=0.0, upsilon=1.0, **kwargs).lpm
+def lpm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
+    """The unweighted ``L_LPM``. ``settings`` as in :func:`adc_loss`."""
+    return ADC(**settings, nu=0.0, upsilon=1.0).parts(z_a, z_b, prior).lpm
+
+
+def _help(sentence: str) -> dict[str, str]:
+    return {"help": sentence}
 
 
 @dataclass(frozen=True)
 class ADC:
-    """ADC's hyperparameters, bound once; what the framework front-ends take as ``adc=``.
+    """ADC's settings, the one definition of them, bound and validated once.
+
+    :func:`adc_loss` and :func:`adc_parts` take these fields as keyword arguments; the
+    framework front-ends take an ``ADC`` as ``adc=``; the jitted JAX front-end treats it
+    as a static argument; the trainer derives its ``--adc-*`` flags from the fields.
+    Values are checked when the object is made (errors name the field); what depends on
+    the batch (the perplexity against the number of rows) is checked when it is called.
+    Frozen and hashable, so it can be a static argument of ``jax.jit``.
 
     Example:
       >>> import numpy as np
@@ -577,50 +496,106 @@ class ADC:
       True
     """
 
-    nu: float = 1.0
-    upsilon: float = 10.0
-    rho: float = 3.0
-    bandwidth: Bandwidth = "perplexity"
-    prior_bandwidth: Bandwidth = "perplexity"
-    perplexity: float = 30.0
-    prior_perplexity: float | None = None
-    perplexity_steps: int = 20
-    normalize: bool = True
-    prior_other_view: bool = False
+    # Each field's help sentence travels with it: the trainer's --adc-* flags print it.
+    nu: float = field(default=1.0, metadata=_help("weight of DCM, the calibration term (>= 0)"))
+    upsilon: float = field(default=10.0, metadata=_help("weight of LPM, the prior term (>= 0)"))
+    rho: float = field(
+        default=3.0, metadata=_help("degrees of freedom of the Student-t data distribution (> 2)")
+    )
+    bandwidth: Bandwidth = field(default="perplexity", metadata=_help(
+        "sigma^2 of the features: a positive number, 'median' (half the median off-diagonal "
+        "distance) or 'perplexity' (per anchor, by bisection)"
+    ))
+    prior_bandwidth: Bandwidth = field(default="perplexity", metadata=_help(
+        "tau of the prior: a positive number, 'median' or 'perplexity'"
+    ))
+    perplexity: float = field(default=30.0, metadata=_help(
+        "target perplexity of the feature distributions, in (1, M - 1] for M = 2N rows"
+    ))
+    prior_perplexity: float | None = field(default=None, metadata=_help(
+        "target perplexity of the prior (default: perplexity)"
+    ))
+    perplexity_steps: int = field(default=20, metadata=_help(
+        "bisection steps of the 'perplexity' rule (20 reach about 1e-5)"
+    ))
+    normalize: bool = field(default=True, metadata=_help(
+        "L2-normalise the projections before taking distances"
+    ))
+    prior_other_view: bool = field(default=False, metadata=_help(
+        "count each anchor's other view (at prior distance 0) in its prior neighbourhood; off "
+        "by default, which makes the prior's perplexity lie in (1, M - 2]"
+    ))
+
+    def __post_init__(self) -> None:
+        checked = {
+            "nu": _checks.check_nonnegative(self.nu, "nu"),
+            "upsilon": _checks.check_nonnegative(self.upsilon, "upsilon"),
+            "rho": _check_rho(self.rho),
+            "bandwidth": _check_mode(self.bandwidth, "bandwidth"),
+            "prior_bandwidth": _check_mode(self.prior_bandwidth, "prior_bandwidth"),
+            "perplexity": _check_perplexity_value(self.perplexity, "perplexity"),
+            "prior_perplexity": None if self.prior_perplexity is None
+            else _check_perplexity_value(self.prior_perplexity, "prior_perplexity"),
+            "perplexity_steps": _checks.check_count(
+                self.perplexity_steps, "perplexity_steps", minimum=1
+            ),
+            "normalize": _checks.check_bool(self.normalize, "normalize"),
+            "prior_other_view": _checks.check_bool(self.prior_other_view, "prior_other_view"),
+        }
+        # Plain Python values (NumPy scalars become floats and bools), so that equal
+        # settings hash equal and a jitted function compiles once for them.
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
-    def for_method(cls, method: str, **kwargs: Any) -> ADC:
+    def for_method(cls, method: str, **settings: Any) -> ADC:
         """ADC with the weights :func:`method_weights` recommends for ``method``;
-        ``kwargs`` set any field, the weights included."""
+        ``settings`` set any field, the weights included."""
         nu, upsilon = method_weights(method)
-        return cls(**{"nu": nu, "upsilon": upsilon, **kwargs})
+        return cls(**{"nu": nu, "upsilon": upsilon, **settings})
 
     def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
-        return adc_parts(z_a, z_b, prior, **self.__dict__)
+        """``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)`` of a batch."""
+        be, z_a, z_b = _pair(z_a, z_b, prior=prior)
+        # M, where the batch size is static: an unknown one (None) leaves the perplexities'
+        # upper bounds unchecked, as only the run-time batch knows them.
+        n = z_a.shape[0]
+        m = None if n is None else 2 * n * be.shard(z_a)[0]
+        e = _flat_prior(be, prior, z_a, "prior")
+        if self.bandwidth == "perplexity":
+            _check_perplexity(self.perplexity, "perplexity", m)
+        prior_perplexity = self.perplexity if self.prior_perplexity is None \
+            else self.prior_perplexity
+        if self.prior_bandwidth == "perplexity":
+            # Without the other view a prior row has M - 2 candidates, not M - 1. Name the
+            # argument the value came from: prior_perplexity defaults to perplexity.
+            candidates = None if m is None else m - 1 if self.prior_other_view else m - 2
+            name = "perplexity" if self.prior_perplexity is None else "prior_perplexity"
+            _check_perplexity(prior_perplexity, name, m, candidates)
+        return _adc(
+            be, z_a, z_b, e, nu=self.nu, upsilon=self.upsilon, rho=self.rho,
+            bandwidth=self.bandwidth, prior_bandwidth=self.prior_bandwidth,
+            perplexity=self.perplexity, prior_perplexity=prior_perplexity,
+            perplexity_steps=self.perplexity_steps, normalize=self.normalize,
+            prior_other_view=self.prior_other_view,
+        )
 
     def __call__(self, z_a: Any, z_b: Any, prior: Any) -> Any:
+        """``nu * L_DCM + upsilon * L_LPM`` of a batch: :func:`adc_loss` with these settings."""
         return self.parts(z_a, z_b, prior).total
+
+    def settings(self) -> dict[str, Any]:
+        """The fields as a dict (the keyword arguments of :func:`adc_loss`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # --- weights per method -------------------------------------------------------------------
 
-# (nu, upsilon) per method, from the ADC study (docs/study.md, mnist5k, D = 128): nu = 1,
-# upsilon = 10 give ADC 76 to 95% of the gradient at initialisation beside BYOL, SwAV and
-# SimCLR, but 4% beside Barlow Twins, whose loss sums D^2 terms; scaled by 100 (81%) it
-# gained more (linear probe +5.3 against +3.4 points, kNN +29.6 against +16.3).
-_DEFAULT_WEIGHTS = (1.0, 10.0)
-_METHOD_WEIGHTS = {
-    "byol": _DEFAULT_WEIGHTS,
-    "barlow_twins": (100.0, 1000.0),
-    "swav": _DEFAULT_WEIGHTS,
-    "simclr": _DEFAULT_WEIGHTS,
-}
-
 
 def method_weights(method: str) -> tuple[float, float]:
-    """The ``(nu, upsilon)`` recommended for ADC beside ``method``.
+    """The ``(nu, upsilon)`` recommended for ADC beside ``method`` (its registry entry's).
 
-    ``(1, 10)`` (the defaults of :func:`adc_loss`) for ``"byol"``, ``"swav"`` and
+    ``(1, 10)`` (the defaults of :class:`ADC`) for ``"byol"``, ``"swav"`` and
     ``"simclr"``; ``(100, 1000)`` for ``"barlow_twins"``, whose loss is two orders of
     magnitude larger, so that ADC's share of the gradient is comparable (measured at
     D = 128; Barlow Twins' loss grows with D, so check the share at other widths with
@@ -631,9 +606,9 @@ def method_weights(method: str) -> tuple[float, float]:
       >>> adc.method_weights("barlow_twins")
       (100.0, 1000.0)
     """
-    if method not in _METHOD_WEIGHTS:
-        raise ValueError(f"method must be one of {sorted(_METHOD_WEIGHTS)}, got {method!r}")
-    return _METHOD_WEIGHTS[method]
+    from glf_losses import registry  # the registry imports the methods, which import ADC
+
+    return registry.get(method).adc_weights
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -642,8 +617,7 @@ def method_weights(method: str) -> tuple[float, float]:
 def _pair(z_a: Any, z_b: Any, prior: Any = None) -> tuple[ModuleType, Any, Any]:
     be = _checks.backend_of(z_a=z_a, z_b=z_b, prior=prior)
     _checks.same_shape(z_a, z_b, "z_a", "z_b")
-    z_a = _checks.float_matrix(be, z_a, "z_a", min_rows=2)
-    z_b = _checks.float_matrix(be, z_b, "z_b", min_rows=2)
+    z_a, z_b = _checks.float_matrices(be, z_a=z_a, z_b=z_b, min_rows=2)
     return be, z_a, z_b
 
 
@@ -652,17 +626,25 @@ def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
     shape = _checks.shape_of(prior)
     if len(shape) < 1:
         raise ValueError(f"{name} must have one row per sample, got a 0-d array")
-    if like is not None and shape[0] is not None and shape[0] != like.shape[0]:
+    n = shape[0]
+    if like is not None and None not in (n, like.shape[0]) and n != like.shape[0]:
         raise ValueError(
             f"{name} must have N = {like.shape[0]} rows (one per sample of z_a), got "
             f"{shape[0]} (shape {shape})"
         )
-    if not xp.isdtype(prior.dtype, ("real floating", "integral", "bool")):
+    floating = _checks.is_real_floating(xp, prior.dtype)
+    if not floating and not xp.isdtype(prior.dtype, ("integral", "bool")):
         raise TypeError(f"{name} must have a real or integer dtype, got {prior.dtype}")
-    n = shape[0]
-    flat = xp.reshape(prior, (n, -1)) if len(shape) != 2 else prior
+    flat = prior
+    if len(shape) != 2:
+        features = shape[1:]
+        if n is None and None not in features:
+            # Keeps the static width where only the batch size is unknown.
+            flat = xp.reshape(prior, (-1, math.prod(features)))  # type: ignore[arg-type]
+        else:
+            flat = xp.reshape(prior, (rows(be, prior), -1))
     target = like.dtype if like is not None else _checks.compute_dtype(xp, prior.dtype)
-    if not xp.isdtype(prior.dtype, "real floating"):
+    if not floating:
         target = like.dtype if like is not None else xp.float32
     return flat if flat.dtype == target else xp.astype(flat, target)
 
@@ -692,16 +674,32 @@ def _check_mode(mode: Any, name: str) -> Bandwidth:
     return _checks.check_positive(mode, name)
 
 
-def _check_perplexity(value: Any, name: str, m: int, candidates: int | None = None) -> None:
-    """A perplexity is an effective neighbour count: more than 1, at most the row's
-    candidates (M - 1, or M - 2 for a prior row without the anchor's other view)."""
+def _check_perplexity_value(value: Any, name: str) -> float:
+    """A perplexity is an effective neighbour count: a finite number above 1."""
     value = _checks.check_finite_number(value, name)
+    if not value > 1:
+        raise ValueError(f"{name} must be > 1 (an effective number of neighbours), got {value}")
+    return value
+
+
+def _check_perplexity(
+    value: Any, name: str, m: int | None, candidates: int | None = None
+) -> None:
+    """A perplexity is an effective neighbour count: more than 1, at most the row's
+    candidates (M - 1, or M - 2 for a prior row without the anchor's other view).
+
+    ``m`` is None where the batch size is known only at run time: then only the lower
+    bound can be checked."""
+    value = _check_perplexity_value(value, name)
+    if m is None:
+        return
     candidates = m - 1 if candidates is None else candidates
-    if not 1 < value <= candidates:
+    if not value <= candidates:
         why = "" if candidates == m - 1 else (
             " when the prior leaves out each anchor's other view (prior_other_view=False)"
         )
         raise ValueError(
             f"{name} must lie in (1, M - {m - candidates}] = (1, {candidates}] for M = {m} "
-            f"stacked rows{why}, got {value}"
+            f"stacked rows{why}, got {value}: pass {name}= of at most {candidates}, or use "
+            f"a batch of at least {math.ceil((value + m - candidates) / 2)} rows"
         )

@@ -30,8 +30,7 @@ def _pair(
 ) -> tuple[ModuleType, Any, Any]:
     be = _checks.backend_of(**{name_a: a, name_b: b})
     _checks.same_shape(a, b, name_a, name_b)
-    a = _checks.float_matrix(be, a, name_a, min_rows=min_rows)
-    b = _checks.float_matrix(be, b, name_b, min_rows=min_rows)
+    a, b = _checks.float_matrices(be, min_rows=min_rows, **{name_a: a, name_b: b})
     return be, a, b
 
 
@@ -164,14 +163,8 @@ def swapped_prediction(
     for name, x in (("scores_b", scores_b), ("codes_a", codes_a), ("codes_b", codes_b)):
         _checks.same_shape(scores_a, x, "scores_a", name)
     temperature = _checks.check_positive(temperature, "temperature")
-    sa, sb, qa, qb = (
-        _checks.float_matrix(be, x, name)
-        for name, x in (
-            ("scores_a", scores_a),
-            ("scores_b", scores_b),
-            ("codes_a", codes_a),
-            ("codes_b", codes_b),
-        )
+    sa, sb, qa, qb = _checks.float_matrices(
+        be, scores_a=scores_a, scores_b=scores_b, codes_a=codes_a, codes_b=codes_b
     )
     return _swapped_prediction(be, sa, sb, qa, qb, temperature)
 

@@ -11,13 +11,17 @@ from typing import Any
 
 from glf_losses import _checks
 from glf_losses._lib import (
+    as_divisor,
     batch_average,
     column_mean,
+    dim,
     global_rows,
     l2_normalize,
     masked_logsumexp,
+    matmul,
     not_self,
     off_diagonal,
+    rows,
     sq_distances,
     stacked_columns,
     stacked_rows,
@@ -41,15 +45,16 @@ __all__ = [
 
 def _cross_correlation(be: ModuleType, zn_a: Any, zn_b: Any) -> Any:
     # Summed over workers like the official implementation's all-reduce of C.
-    n_global = zn_a.shape[0] * be.shard(zn_a)[0]
-    return be.all_reduce_sum(be.xp.matrix_transpose(zn_a) @ zn_b) / n_global
+    n_global = rows(be, zn_a) * be.shard(zn_a)[0]
+    c = matmul(be, be.xp.matrix_transpose(zn_a), zn_b)
+    return be.all_reduce_sum(c) / as_divisor(be, n_global, c)
 
 
 def _redundancy_reduction(be: ModuleType, c: Any, lambd: float) -> Any:
     xp = be.xp
     # Masking, not sum(C^2) - sum(diag^2): the difference cancels catastrophically in
     # float32 once the diagonal approaches 1 and the off-diagonal approaches 0.
-    mask = off_diagonal(be, c.shape[0], c)
+    mask = off_diagonal(be, rows(be, c), c)
     return lambd * xp.sum(xp.where(mask, c * c, 0.0))
 
 
@@ -90,8 +95,8 @@ def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float =
 def _sinkhorn(be: ModuleType, scores: Any, epsilon: float, n_iters: int) -> Any:
     xp = be.xp
     s = be.stop_gradient(scores)
-    n_local, k = s.shape
-    n = n_local * be.shard(s)[0]
+    k = as_divisor(be, dim(be, s, 1), s)
+    n = as_divisor(be, rows(be, s) * be.shard(s)[0], s)
     # A per-prototype shift cancels in the first row normalisation, so it gives the same
     # codes as a global one; it also keeps every prototype's largest entry at exp(0) = 1.
     q = xp.exp((s - be.all_reduce_max(xp.max(s, axis=0, keepdims=True))) / epsilon)
@@ -145,10 +150,10 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     # Local rows against the global batch as columns: every sample of every worker is a
     # negative, and each worker computes only its own rows' terms.
     xp = be.xp
-    n_global, rows = stacked_rows(be, u_a.shape[0], u_a)
+    n_global, anchors = stacked_rows(be, rows(be, u_a), u_a)
     columns = stacked_columns(be, u_a, u_b)
-    logits = (xp.concat([u_a, u_b], axis=0) @ xp.matrix_transpose(columns)) / temperature
-    lse = masked_logsumexp(be, logits, not_self(be, rows, 2 * n_global, u_a))
+    logits = matmul(be, xp.concat([u_a, u_b], axis=0), xp.matrix_transpose(columns)) / temperature
+    lse = masked_logsumexp(be, logits, not_self(be, anchors, 2 * n_global, u_a))
     return batch_average(be, lse)
 
 
@@ -200,7 +205,7 @@ def _std_hinge(be: ModuleType, centred: Any, eps: float) -> Any:
 def _off_diagonal_covariance(be: ModuleType, centred: Any) -> Any:
     xp = be.xp
     n_global, d = centred.shape[0] * be.shard(centred)[0], centred.shape[1]
-    cov = be.all_reduce_sum(xp.matrix_transpose(centred) @ centred) / (n_global - 1)
+    cov = be.all_reduce_sum(matmul(be, xp.matrix_transpose(centred), centred)) / (n_global - 1)
     mask = off_diagonal(be, d, cov)
     return xp.sum(xp.where(mask, cov * cov, 0.0)) / d
 
@@ -272,7 +277,7 @@ def _log_gaussian_potential(be: ModuleType, u: Any, t: float) -> Any:
     n_global, rows = global_rows(be, u.shape[0], u)
     columns = be.to_local(be.all_gather(u))
     mask = not_self(be, rows, n_global, u)
-    per_row = masked_logsumexp(be, -t * sq_distances(xp, u, columns, mask), mask)
+    per_row = masked_logsumexp(be, -t * sq_distances(be, u, columns, mask), mask)
     # A log-sum-exp over the rows of every worker, shifted by the global row maximum.
     m = be.stop_gradient(be.all_reduce_max(xp.max(per_row, keepdims=True)))
     total = be.all_reduce_sum(xp.sum(xp.exp(per_row - m), keepdims=True))
@@ -357,7 +362,7 @@ def koleo(z: Any, eps: float = 1e-8) -> Any:
     n_global, rows = global_rows(be, u.shape[0], u)
     columns = be.to_local(be.all_gather(u))
     # Cosines lie in [-1, 1]: -2 keeps each sample from being its own neighbour.
-    dots = be.stop_gradient(u @ xp.matrix_transpose(columns))
+    dots = be.stop_gradient(matmul(be, u, xp.matrix_transpose(columns)))
     dots = xp.where(not_self(be, rows, n_global, u), dots, -2.0)
     neighbour = xp.take(columns, xp.argmax(dots, axis=1), axis=0)
     diff = u - neighbour + eps

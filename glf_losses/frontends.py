@@ -1,111 +1,123 @@
-"""What every framework's loss objects share, written once.
+"""What every framework's loss objects share, written once and built from the registry.
 
-``glf_losses.backends.torch`` builds ``torch.nn.Module`` losses and
-``glf_losses.backends.tensorflow`` builds Keras layers by mixing these classes into the
-framework's base class; the framework class only stores the hyperparameters (and, for
-SwAV, the prototypes) the framework's way. Nothing here imports a framework.
+``glf_losses.backends.torch`` makes ``torch.nn.Module`` losses and
+``glf_losses.backends.tensorflow`` Keras layers by mixing :class:`MethodFrontEnd` into the
+framework's base class, one class per :mod:`glf_losses.registry` entry (see
+:func:`front_end_class`); the framework class only stores the arrays the method owns (SwAV's
+prototypes) the framework's way. Nothing here imports a framework.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from glf_losses import methods
-from glf_losses._lib import GLFParts, l2_normalize
-from glf_losses._namespace import get_namespace
+from glf_losses import _checks, methods, registry
+from glf_losses._lib import GLFParts
 from glf_losses.adc import ADC, ADCParts
 
-__all__ = [
-    "ADCFrontEnd",
-    "BYOLFrontEnd",
-    "BarlowTwinsFrontEnd",
-    "LossFrontEnd",
-    "SimCLRFrontEnd",
-    "SwAVFrontEnd",
-]
+__all__ = ["ADCFrontEnd", "MethodFrontEnd", "check_adc", "front_end_class", "module_getattr"]
 
 
-class LossFrontEnd:
-    """A method's loss with an optional ADC term added to its constraining part.
+def check_adc(adc: Any) -> ADC | None:
+    """``adc`` as given if it is an :class:`~glf_losses.ADC` or ``None``; else a clear error."""
+    return methods._check_adc(adc)
 
-    With ``adc=ADC(...)`` the ADC term (on the pair :meth:`adc_inputs` picks) joins the
-    constraining part, and ``prior`` (raw inputs or frozen features) must be passed.
+
+class MethodFrontEnd:
+    """A registered method's loss, with an optional ADC term in its constraining part.
+
+    Subclasses are made per method by :func:`front_end_class`; their constructor is
+    ``Cls(*sizes, adc=None, **hyperparameters)``: the method's size arguments (SwAV:
+    ``dim, n_prototypes``), an :class:`~glf_losses.ADC` or ``None``, and any of the
+    method's hyperparameters (the rest keep their official defaults). Calling the object
+    with the method's inputs (and ``prior=`` when ADC is set) gives the 0-d loss;
+    :meth:`parts` gives ``GLFParts(align, constrain)``.
     """
 
+    method: ClassVar[registry.Method]
     adc: ADC | None
+    hyperparameters: dict[str, Any]
 
-    def method_parts(self, *args: Any) -> GLFParts:
-        """The method's own ``GLFParts``, without ADC."""
-        raise NotImplementedError
+    def _configure(
+        self, sizes: tuple[Any, ...], adc: Any, hyperparameters: dict[str, Any]
+    ) -> dict[str, tuple[int, ...]]:
+        """Check and store the settings; returns the shapes of the arrays to own."""
+        entry = self.method
+        names = tuple(entry.sizes)
+        # Sizes positionally, in the declared order, or by name.
+        given = dict(zip(names, sizes, strict=False))
+        for n in names[len(sizes):]:
+            if n in hyperparameters:
+                given[n] = hyperparameters.pop(n)
+        if len(sizes) > len(names) or len(given) != len(names):
+            raise TypeError(
+                f"{type(self).__name__} takes {len(names)} size argument(s) "
+                f"({', '.join(names) or 'none'}), got {len(sizes)} positional and "
+                f"{len(given) - min(len(sizes), len(names))} by name"
+            )
+        # A size that counts an owned array's rows has that array's minimum.
+        minimum = {p.shape[0]: p.min_rows for p in entry.parameters}
+        size = {n: _checks.check_count(v, n, minimum=minimum.get(n, 1)) for n, v in given.items()}
+        self.adc = check_adc(adc)
+        self.hyperparameters = entry.hyperparameter_values(hyperparameters)
+        return {p.name: tuple(size[n] for n in p.shape) for p in entry.parameters}
 
-    def adc_inputs(self, *args: Any) -> tuple[Any, Any]:
-        """The two views' features ADC acts on: the first two arguments by default."""
-        return args[0], args[1]
+    def owned_arrays(self) -> dict[str, Any]:
+        """The arrays the method owns, by name, as the framework's arrays."""
+        return {}
 
-    def parts(self, *args: Any, prior: Any = None) -> GLFParts:
-        """The loss as ``GLFParts(align, constrain)``."""
-        return methods.with_adc(
-            self.method_parts(*args), self.adc, *self.adc_inputs(*args), prior
+    def parts(self, *inputs: Any, prior: Any = None) -> GLFParts:
+        """The loss as ``GLFParts(align, constrain)`` (ADC, if set, in ``constrain``)."""
+        return registry.method_parts(
+            self.method, *inputs, prior=prior, adc=self.adc, **self.owned_arrays(),
+            **self.hyperparameters,
         )
 
 
-class BYOLFrontEnd(LossFrontEnd):
-    """BYOL from ``(p_a, p_b, z_a, z_b)``; ADC acts on the online predictions, the only
-    BYOL outputs that carry gradient."""
+def front_end_class(
+    base: type, method: str | registry.Method, module: str, summary: str,
+    cache: dict[str, type],
+) -> type:
+    """The front-end class of ``method`` on ``base`` (a framework's generic loss class).
 
-    def method_parts(self, p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.byol_parts(p_a, p_b, z_a, z_b)
+    Made once per method and framework and kept in ``cache``; named after the method
+    (``BarlowTwinsLoss``) and documented from its declaration.
+    """
+    entry = registry.get(method)
+    known = cache.get(entry.name)
+    if known is not None and getattr(known, "method", None) is entry:
+        return known
+    sizes = ", ".join(entry.sizes)
+    settings = ", ".join(f"{k}={v!r}" for k, v in entry.hyperparameters.items())
+    call = ", ".join(entry.inputs + tuple(f"{n}=None" for n in entry.optional_inputs))
+    doc = (
+        f"{entry.title or entry.name} {summary}: ``{entry.class_name}({sizes}"
+        f"{', ' if sizes else ''}adc=None{', ' if settings else ''}{settings})``, called as "
+        f"``loss_fn({call}, prior=None)``.\n\n"
+        f"The loss is :func:`glf_losses.{entry.name}_loss`"
+        + (f" (its owned arrays: {', '.join(p.name for p in entry.parameters)})"
+           if entry.parameters else "")
+        + f"; ADC, if set, acts on ``{entry.adc_inputs[0]}, {entry.adc_inputs[1]}``.\n\n"
+        f"Paper: {entry.paper}. Official code: {entry.source}.\n"
+    )
+    cls = type(entry.class_name, (base,), {"method": entry, "__doc__": doc, "__module__": module})
+    cache[entry.name] = cls
+    return cls
 
 
-class BarlowTwinsFrontEnd(LossFrontEnd):
-    """Barlow Twins from ``(z_a, z_b)`` with ``lambd``, ``eps`` and ``scale``."""
+def module_getattr(
+    make: Callable[[str], type], module: str
+) -> Callable[[str], type]:
+    """A module ``__getattr__`` that makes ``<Method>Loss`` classes on first use."""
 
-    lambd: float
-    eps: float
-    scale: float
+    def __getattr__(name: str) -> type:
+        for method in registry.names():
+            if registry.get(method).class_name == name:
+                return make(method)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.barlow_twins_parts(z_a, z_b, self.lambd, self.eps, self.scale)
-
-
-class SimCLRFrontEnd(LossFrontEnd):
-    """SimCLR from ``(z_a, z_b)`` with ``temperature``."""
-
-    temperature: float
-
-    def method_parts(self, z_a: Any, z_b: Any) -> GLFParts:
-        return methods.simclr_parts(z_a, z_b, self.temperature)
-
-
-class SwAVFrontEnd(LossFrontEnd):
-    """SwAV from the projections ``(z_a, z_b)`` and the object's own prototypes."""
-
-    temperature: float
-    epsilon: float
-    sinkhorn_iters: int
-
-    def prototype_matrix(self) -> Any:
-        """The (K, D) prototypes as an array of the framework."""
-        raise NotImplementedError
-
-    def scores(self, z: Any) -> Any:
-        """``n(z) n(W)^T``: (N, K) scores of the projections against the prototypes."""
-        xp = get_namespace(z)
-        w = xp.astype(self.prototype_matrix(), z.dtype)
-        return l2_normalize(xp, z) @ xp.matrix_transpose(l2_normalize(xp, w))
-
-    def method_parts(
-        self, z_a: Any, z_b: Any, queue_a: Any = None, queue_b: Any = None
-    ) -> GLFParts:
-        """``queue_a``/``queue_b``: optional earlier projections (Q, D) for Sinkhorn."""
-
-        def scores(q: Any) -> Any:
-            return None if q is None else self.scores(q)
-
-        return methods.swav_parts(
-            self.scores(z_a), self.scores(z_b), self.temperature, self.epsilon,
-            self.sinkhorn_iters, scores(queue_a), scores(queue_b),
-        )
+    return __getattr__
 
 
 class ADCFrontEnd:

@@ -18,6 +18,8 @@ from glf_losses._lib import (
     global_rows,
     l2_normalize,
     masked_logsumexp,
+    matmul,
+    rows,
     stacked_columns,
     stacked_rows,
     standardize,
@@ -73,6 +75,7 @@ __all__ = [
     "simsiam_parts",
     "swav_loss",
     "swav_parts",
+    "swav_prototype_parts",
     "tico_covariance",
     "tico_loss",
     "tico_parts",
@@ -101,7 +104,7 @@ def byol_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
     be = _checks.backend_of(**names)
     for name in ("p_b", "z_a", "z_b"):
         _checks.same_shape(p_a, names[name], "p_a", name)
-    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    p_a, p_b, z_a, z_b = _checks.float_matrices(be, **names)
     target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
     align = _normalized_mse(be, p_a, target_b) + _normalized_mse(be, p_b, target_a)
     return GLFParts(align, _zero_like(be, align))
@@ -194,9 +197,10 @@ def barlow_twins_loss(
 def _codes(
     be: Any, scores: Any, queue: Any, name: str, epsilon: float, n_iters: int
 ) -> Any:
+    """Sinkhorn codes of ``scores``; ``queue``, validated and of the scores' dtype, is
+    prepended to Sinkhorn's batch when given."""
     if queue is None:
         return _sinkhorn(be, scores, epsilon, n_iters)
-    queue = _checks.float_matrix(be, queue, name)
     if _checks.shape_of(queue)[1] != _checks.shape_of(scores)[1]:
         raise ValueError(
             f"{name} must have one column per prototype ({_checks.shape_of(scores)[1]}), "
@@ -204,8 +208,41 @@ def _codes(
         )
     # The queue only enlarges Sinkhorn's batch (so small batches can still spread over
     # every prototype); the current batch's codes are the last rows.
-    stacked = be.xp.concat([be.xp.astype(queue, scores.dtype), scores], axis=0)
-    return _sinkhorn(be, stacked, epsilon, n_iters)[queue.shape[0] :, ...]
+    stacked = be.xp.concat([queue, scores], axis=0)
+    return _sinkhorn(be, stacked, epsilon, n_iters)[rows(be, queue) :, ...]
+
+
+def _check_prototype_count(x: Any, name: str, axis: int) -> None:
+    """At least two prototypes along ``axis`` of ``x`` (where that size is static)."""
+    shape = _checks.shape_of(x)
+    size = shape[axis]
+    if size is not None and size < 2:
+        where = "rows" if axis == 0 else "columns"
+        raise ValueError(
+            f"{name} must have at least 2 {where}, one per prototype (with fewer, every "
+            f"code is 1 and the loss is identically 0), got shape {shape}"
+        )
+
+
+def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
+    """``n(z) n(W)^T``: (N, K) scores of projections (N, D) against prototypes (K, D).
+
+    What the SwAV front-ends of every framework call: ``z`` and ``prototypes`` are
+    validated (errors name ``name`` and ``prototypes``) and computed in their common
+    compute dtype, so integer projections are refused and float16 ones are normalised in
+    float32, where their squared norms cannot overflow.
+    """
+    be = _checks.backend_of(**{name: z, "prototypes": prototypes})
+    z, w = _checks.float_matrices(be, **{name: z, "prototypes": prototypes})
+    shape_z, shape_w = _checks.shape_of(z), _checks.shape_of(w)
+    if None not in (shape_z[1], shape_w[1]) and shape_z[1] != shape_w[1]:
+        raise ValueError(
+            f"prototypes must have shape (K, D) with D = {shape_z[1]}, the width of {name}, "
+            f"got shape {shape_w}"
+        )
+    _check_prototype_count(w, "prototypes", axis=0)
+    xp = be.xp
+    return matmul(be, l2_normalize(xp, z), xp.matrix_transpose(l2_normalize(xp, w)))
 
 
 def swav_parts(
@@ -226,8 +263,11 @@ def swav_parts(
         scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
     )
     _checks.same_shape(scores_a, scores_b, "scores_a", "scores_b")
-    sa = _checks.float_matrix(be, scores_a, "scores_a")
-    sb = _checks.float_matrix(be, scores_b, "scores_b")
+    # Queues join the scores' common dtype: float64 anywhere computes in float64.
+    sa, sb, queue_a, queue_b = _checks.float_matrices(
+        be, scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
+    )
+    _check_prototype_count(sa, "scores_a", axis=1)
     temperature = _checks.check_positive(temperature, "temperature")
     epsilon = _checks.check_positive(epsilon, "epsilon")
     sinkhorn_iters = _checks.check_count(sinkhorn_iters, "sinkhorn_iters", minimum=1)
@@ -286,6 +326,52 @@ def swav_loss(
         queue_a=queue_a,
         queue_b=queue_b,
     ).total
+
+
+def swav_prototype_parts(
+    z_a: Any,
+    z_b: Any,
+    prototypes: Any,
+    queue_a: Any = None,
+    queue_b: Any = None,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    sinkhorn_iters: int = 3,
+) -> GLFParts:
+    """SwAV from projections and prototypes: :func:`swav_parts` of ``n(z) n(W)^T``.
+
+    Args:
+      z_a: (N, D) projections of view a.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      prototypes: (K, D) prototype matrix; its rows are L2-normalised here, as the
+        projections are (the official code keeps the stored rows normalised too).
+      queue_a: optional (Q, D) earlier projections of view a, scored against the current
+        prototypes and prepended to Sinkhorn's input (SwAV's queue).
+      queue_b: the same for view b.
+      temperature: softmax temperature (0.1).
+      epsilon: Sinkhorn regularisation (0.05).
+      sinkhorn_iters: Sinkhorn iterations (3).
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> rng = np.random.default_rng(0)
+      >>> z_a, z_b, w = rng.normal(size=(8, 4)), rng.normal(size=(8, 4)), rng.normal(size=(3, 4))
+      >>> parts = glf_losses.swav_prototype_parts(z_a, z_b, w)
+      >>> bool(np.isfinite(parts.total))
+      True
+    """
+    _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
+                       queue_b=queue_b)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+
+    def scores(z: Any, name: str) -> Any:
+        return None if z is None else _prototype_scores(z, prototypes, name)
+
+    return swav_parts(
+        scores(z_a, "z_a"), scores(z_b, "z_b"), temperature, epsilon, sinkhorn_iters,
+        scores(queue_a, "queue_a"), scores(queue_b, "queue_b"),
+    )
 
 
 # --- SimCLR ---------------------------------------------------------------------------
@@ -348,6 +434,7 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any) -
       >>> bool(np.isclose(parts.total, glf_losses.simclr_loss(z_a, z_b) + adc(z_a, z_b, x)))
       True
     """
+    adc = _check_adc(adc)
     if adc is None:
         return parts
     if prior is None:
@@ -560,7 +647,7 @@ def _mocov3_direction(be: Any, u_q: Any, u_k: Any, temperature: float) -> tuple[
     """(align, constrain) of one direction, both scaled by 2T as the official loss."""
     xp = be.xp
     keys = be.to_local(be.all_gather(u_k))  # every worker's keys are negatives
-    logits = (u_q @ xp.matrix_transpose(keys)) / temperature
+    logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
     align = -2.0 * batch_average(be, xp.sum(u_q * u_k, axis=1))
     constrain = 2.0 * temperature * batch_average(be, be.logsumexp(logits, axis=1))
     return align, constrain
@@ -646,11 +733,12 @@ def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> G
     if queue is None:
         # In-batch negatives: every key of the global batch, the positive among them.
         keys = be.to_local(be.all_gather(u_k))
-        logits = (u_q @ xp.matrix_transpose(keys)) / temperature
+        logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
     else:
         negatives = _moco_queue(be, queue, q.shape[1], q.dtype)
         logits = xp.concat(
-            [positive[:, None], (u_q @ xp.matrix_transpose(negatives)) / temperature], axis=1
+            [positive[:, None], matmul(be, u_q, xp.matrix_transpose(negatives)) / temperature],
+            axis=1,
         )
     lse = be.logsumexp(logits, axis=1)
     return GLFParts(-batch_average(be, positive), batch_average(be, lse))
@@ -743,7 +831,8 @@ def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -
     n_local = u_a.shape[0]
     n_global, rows = stacked_rows(be, n_local, u_a)
     columns = stacked_columns(be, u_a, u_b)
-    logits = (xp.concat([u_a, u_b], axis=0) @ xp.matrix_transpose(columns)) / temperature
+    anchors = xp.concat([u_a, u_b], axis=0)
+    logits = matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
     # Decoupled: neither the anchor itself nor its positive is in the denominator.
     positive_column = (rows + n_global) % (2 * n_global)
     column = xp.arange(2 * n_global, device=be.device(u_a))
@@ -919,7 +1008,7 @@ def _tico_batch_covariance(be: Any, u_a: Any) -> Any:
     """(D, D) second moment of view a's unit rows over the global batch, for local terms."""
     xp = be.xp
     n_global = u_a.shape[0] * be.shard(u_a)[0]
-    return be.to_local(be.all_reduce_sum(xp.matrix_transpose(u_a) @ u_a) / n_global)
+    return be.to_local(be.all_reduce_sum(matmul(be, xp.matrix_transpose(u_a), u_a)) / n_global)
 
 
 def _tico_state(be: Any, covariance: Any, d: int, dtype: Any) -> Any:
@@ -957,7 +1046,7 @@ def tico_parts(
     # The current batch's second moment enters with its gradient, as in the paper's
     # pseudo-code (the state is detached only after the step).
     c = beta * state + (1.0 - beta) * _tico_batch_covariance(be, u_a)
-    contrast = batch_average(be, xp.sum((u_a @ c) * u_a, axis=1))
+    contrast = batch_average(be, xp.sum(matmul(be, u_a, c) * u_a, axis=1))
     align = -batch_average(be, xp.sum(u_a * u_b, axis=1))
     return GLFParts(align, rho * contrast)
 
@@ -1029,7 +1118,7 @@ def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
     u_a = l2_normalize(be.xp, be.stop_gradient(z_a))
     xp = be.xp
     n_global = u_a.shape[0] * be.shard(u_a)[0]
-    batch = be.all_reduce_sum(xp.matrix_transpose(u_a) @ u_a) / n_global
+    batch = be.all_reduce_sum(matmul(be, xp.matrix_transpose(u_a), u_a)) / n_global
     return be.stop_gradient(beta * state + (1.0 - beta) * batch)
 
 
@@ -1107,10 +1196,10 @@ def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: flo
     xp = be.xp
     # Neighbours under stop-gradient: the support set is a constant, and which element is
     # nearest is piecewise constant in z.
-    scores = be.stop_gradient(u_z) @ xp.matrix_transpose(support)
+    scores = matmul(be, be.stop_gradient(u_z), xp.matrix_transpose(support))
     neighbours = l2_normalize(xp, xp.take(support, xp.argmax(scores, axis=1), axis=0))
     columns = be.to_local(be.all_gather(u_p))
-    logits = (neighbours @ xp.matrix_transpose(columns)) / temperature
+    logits = matmul(be, neighbours, xp.matrix_transpose(columns)) / temperature
     positive = xp.sum(neighbours * u_p, axis=1) / temperature
     return GLFParts(
         -0.5 * batch_average(be, positive),
@@ -1214,3 +1303,13 @@ def nnclr_enqueue(support: Any, z: Any) -> Any:
             f"), got shape {_checks.shape_of(support)}"
         )
     return moco_enqueue(support, z)
+
+
+def _check_adc(adc: Any) -> ADC | None:
+    """``adc`` itself if it is an :class:`ADC` or None: what every front-end accepts."""
+    if adc is None or isinstance(adc, ADC):
+        return adc
+    raise TypeError(
+        "adc must be a glf_losses.ADC (e.g. ADC() or ADC.for_method('simclr')) or None, "
+        f"got {_checks.type_name(adc)} {adc!r}"
+    )

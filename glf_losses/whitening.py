@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from glf_losses import _checks
+from glf_losses._lib import matmul
 
 __all__ = ["cholesky_whiten"]
 
@@ -62,13 +63,13 @@ def _whiten_blocks(be: ModuleType, blocks: Any, eps: float) -> Any:
     w, d = blocks.shape[1], blocks.shape[2]
     centred = blocks - xp.mean(blocks, axis=1, keepdims=True)
     # Unbiased covariance, as the official T T^T / (w - 1).
-    cov = (xp.matrix_transpose(centred) @ centred) / (w - 1)
+    cov = matmul(be, xp.matrix_transpose(centred), centred) / (w - 1)
     if eps != 0.0:
         eye = xp.eye(d, dtype=cov.dtype, device=be.device(cov))
         cov = (1.0 - eps) * cov + eps * eye
     # L^{-1} is what the official triangular solve of L X = I returns.
     inv_factor = xp.linalg.inv(xp.linalg.cholesky(cov))
-    return centred @ xp.matrix_transpose(inv_factor)
+    return matmul(be, centred, xp.matrix_transpose(inv_factor))
 
 
 def _whitened(be: ModuleType, z: Any, w_size: int, eps: float, permutations: Any) -> Any:

@@ -1,8 +1,8 @@
-"""``python -m reference_training`` is ``glf-train``."""
+"""``python -m glf_train`` is ``glf-train``."""
 
 import sys
 
-from reference_training.cli import main
+from glf_train.cli import main
 
 # Guarded: data-parallel workers are spawned processes that import this module again.
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ class AugmentConfig:
 
     @classmethod
     def for_dataset(cls, name: str, out_hw: tuple[int, int] | None = None) -> AugmentConfig:
-        """The preset views of a dataset of :mod:`reference_training.data`.
+        """The preset views of a dataset of :mod:`glf_train.data`.
 
         * digits, mnist5k: mild crops (area 0.7..1, near-square), shifts of about one
           pixel (digits) or three (mnist5k), Gaussian noise 0.05; no flip, no colour.
@@ -574,14 +574,22 @@ def two_views(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     device: Any = None,
+    *,
+    global_size: int | None = None,
+    rows: slice = slice(None),
 ) -> tuple[Any, Any]:
-    """Two independent views of a batch; a pair of configs gives asymmetric views (BYOL)."""
+    """Two independent views of a batch; a pair of configs gives asymmetric views (BYOL).
+
+    Under data parallelism ``images`` are this worker's ``rows`` of a global batch of
+    ``global_size``: the parameters are drawn for the global batch and sliced, so the views
+    do not depend on the number of workers.
+    """
     first, second = config if isinstance(config, tuple) else (config, config)
     batch, channels, height, width = images.shape
     views = []
     for cfg in (first, second):
-        params = draw(rng, batch, (height, width), None, cfg, channels=channels)
-        views.append(apply(xp, images, params, mean, std, device))
+        params = draw(rng, global_size or batch, (height, width), None, cfg, channels=channels)
+        views.append(apply(xp, images, take(params, rows), mean, std, device))
     return views[0], views[1]
 
 

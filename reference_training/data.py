@@ -5,7 +5,7 @@ Conventions
 * Images are ``uint8`` arrays of shape ``(N, C, H, W)`` (channel-major, like the CIFAR
   and STL-10 files), values ``0..255``. They stay ``uint8`` on the host and become
   ``float32`` in ``[0, 1]`` (``x * float32(1 / 255)``) only on the device, in
-  :func:`reference_training.augment.apply` (or on the host with :func:`to_float`): four
+  :func:`glf_train.augment.apply` (or on the host with :func:`to_float`): four
   times less memory, and four times less to transfer per batch.
 * scikit-learn's digits (values ``0..16``) are rescaled to ``round(v * 255 / 16)``, so
   every dataset shares the same ``uint8`` convention.
@@ -306,15 +306,114 @@ def _require(directory: Path, files: Sequence[str], what: str, source: str) -> N
         )
 
 
+# The only globals an official CIFAR pickle refers to: NumPy's array reconstruction (the
+# module moved in NumPy 2) and, in protocol-2 pickles written by Python 3, the codec call
+# that rebuilds a bytes object. Anything else (os.system, builtins.open, ...) is code a
+# crafted file wants to run.
+_CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits dicts, lists, bytes, strings, numbers and NumPy arrays, and nothing that
+    could run code: a data directory is not trusted to execute anything."""
+
+    def __init__(self, file: Any, path: Path) -> None:
+        # Python 2 pickles: bytes keys, and numpy arrays that need encoding="bytes".
+        super().__init__(file, encoding="bytes")
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"{self._path} refers to {module}.{name}; a CIFAR file holds only dicts, "
+                "lists, bytes, strings, numbers and NumPy arrays, so it was not loaded "
+                "(it is not an official CIFAR file: extract it again from the official "
+                "archive)"
+            )
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"{self._path}: persistent references are not allowed")
+
+
 def _unpickle(path: Path) -> dict[bytes, Any]:
     with open(path, "rb") as f:
-        # Python 2 pickles: bytes keys, and numpy arrays that need encoding="bytes".
-        return pickle.load(f, encoding="bytes")
+        try:
+            batch = _CifarUnpickler(f, path).load()
+        except pickle.UnpicklingError as err:
+            raise ValueError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+            raise ValueError(
+                f"{path} is not a readable CIFAR pickle ({type(err).__name__}: {err}); "
+                "extract it again from the official archive"
+            ) from None
+    if not isinstance(batch, dict):
+        raise ValueError(
+            f"{path} holds a {type(batch).__name__}, not the dict of a CIFAR batch; "
+            "extract it again from the official archive"
+        )
+    return batch
 
 
-def _cifar_images(batch: dict[bytes, Any]) -> np.ndarray:
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+def _cifar_field(batch: dict[bytes, Any], key: bytes, path: Path) -> Any:
+    if key not in batch:
+        raise ValueError(
+            f"{path} has no {key.decode()!r} entry (keys: "
+            f"{', '.join(repr(k) for k in batch)}); is it from the python version?"
+        )
+    return batch[key]
+
+
+def _cifar_images(batch: dict[bytes, Any], path: Path) -> np.ndarray:
+    data = np.asarray(_cifar_field(batch, b"data", path))
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(
+            f"{path}: 'data' has shape {data.shape}, expected (images, 3072): one row of "
+            "3 x 32 x 32 bytes per image"
+        )
+    if data.dtype != np.uint8:
+        raise ValueError(f"{path}: 'data' has dtype {data.dtype}, expected uint8")
     return data.reshape(-1, 3, 32, 32)
+
+
+def _cifar_labels(
+    batch: dict[bytes, Any], key: bytes, path: Path, num_classes: int, count: int
+) -> np.ndarray:
+    raw = np.asarray(_cifar_field(batch, key, path))
+    if raw.ndim != 1 or (raw.size and raw.dtype.kind not in "iu"):
+        raise ValueError(
+            f"{path}: {key.decode()!r} must be a list of integers, got an array of dtype "
+            f"{raw.dtype} and shape {raw.shape}"
+        )
+    labels = raw.astype(np.int64)
+    if len(labels) != count:
+        raise ValueError(f"{path} holds {len(labels)} {key.decode()} for {count} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise ValueError(
+            f"{path}: {key.decode()!r} must lie in 0..{num_classes - 1}, found {bad}"
+        )
+    return labels
+
+
+def _cifar_split(
+    directory: Path, files: Sequence[str], key: bytes, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of ``files`` (CIFAR batches), checked and concatenated."""
+    images, labels = [], []
+    for name in files:
+        path = directory / name
+        batch = _unpickle(path)
+        x = _cifar_images(batch, path)
+        images.append(x)
+        labels.append(_cifar_labels(batch, key, path, num_classes, len(x)))
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def _load_cifar10(root: Path) -> Dataset:
@@ -326,14 +425,14 @@ def _load_cifar10(root: Path) -> Dataset:
         "the CIFAR-10 python version",
         "extract cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html",
     )
-    batches = [_unpickle(directory / f) for f in train_files]
-    test = _unpickle(directory / "test_batch")
+    x_train, y_train = _cifar_split(directory, train_files, b"labels", 10)
+    x_test, y_test = _cifar_split(directory, ["test_batch"], b"labels", 10)
     return Dataset(
         name="cifar10",
-        x_train=np.concatenate([_cifar_images(b) for b in batches]),
-        y_train=np.concatenate([np.asarray(b[b"labels"], dtype=np.int64) for b in batches]),
-        x_test=_cifar_images(test),
-        y_test=np.asarray(test[b"labels"], dtype=np.int64),
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
         x_unlabeled=None,
         num_classes=10,
         image_shape=(3, 32, 32),
@@ -353,17 +452,18 @@ def _load_cifar100(root: Path, label_mode: str) -> Dataset:
         "the CIFAR-100 python version",
         "extract cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html",
     )
-    train = _unpickle(directory / "train")
-    test = _unpickle(directory / "test")
     key = b"fine_labels" if label_mode == "fine" else b"coarse_labels"
+    num_classes = 100 if label_mode == "fine" else 20
+    x_train, y_train = _cifar_split(directory, ["train"], key, num_classes)
+    x_test, y_test = _cifar_split(directory, ["test"], key, num_classes)
     return Dataset(
         name="cifar100" if label_mode == "fine" else "cifar100-coarse",
-        x_train=_cifar_images(train),
-        y_train=np.asarray(train[key], dtype=np.int64),
-        x_test=_cifar_images(test),
-        y_test=np.asarray(test[key], dtype=np.int64),
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
         x_unlabeled=None,
-        num_classes=100 if label_mode == "fine" else 20,
+        num_classes=num_classes,
         image_shape=(3, 32, 32),
         mean=_CIFAR100_MEAN,
         std=_CIFAR100_STD,

@@ -20,19 +20,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reference_training import augment, evaluate, report
-from reference_training.config import RunConfig
-from reference_training.data import Dataset, epoch_batches, load_dataset
-from reference_training.errors import TrainingDiverged
+from glf_train import augment, evaluate, report, rundir
+from glf_train.config import RunConfig
+from glf_train.data import Dataset, epoch_batches, load_dataset
+from glf_train.errors import TrainingDiverged
+from glf_train.schedules import StepInputs, step_inputs
 
 __all__ = ["BackendTrainer", "make_trainer", "train", "view_config"]
-
-# What a resumed run may not change: anything that shapes the model or the data stream.
-_RESUME_MUST_MATCH = (
-    "backend", "method", "dataset", "seed", "batch_size", "adc", "arch", "cnn_width",
-    "proj_hidden", "proj_dim", "pred_hidden", "swav_prototypes", "swav_queue", "optimizer",
-    "adc_prior", "swav_freeze_prototypes_epochs",
-)
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.
 _LOG_EVERY = 10
@@ -55,8 +49,13 @@ class BackendTrainer(Protocol):
     def to_device(self, images: np.ndarray) -> Any: ...
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
-    ) -> dict[str, Any]: ...
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+    ) -> dict[str, Any]:
+        """One optimiser step on two views of a batch; ``prior`` is the raw batch (ADC's
+        prior). ``inputs`` are the host's decisions for the step (learning rate, EMA rate,
+        owned arrays' freeze, queue use), computed by :func:`step_inputs`. Returns the
+        step's ``loss``, ``align`` and ``constrain`` as 0-d device arrays."""
+        ...
 
     def features(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -71,10 +70,10 @@ class BackendTrainer(Protocol):
 
 # backend -> (module, trainer class, what to install)
 _TRAINERS = {
-    "torch": ("reference_training.torch.step", "TorchTrainer", "glf-losses[torch,train]"),
-    "jax": ("reference_training.jax.step", "JaxTrainer", "glf-losses[jax,train]"),
+    "torch": ("glf_train.torch.step", "TorchTrainer", "glf-losses[torch,train]"),
+    "jax": ("glf_train.jax.step", "JaxTrainer", "glf-losses[jax,train]"),
     "tensorflow": (
-        "reference_training.tensorflow.step", "TensorFlowTrainer",
+        "glf_train.tensorflow.step", "TensorFlowTrainer",
         "glf-losses[tensorflow,train]",
     ),
 }
@@ -109,19 +108,6 @@ def view_config(config: RunConfig, dataset_name: str) -> augment.AugmentConfig:
     )
 
 
-def _view_pair(
-    trainer: BackendTrainer, dataset: Dataset, aug: augment.AugmentConfig, images: Any,
-    rng: np.random.Generator, global_size: int,
-) -> tuple[Any, Any]:
-    _, channels, height, width = images.shape
-    views = []
-    for _ in range(2):
-        params = augment.draw(rng, global_size, (height, width), None, aug, channels=channels)
-        params = augment.take(params, trainer.batch_rows)
-        views.append(augment.apply(trainer.xp, images, params, dataset.mean, dataset.std))
-    return views[0], views[1]
-
-
 def _mean_logs(logs: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([entry[key] for entry in logs])) for key in logs[0]}
 
@@ -136,114 +122,178 @@ def _knn(trainer: BackendTrainer, dataset: Dataset) -> float:
     return evaluate.knn_accuracy(train_feats, dataset.y_train, test_feats, dataset.y_test)
 
 
-def train(config: RunConfig, *, resume: bool = False) -> dict[str, Any]:
+def train(
+    config: RunConfig, *, resume: bool = False, allow_changes: bool = False,
+    overwrite: bool = False, prepared_out: bool = False,
+) -> dict[str, Any]:
     """Train, evaluate and write the run's outputs in ``config.out``; returns the summary.
 
+    ``config.out`` must be empty or absent for a new run (``overwrite`` deletes another
+    run's files there instead), and hold this backend's checkpoint (or nothing) for
+    ``resume``; settings that change the training may differ from the checkpoint's only
+    with ``allow_changes``, and ``summary.json`` then records both values (see
+    :mod:`glf_train.rundir`).
+
     A backend that runs one process per device (PyTorch with ``devices > 1``) provides
-    ``launch(config, resume)`` in its trainer module: it starts the processes, each of
-    which comes back here, and returns the main process's summary.
+    ``launch(config, resume, options)`` in its trainer module: it starts the processes,
+    each of which comes back here with ``prepared_out=True`` (the launcher has checked
+    ``--out``), and returns the main process's summary.
     """
     config.validate()
+    out = Path(config.out)
+    if not prepared_out:
+        rundir.prepare_out(out, config.backend, resume=resume, overwrite=overwrite)
     launch = getattr(_trainer_module(config), "launch", None)
     if launch is not None:
-        launched: dict[str, Any] | None = launch(config, resume)
+        launched: dict[str, Any] | None = launch(
+            config, resume, {"allow_changes": allow_changes}
+        )
         if launched is not None:
             return launched
+    dataset = _load(config)
+    trainer = make_trainer(config, dataset)
+    ckpt = out / trainer.checkpoint_name
+    start_epoch, changes = _resume(config, trainer, ckpt, resume, allow_changes)
+    metrics_path = _metrics_up_to(out, start_epoch, trainer.is_main)
+    started = time.perf_counter()
+    with report.MetricsLog(metrics_path) if trainer.is_main else _NoLog() as metrics:
+        for epoch in range(start_epoch, config.epochs):
+            record = _train_epoch(config, trainer, dataset, epoch, ckpt)
+            if trainer.is_main:
+                _end_epoch(config, trainer, dataset, record, metrics, ckpt, changes)
+    if not trainer.is_main:
+        return {}
+    return _finish(config, dataset, trainer, out, time.perf_counter() - started, changes)
+
+
+def _load(config: RunConfig) -> Dataset:
+    """The run's dataset, checked against the batch size."""
     dataset = load_dataset(config.dataset, root=config.data_root)
     if dataset.ssl_size < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {dataset.ssl_size} training "
             f"images of {config.dataset}"
         )
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = make_trainer(config, dataset)
-    main = trainer.is_main
-    ckpt = out / trainer.checkpoint_name
-    start_epoch = 0
-    if resume and ckpt.exists():
+    return dataset
 
-        def same_run(meta: dict[str, Any]) -> None:
-            saved = RunConfig.from_dict(meta["config"])
-            for name in _RESUME_MUST_MATCH:
-                if getattr(saved, name) != getattr(config, name):
-                    raise ValueError(
-                        f"--resume: the checkpoint in {out} was written with {name}="
-                        f"{getattr(saved, name)!r}, this run asks for {getattr(config, name)!r}"
-                    )
 
-        start_epoch = int(trainer.load(ckpt, same_run)["epoch"])
-    elif resume and main and not config.quiet:
-        print(f"--resume: no checkpoint in {out}; starting from scratch")
-    # Records of epochs after the checkpoint (a killed run's partial work) are dropped, so
-    # the log matches the weights being resumed.
-    metrics_path = out / "metrics.jsonl"
+def _resume(
+    config: RunConfig, trainer: BackendTrainer, ckpt: Path, resume: bool, allow_changes: bool
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(first epoch to train, settings changed on resumes)``: the checkpoint's state is
+    restored into ``trainer`` if the run resumes one.
+
+    Changes (with ``--allow-changes``) are one entry per resume, ``{"epoch": where it
+    resumed, "settings": {name: [old, new]}}``, kept in every checkpoint after it.
+    """
+    changes: list[dict[str, Any]] = []
+    if not resume or not ckpt.exists():
+        if resume and trainer.is_main and not config.quiet:
+            print(f"--resume: no checkpoint in {ckpt.parent}; starting from scratch")
+        return 0, changes
+
+    def same_run(meta: dict[str, Any]) -> None:
+        saved = RunConfig.from_dict(meta["config"])
+        changed = rundir.resume_changes(saved, config, ckpt.parent, allow_changes=allow_changes)
+        changes.extend(meta.get("changes", []))
+        if changed:
+            changes.append({"epoch": int(meta["epoch"]), "settings": changed})
+
+    return int(trainer.load(ckpt, same_run)["epoch"]), changes
+
+
+def _metrics_up_to(out: Path, start_epoch: int, main: bool) -> Path:
+    """The metrics log holding the records of the epochs before ``start_epoch`` only.
+
+    Records of epochs after the checkpoint (a killed run's partial work, and a line it
+    left half-written) are dropped, so the log matches the weights being resumed.
+    """
+    path = out / report.METRICS_FILE
     if main:
-        kept = [r for r in report.read_metrics(metrics_path) if r.get("epoch", 0) < start_epoch] \
-            if metrics_path.exists() and start_epoch > 0 else []
-        report.write_metrics(metrics_path, kept)
+        kept = [r for r in report.read_metrics(path) if r.get("epoch", 0) < start_epoch] \
+            if start_epoch > 0 else []
+        report.write_metrics(path, kept)
+    return path
+
+
+def _train_epoch(
+    config: RunConfig, trainer: BackendTrainer, dataset: Dataset, epoch: int, ckpt: Path
+) -> dict[str, Any]:
+    """One epoch of steps; its record (mean losses, throughput). Stops a diverged run."""
     aug = view_config(config, dataset.name)
     steps_per_epoch = dataset.ssl_size // config.batch_size
     total_steps = steps_per_epoch * config.epochs
-    started = time.perf_counter()
-    quiet = config.quiet or not main
-    with report.MetricsLog(metrics_path) if main else _NoLog() as metrics:
-        for epoch in range(start_epoch, config.epochs):
-            bar = report.ProgressBar(
-                steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs, quiet=quiet
-            )
-            pending: list[dict[str, Any]] = []
-            logs: list[dict[str, float]] = []
-            epoch_start = time.perf_counter()
-            batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
-            for step, indices in enumerate(batches):
-                rng = np.random.default_rng((config.seed, epoch, step))
-                images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
-                view_a, view_b = _view_pair(trainer, dataset, aug, images, rng, len(indices))
-                pending.append(
-                    trainer.train_step(
-                        view_a, view_b, images, epoch=epoch,
-                        step=epoch * steps_per_epoch + step, total_steps=total_steps,
-                    )
-                )
-                if len(pending) == _LOG_EVERY or step == steps_per_epoch - 1:
-                    values = [{k: float(v) for k, v in entry.items()} for entry in pending]
-                    logs.extend(values)
-                    if not _finite(values[-1]) or not all(_finite(v) for v in values):
-                        bar.close()
-                        raise TrainingDiverged(
-                            f"the loss became non-finite at epoch {epoch + 1}, step "
-                            f"{step + 1}: {values[-1]}; stopping. The last good checkpoint "
-                            f"({ckpt}, end of epoch {epoch}) is kept; lower --lr or the "
-                            "loss weights and rerun with --resume."
-                        )
-                    bar.update(
-                        len(pending), images=len(pending) * config.batch_size,
-                        loss=values[-1]["loss"], align=values[-1]["align"],
-                        constrain=values[-1]["constrain"],
-                    )
-                    pending = []
+    bar = report.ProgressBar(
+        steps_per_epoch, epoch=epoch + 1, n_epochs=config.epochs,
+        quiet=config.quiet or not trainer.is_main,
+    )
+    pending: list[dict[str, Any]] = []
+    logs: list[dict[str, float]] = []
+    epoch_start = time.perf_counter()
+    batches = epoch_batches(dataset.ssl_size, config.batch_size, config.seed, epoch)
+    for step, indices in enumerate(batches):
+        rng = np.random.default_rng((config.seed, epoch, step))
+        images = trainer.to_device(dataset.ssl_batch(indices[trainer.batch_rows]))
+        view_a, view_b = augment.two_views(
+            trainer.xp, images, rng, aug, dataset.mean, dataset.std,
+            global_size=len(indices), rows=trainer.batch_rows,
+        )
+        inputs = step_inputs(config, epoch, epoch * steps_per_epoch + step, total_steps)
+        pending.append(trainer.train_step(view_a, view_b, images, inputs))
+        # The host reads the device's losses every few steps only.
+        if len(pending) < _LOG_EVERY and step < steps_per_epoch - 1:
+            continue
+        values = [{k: float(v) for k, v in entry.items()} for entry in pending]
+        logs.extend(values)
+        if not all(_finite(v) for v in values):
             bar.close()
-            record: dict[str, Any] = {"epoch": epoch, **_mean_logs(logs)}
-            record["images_per_second"] = steps_per_epoch * config.batch_size / (
-                time.perf_counter() - epoch_start
+            raise TrainingDiverged(
+                f"the loss became non-finite at epoch {epoch + 1}, step {step + 1}: "
+                f"{values[-1]}; stopping. " + _after_divergence(ckpt, epoch, trainer.is_main)
             )
-            if not main:
-                continue
-            if config.eval_every and ((epoch + 1) % config.eval_every == 0
-                                      or epoch + 1 == config.epochs):
-                record["knn_accuracy"] = _knn(trainer, dataset)
-            metrics.append(record)
-            trainer.save(ckpt, {"epoch": epoch + 1, "config": config.to_dict()})
-            if not config.quiet:
-                shown = ", ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch",)
-                )
-                print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
-    if not main:
-        return {}
-    summary = _finish(config, dataset, trainer, out, time.perf_counter() - started)
-    return summary
+        bar.update(
+            len(pending), images=len(pending) * config.batch_size, loss=values[-1]["loss"],
+            align=values[-1]["align"], constrain=values[-1]["constrain"],
+        )
+        pending = []
+    bar.close()
+    record: dict[str, Any] = {"epoch": epoch, **_mean_logs(logs)}
+    record["images_per_second"] = steps_per_epoch * config.batch_size / (
+        time.perf_counter() - epoch_start
+    )
+    return record
+
+
+def _end_epoch(
+    config: RunConfig, trainer: BackendTrainer, dataset: Dataset, record: dict[str, Any],
+    metrics: Any, ckpt: Path, changes: list[dict[str, Any]],
+) -> None:
+    """The main process's end of an epoch: kNN when due, the record, the checkpoint."""
+    epoch = record["epoch"]
+    if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        record["knn_accuracy"] = _knn(trainer, dataset)
+    metrics.append(record)
+    meta: dict[str, Any] = {"epoch": epoch + 1, "config": config.to_dict()}
+    if changes:
+        meta["changes"] = changes
+    trainer.save(ckpt, meta)
+    if not config.quiet:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+        print(f"epoch {epoch + 1}/{config.epochs}: {shown}", flush=True)
+
+
+def _after_divergence(ckpt: Path, epoch: int, main: bool) -> str:
+    """What a diverged run keeps, and how to go on: only a checkpoint that exists."""
+    if ckpt.exists() or not main:
+        return (
+            f"The last good checkpoint ({ckpt}, end of epoch {epoch}) is kept; lower --lr "
+            "or the loss weights and rerun with --resume --allow-changes."
+        )
+    return (
+        f"It diverged before its first checkpoint, so there is none to resume from; lower "
+        f"--lr or the loss weights and start again (with --overwrite if {ckpt.parent} "
+        "holds other files)."
+    )
 
 
 class _NoLog:
@@ -260,7 +310,8 @@ class _NoLog:
 
 
 def _finish(
-    config: RunConfig, dataset: Dataset, trainer: BackendTrainer, out: Path, seconds: float
+    config: RunConfig, dataset: Dataset, trainer: BackendTrainer, out: Path, seconds: float,
+    changes: list[dict[str, Any]],
 ) -> dict[str, Any]:
     splits = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     result = evaluate.evaluate(trainer.features, splits)
@@ -275,6 +326,9 @@ def _finish(
         "train_seconds": seconds,
         "config": config.to_dict(),
     }
+    if changes:
+        # --resume --allow-changes: the settings each part of the run trained with.
+        summary["changes"] = changes
     test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
     summary["effective_rank"] = evaluate.effective_rank(test_feats)
     report.write_summary(out, summary)
@@ -286,8 +340,3 @@ def _finish(
     if not config.quiet:
         print(report.format_summary_table(summary), flush=True)
     return summary
-
-
-def run_from_config(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Entry point used by the CLI and tests."""
-    return train(config, resume=resume)

@@ -1,6 +1,6 @@
 """The outputs of a training run, shared by every backend.
 
-A progress bar on stderr, ``metrics.jsonl`` (one JSON object per line), an atomically
+A progress bar on stderr (rich), ``metrics.jsonl`` (one JSON object per line), an atomically
 written ``summary.json`` with a printable accuracy table, and PNG plots.
 """
 
@@ -11,10 +11,8 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -117,19 +115,17 @@ def _dumps(obj: Any, **kw: Any) -> str:
 class MetricsLog:
     """Append-only JSON-lines log (``metrics.jsonl``): one record per line, flushed at once.
 
-    Opening an existing log drops a truncated last line (left by a crash) so that new
-    records start on a line of their own. ``fsync=True`` also forces each line to disk.
+    The training loop first rewrites the log atomically with the records it keeps
+    (:func:`write_metrics`, which also drops a line a killed run left half-written), then
+    appends to it through this class.
     """
 
-    def __init__(self, path: PathLike, *, fsync: bool = False, append: bool = True) -> None:
+    def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fsync = fsync
-        if append:
-            _drop_partial_tail(self.path)
-        self._f: IO[str] | None = open(self.path, "a" if append else "w", encoding="utf-8")
+        self._f: IO[str] | None = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record as one line and flush it."""
@@ -138,8 +134,6 @@ class MetricsLog:
         line = _dumps(dict(record), separators=(",", ":"))
         self._f.write(line + "\n")
         self._f.flush()
-        if self.fsync:
-            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         """Close the file; further appends raise."""
@@ -152,45 +146,6 @@ class MetricsLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def read(self) -> list[dict[str, Any]]:
-        """All records written so far (see :func:`read_metrics`)."""
-        return read_metrics(self.path)
-
-
-def _drop_partial_tail(path: Path) -> None:
-    try:
-        f = open(path, "rb+")
-    except FileNotFoundError:
-        return
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        # Find the last newline; what follows it is the unterminated last line.
-        pos, keep = size, 0
-        while pos > 0:
-            start = max(0, pos - 4096)
-            f.seek(start)
-            nl = f.read(pos - start).rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                break
-            pos = start
-        if keep == size:
-            return
-        f.seek(keep)
-        tail = f.read()
-        try:
-            complete = isinstance(json.loads(tail), dict)
-        except ValueError:
-            complete = False
-        if complete:
-            # Only the newline was lost: keep the record, as read_metrics would.
-            f.seek(size)
-            f.write(b"\n")
-        else:
-            f.truncate(keep)
 
 
 def write_metrics(path: PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
@@ -271,7 +226,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
     Reads ``summary["linear_probe_accuracy"]``, ``summary["knn_accuracy"]`` (fractions)
     and ``summary["baselines"][name][...]`` for ``random_encoder`` and ``raw_pixels``
-    (as :func:`reference_training.evaluate.baselines` returns them); missing entries
+    (as :func:`glf_train.evaluate.baselines` returns them); missing entries
     print as ``-`` and a baseline row that is absent altogether is left out.
     """
     base = summary.get("baselines") or {}
@@ -295,15 +250,6 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- progress
 
 
-def _fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def _fmt_value(v: Any) -> str:
     try:
         f = float(v)
@@ -315,128 +261,63 @@ def _fmt_value(v: Any) -> str:
 
 
 class ProgressBar:
-    """A dependency-free, tqdm-like progress line on stderr for one epoch's steps.
+    """One epoch's progress on stderr, drawn by ``rich``: epoch, bar, step/total, the
+    latest loss with its aligning and constraining parts, images/s, elapsed time and ETA.
 
-    Shows epoch, step/total, a bar, the latest loss with its aligning and constraining
-    parts, images/s and ETA. On a terminal the line is redrawn in place at most every
-    ``min_interval`` seconds; on a pipe or file a full line is written at most every
-    ``log_interval`` seconds, so that logs stay short. ``quiet=True`` writes nothing.
+    On a terminal the line is redrawn in place; on a pipe or file rich writes the final
+    line only, so logs stay short. ``quiet=True`` writes nothing. ``console`` defaults to
+    a rich console on stderr.
     """
 
     def __init__(
-        self,
-        total: int,
-        *,
-        epoch: int | None = None,
-        n_epochs: int | None = None,
-        stream: IO[str] | None = None,
-        quiet: bool = False,
-        min_interval: float = 0.1,
-        log_interval: float = 30.0,
-        width: int = 20,
-        clock: Callable[[], float] = time.perf_counter,
+        self, total: int, *, epoch: int, n_epochs: int, quiet: bool = False,
+        console: Any = None,
     ) -> None:
-        self.total = max(0, int(total))
-        self.epoch, self.n_epochs = epoch, n_epochs
-        self.stream = sys.stderr if stream is None else stream
-        self.quiet = quiet
-        self.width = width
-        self._clock = clock
-        isatty = getattr(self.stream, "isatty", None)
-        self._tty = bool(isatty()) if callable(isatty) else False
-        self._interval = min_interval if self._tty else log_interval
-        self.n = 0
-        self.images = 0
-        self.postfix: dict[str, Any] = {}
-        self._start = clock()
-        self._last_draw = -math.inf
-        self._last_len = 0
-        self._dirty = False
-        self._closed = False
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-    def update(
-        self,
-        n: int = 1,
-        *,
-        images: int = 0,
-        loss: Any = None,
-        align: Any = None,
-        constrain: Any = None,
-        **extra: Any,
-    ) -> None:
-        """Advance by ``n`` steps covering ``images`` images, with the latest values."""
-        self.n += n
-        self.images += images
-        for key, val in (("loss", loss), ("align", align), ("constrain", constrain)):
-            if val is not None:
-                self.postfix[key] = val
-        self.postfix.update(extra)
-        self._dirty = True
-        now = self._clock()
-        if now - self._last_draw >= self._interval or self.n >= self.total > 0:
-            self._draw(now)
+        if console is None:
+            console = Console(stderr=True)
+            if not console.is_terminal:
+                # A log file has no width; rich's default of 80 columns would cut the
+                # values short.
+                console = Console(stderr=True, width=160)
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch}/{n_epochs}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[values]}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self._task = self._progress.add_task("train", total=max(0, int(total)), values="",
+                                             speed="")
+        self._images = 0
+        self._progress.start()
 
-    def render(self, now: float | None = None) -> str:
-        """The current progress line, without line control characters."""
-        now = self._clock() if now is None else now
-        elapsed = max(now - self._start, 1e-9)
-        parts = []
-        if self.epoch is not None:
-            parts.append(
-                f"epoch {self.epoch}" + (f"/{self.n_epochs}" if self.n_epochs is not None else "")
-            )
-        if self.total > 0:
-            frac = min(self.n / self.total, 1.0)
-            filled = int(frac * self.width)
-            bar = "#" * filled + "." * (self.width - filled)
-            digits = len(str(self.total))
-            parts.append(f"[{bar}] {self.n:>{digits}}/{self.total}")
-        else:
-            parts.append(f"{self.n}")
-        parts.extend(f"{k} {_fmt_value(v)}" for k, v in self.postfix.items())
-        if self.images:
-            parts.append(f"{self.images / elapsed:,.0f} img/s")
-        if self.total > 0 and self.n > 0:
-            remaining = elapsed / self.n * max(self.total - self.n, 0)
-            parts.append(f"ETA {_fmt_duration(remaining)}")
-        parts.append(f"elapsed {_fmt_duration(elapsed)}")
-        return "  ".join(parts)
-
-    def _draw(self, now: float, final: bool = False) -> None:
-        self._last_draw = now
-        self._dirty = False
-        if self.quiet:
-            return
-        line = self.render(now)
-        if self._tty:
-            # Pad over a longer previous line; \r returns to the start of the line.
-            pad = " " * max(self._last_len - len(line), 0)
-            self.stream.write("\r" + line + pad + ("\n" if final else ""))
-            self._last_len = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def write(self, message: str) -> None:
-        """Print a message on its own line without garbling the bar."""
-        if self.quiet:
-            return
-        if self._tty and self._last_len:
-            self.stream.write("\r" + " " * self._last_len + "\r")
-            self._last_len = 0
-        self.stream.write(message.rstrip("\n") + "\n")
-        self.stream.flush()
+    def update(self, n: int = 1, *, images: int = 0, **values: Any) -> None:
+        """Advance by ``n`` steps covering ``images`` images; ``values`` (loss, align,
+        constrain...) are shown as their latest values."""
+        self._images += images
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        speed = f"{self._images / elapsed:,.0f} img/s" if self._images and elapsed else ""
+        shown = "  ".join(f"{k} {_fmt_value(v)}" for k, v in values.items() if v is not None)
+        self._progress.update(self._task, advance=n, values=shown, speed=speed)
 
     def close(self) -> None:
-        """Draw the final state and end the line."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.quiet:
-            return
-        # A pipe already holds the final state if nothing changed since the last line.
-        if self._tty or self._dirty or self._last_draw == -math.inf:
-            self._draw(self._clock(), final=True)
+        """Draw the final state and end the line; closing twice is harmless."""
+        self._progress.stop()
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -449,26 +330,23 @@ class ProgressBar:
 
 
 def project_2d(features: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.ndarray:
-    """Project (n, d) features to (n, 2): ``"pca"`` (NumPy, deterministic signs, fast)
-    or ``"tsne"`` (scikit-learn, slower, better at showing clusters)."""
+    """Project (n, d) features to (n, 2) with scikit-learn: ``"pca"`` (deterministic,
+    fast) or ``"tsne"`` (slower, better at showing clusters)."""
     x = np.asarray(features, dtype=np.float64)
     x = x.reshape(x.shape[0], -1)
     n, d = x.shape
     if method == "pca":
-        xc = x - x.mean(axis=0)
         if d < 2 or n < 2:
+            # Too small for two components: the centred data, zero-padded to two columns.
             out = np.zeros((n, 2))
-            out[:, : min(d, 2)] = xc[:, : min(d, 2)]
+            out[:, : min(d, 2)] = (x - x.mean(axis=0))[:, : min(d, 2)]
             return out
-        if d <= n:
-            # The d x d scatter matrix is small next to n x d, so eigh beats an SVD here.
-            comps = np.linalg.eigh(xc.T @ xc)[1][:, ::-1][:, :2]
-        else:
-            comps = np.linalg.svd(xc, full_matrices=False)[2][:2].T
-        # Fix each component's sign so the largest loading is positive (like sklearn).
-        signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), [0, 1]])
-        signs[signs == 0] = 1.0
-        return xc @ (comps * signs)
+        from sklearn.decomposition import PCA
+
+        # The full SVD solver is deterministic, and scikit-learn fixes each component's
+        # sign, so the same features always give the same picture.
+        projected: np.ndarray = PCA(n_components=2, svd_solver="full").fit_transform(x)
+        return projected
     if method == "tsne":
         from sklearn.manifold import TSNE
 

@@ -102,9 +102,9 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     import numpy as np
     import torch
 
-    from reference_training import loop
-    from reference_training.config import RunConfig
-    from reference_training.data import epoch_batches, load_dataset
+    from glf_train import loop
+    from glf_train.config import RunConfig
+    from glf_train.data import epoch_batches, load_dataset
 
     config = RunConfig.from_dict({**settings, "out": "/nonexistent"}).validate()
     base = dataclasses.replace(config, adc=False, uniformity_weight=0.0)
@@ -198,7 +198,7 @@ def _shares_table(args: argparse.Namespace) -> str:
 
 def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(every run's RunConfig fields, the arms: tier, method, name, overrides, dirs)."""
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     settings = _base_settings(args)
     out = Path(args.out)
@@ -249,13 +249,13 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
             seed = int(str(directory).rsplit("seed", 1)[1])
             fields = {**settings, "method": arm["method"], **arm["overrides"], "seed": seed,
                       "out": str(directory)}
-            jobs.append(dataclasses.asdict(RunConfig.from_dict(fields).validate()))
+            jobs.append(RunConfig.from_dict(fields).validate().to_dict())
     return jobs, arms
 
 
 def _worker(jobs: list[dict[str, Any]]) -> None:
-    from reference_training.config import RunConfig
-    from reference_training.loop import train
+    from glf_train.config import RunConfig
+    from glf_train.loop import train
 
     for job in jobs:
         if Path(job["out"], "summary.json").exists():
@@ -315,9 +315,9 @@ def _effective_ranks(dirs: list[Path], cache_path: Path) -> list[float]:
 def _rank_from_checkpoint(directory: Path, fields: dict[str, Any]) -> float:
     import torch
 
-    from reference_training import evaluate, loop
-    from reference_training.config import RunConfig
-    from reference_training.data import load_dataset
+    from glf_train import evaluate, loop
+    from glf_train.config import RunConfig
+    from glf_train.data import load_dataset
 
     config = RunConfig.from_dict({**fields, "out": str(directory)})
     if config.backend != "torch":

@@ -17,7 +17,6 @@ its compiled programs across seeds). Example (the table in docs/training.md)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -37,8 +36,8 @@ def run_dir(out: Path, backend: str, method: str, adc: bool, seed: int) -> Path:
 
 def _train_all(backend: str, jobs: list[dict[str, Any]]) -> None:
     """In this process: every job of one backend whose summary is missing."""
-    from reference_training.config import RunConfig
-    from reference_training.loop import train
+    from glf_train.config import RunConfig
+    from glf_train.loop import train
 
     for job in jobs:
         if Path(job["out"], "summary.json").exists():
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         _train_all(args.worker, json.loads(sys.stdin.read()))
         return 0
 
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     out = Path(args.out)
     backends = args.backends.split(",")
@@ -80,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         for backend in backends:
             jobs = [
-                dataclasses.asdict(RunConfig(
+                RunConfig(
                     backend=backend, method=m, adc=adc, seed=s, dataset=args.dataset,
                     epochs=args.epochs, batch_size=args.batch_size, eval_every=0, quiet=True,
                     out=str(run_dir(out, backend, m, adc, s)),
-                ))
+                ).to_dict()
                 for m, adc in arms for s in seeds
             ]
             if all(Path(j["out"], "summary.json").exists() for j in jobs):

@@ -32,7 +32,7 @@ def ensure_run(out: Path, method: str, adc: bool, seed: int, extra: list[str]) -
     summary = directory / "summary.json"
     if not summary.exists():
         cmd = [
-            sys.executable, "-m", "reference_training", "--method", method,
+            sys.executable, "-m", "glf_train", "--method", method,
             "--seed", str(seed), "--out", str(directory), "--quiet", "--resume",
             *(["--adc"] if adc else []), *extra,
         ]

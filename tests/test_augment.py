@@ -9,7 +9,7 @@ import array_api_compat.numpy as np_xp
 import numpy as np
 import pytest
 
-from reference_training.augment import (
+from glf_train.augment import (
     AugmentConfig,
     AugmentParams,
     apply,
@@ -20,7 +20,7 @@ from reference_training.augment import (
     resample_matrices,
     two_views,
 )
-from reference_training.data import to_float
+from glf_train.data import to_float
 
 
 def _torch_xp() -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference_training.data import (
+from glf_train.data import (
     Dataset,
     data_root,
     epoch_batches,
@@ -144,6 +144,106 @@ def test_cifar100_fine_and_coarse(tmp_path: Path) -> None:
     assert fine.x_test.shape == (3, 3, 32, 32)
     with pytest.raises(ValueError, match="label_mode"):
         load_dataset("cifar100", root=tmp_path, label_mode="both")
+
+
+def _rewrite(path: Path, **changes: object) -> None:
+    with open(path, "rb") as f:
+        batch = pickle.load(f)
+    batch.update({k.encode(): v for k, v in changes.items()})
+    _dump(path, batch)
+
+
+def test_cifar_wrong_row_length_names_the_file(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    _rewrite(path, data=np.zeros((3, 3000), np.uint8))
+    with pytest.raises(ValueError, match=r"data_batch_2: 'data' has shape \(3, 3000\)"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "file", "key", "bad", "allowed"),
+    [
+        ("cifar10", "test_batch", "labels", 10, "0..9"),
+        ("cifar10", "data_batch_1", "labels", -1, "0..9"),
+        ("cifar100", "train", "fine_labels", 100, "0..99"),
+        ("cifar100-coarse", "test", "coarse_labels", 20, "0..19"),
+    ],
+)
+def test_cifar_labels_out_of_range_are_refused(
+    tmp_path: Path, dataset: str, file: str, key: str, bad: int, allowed: str
+) -> None:
+    if dataset == "cifar10":
+        write_cifar10(tmp_path)
+        directory = tmp_path / "cifar-10-batches-py"
+    else:
+        write_cifar100(tmp_path)
+        directory = tmp_path / "cifar-100-python"
+    with open(directory / file, "rb") as f:
+        labels = pickle.load(f)[key.encode()]
+    _rewrite(directory / file, **{key: [bad, *labels[1:]]})
+    with pytest.raises(ValueError, match=rf"{file}: '{key}' must lie in {allowed}, found {bad}"):
+        if dataset == "cifar100-coarse":
+            load_dataset("cifar100", root=tmp_path, label_mode="coarse")
+        else:
+            load_dataset(dataset, root=tmp_path)
+
+
+def test_cifar_label_count_must_match_the_images(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    _rewrite(tmp_path / "cifar-10-batches-py" / "data_batch_4", labels=[1, 2])
+    with pytest.raises(ValueError, match="data_batch_4 holds 2 labels for 3 images"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+class _Payload:
+    """Unpickling this runs ``func(*args)``: what a crafted data file would do."""
+
+    def __init__(self, func: object, *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.open", "nested"])
+def test_cifar_pickle_cannot_run_code(tmp_path: Path, how: str) -> None:
+    import os
+
+    write_cifar10(tmp_path / "data")
+    victim = tmp_path / "created_by_the_payload"
+    if how == "os.system":
+        payload: object = _Payload(os.system, f"touch {victim}")
+    else:
+        payload = _Payload(open, str(victim), "w")
+    path = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1"
+    if how == "nested":
+        # Hidden inside an otherwise well-formed batch, as an extra entry.
+        _rewrite(path, filenames=[b"x.png", payload, b"x.png"])
+    else:
+        _dump(path, payload)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"data_batch_1 refers to (posix|os|builtins|io)\."):
+        load_dataset("cifar10", root=tmp_path / "data")
+    assert not victim.exists()
+    # The same payload loaded without restriction would have run: the test can fail.
+    with open(path, "rb") as f:
+        pickle.load(f)
+    assert victim.exists()
+
+
+def test_cifar_file_that_is_not_a_batch(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _dump(path, [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="test_batch holds a list, not the dict"):
+        load_dataset("cifar10", root=tmp_path)
+    path.write_bytes(b"\x80\x02}q\x00(")  # cut short
+    with pytest.raises(ValueError, match="test_batch is not a readable CIFAR pickle"):
+        load_dataset("cifar10", root=tmp_path)
+    path.unlink()
+    _dump(path, {b"labels": [1]})
+    with pytest.raises(ValueError, match="test_batch has no 'data' entry"):
+        load_dataset("cifar10", root=tmp_path)
 
 
 def test_root_defaults_to_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference_training.evaluate import (
+from glf_train.evaluate import (
     baselines,
     dataset_arrays,
     effective_rank,

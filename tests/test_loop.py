@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import train_helpers
 
-from reference_training import loop
-from reference_training.data import load_dataset
+from glf_train import loop
+from glf_train.data import load_dataset
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
@@ -19,7 +19,7 @@ def test_missing_framework_names_what_to_install(
     real_import = importlib.import_module
 
     def without_framework(name: str, *args: object) -> object:
-        if name.startswith(f"reference_training.{backend}"):
+        if name.startswith(f"glf_train.{backend}"):
             raise ImportError(f"No module named '{backend}'")
         return real_import(name, *args)
 

@@ -152,7 +152,7 @@ def test_effective_rank_of_an_older_run_comes_from_its_checkpoint(
     pytest.importorskip("torch")
     import train_helpers
 
-    from reference_training.loop import train
+    from glf_train.loop import train
 
     config = train_helpers.small_config(tmp_path, "torch", epochs=1)
     recorded = train(config)["effective_rank"]

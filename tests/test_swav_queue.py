@@ -12,6 +12,7 @@ import pytest
 import glf_losses
 from glf_losses import align, testing
 from glf_losses.constrain import sinkhorn
+from glf_train.schedules import step_inputs
 
 
 def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -71,10 +72,10 @@ def small_config(tmp_path: Path, framework: str, **overrides: object) -> Any:
 
 def _trainer(framework: str, config: Any, dataset: Any) -> Any:
     if framework == "jax":
-        from reference_training.jax.step import JaxTrainer
+        from glf_train.jax.step import JaxTrainer
 
         return JaxTrainer(config, dataset)
-    from reference_training.tensorflow.step import TensorFlowTrainer
+    from glf_train.tensorflow.step import TensorFlowTrainer
 
     return TensorFlowTrainer(config, dataset)
 
@@ -93,7 +94,7 @@ def _trace_count(trainer: Any) -> int:
 
 def _batch(trainer: Any, i: int) -> tuple[Any, Any, Any]:
     """Step ``i``'s two views of the first batch's images, and the images."""
-    from reference_training import augment
+    from glf_train import augment
 
     data = trainer.dataset
     images = trainer.to_device(data.x_train[: trainer.config.batch_size])
@@ -120,7 +121,7 @@ def _step_losses(trainer: Any, n_steps: int, queues: list[np.ndarray] | None = N
     losses = []
     for i in range(n_steps):
         a, b, images = _batch(trainer, i)
-        out = trainer.train_step(a, b, images, epoch=1, step=i, total_steps=n_steps)
+        out = trainer.train_step(a, b, images, step_inputs(trainer.config, 1, i, n_steps))
         losses.append(float(out["loss"]))
         if queues is not None:
             queues.append(_queue(trainer).copy())
@@ -132,7 +133,7 @@ def test_trainer_queue_is_used_once_full(tmp_path: Path, framework: str) -> None
     """Two trainers from one seed, with and without a queue of two batches: the same
     steps until the queue is full, another loss once it is used; newest rows first."""
     _require(framework)
-    from reference_training.data import load_dataset
+    from glf_train.data import load_dataset
 
     digits = load_dataset("digits")
     settings = {"method": "swav", "batch_size": 64}
@@ -147,7 +148,8 @@ def test_trainer_queue_is_used_once_full(tmp_path: Path, framework: str) -> None
     want = _step_losses(without, 4)
     # Filling: the queue is not used yet, so nothing differs.
     np.testing.assert_allclose(got[:2], want[:2], rtol=1e-5)
-    assert with_queue.queue_filled == 128
+    # The loop uses the queue from the step at which it is full (2 steps of 64 rows).
+    assert [step_inputs(config, 1, i, 4).use_queue for i in range(4)] == [False, False, True, True]
     # Full: it joins Sinkhorn's input and changes the codes, hence the loss.
     assert all(abs(g - w) > 1e-4 * abs(w) for g, w in zip(got[2:], want[2:], strict=True))
     assert queues[0].shape == (2, 128, with_queue.config.proj_dim)
@@ -171,27 +173,26 @@ def test_trainer_short_run_with_a_queue(tmp_path: Path, framework: str) -> None:
     _require(framework)
     import train_helpers
 
-    from reference_training.loop import train
+    from glf_train.loop import train
 
     config = small_config(
         tmp_path, framework, method="swav", epochs=3, batch_size=64, swav_queue=128, lr=3e-3
     )
     summary = train(config)
     train_helpers.check_short_run(config, summary)
-    filled, queue = _saved_queue(framework, Path(config.out))
-    assert filled == 128
+    queue = _saved_queue(framework, Path(config.out))
     assert queue.shape == (2, 128, config.proj_dim)
     assert np.all(np.linalg.norm(queue, axis=2) > 0)
 
 
-def _saved_queue(framework: str, out: Path) -> tuple[int, np.ndarray]:
+def _saved_queue(framework: str, out: Path) -> np.ndarray:
     if framework == "jax":
         import flax.serialization
 
         raw = flax.serialization.msgpack_restore((out / "checkpoint.msgpack").read_bytes())
-        return int(raw["queue_filled"]), np.asarray(raw["state"]["queue"])
+        return np.asarray(raw["state"]["queue"])
     with np.load(out / "checkpoint.npz") as npz:
-        return int(npz["swav_queue/1"]), npz["swav_queue/0"]
+        return np.asarray(npz["swav_queue/0"])
 
 
 def _saved_arrays(framework: str, path: Path) -> dict[str, np.ndarray]:
@@ -218,7 +219,7 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
     torch = pytest.importorskip("torch")
     from glf_losses.backends.torch import SwAVLoss
 
-    from reference_training.data import load_dataset
+    from glf_train.data import load_dataset
 
     config = small_config(tmp_path, framework, method="swav", adc=adc, swav_queue=64)
     rng = np.random.default_rng(0)
@@ -228,11 +229,8 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
     q_a, q_b = (3.0 * rng.normal(size=(2, q, d))).astype(np.float32)
     prior = load_dataset("digits").x_train[:n]
     torch.manual_seed(0)
-    adc_fn = glf_losses.ADC(**config.adc_kwargs()) if adc else None
-    torch_loss = SwAVLoss(
-        d, config.swav_prototypes, temperature=config.swav_temperature,
-        epsilon=config.swav_epsilon, sinkhorn_iters=config.swav_sinkhorn_iters, adc=adc_fn,
-    )
+    sizes, settings = config.loss_settings()
+    torch_loss = SwAVLoss(*sizes, adc=config.adc_config(), **settings)
     t_z = [torch.tensor(z, requires_grad=True) for z in (z_a, z_b)]
     t_prior = torch.from_numpy(prior) if adc else None
     t_parts = torch_loss.parts(*t_z, torch.from_numpy(q_a), torch.from_numpy(q_b), prior=t_prior)
@@ -245,10 +243,12 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
         import jax
         import jax.numpy as jnp
 
-        from reference_training.jax.step import loss_parts
+        from glf_train.jax.step import loss_parts
 
         def total(outs: Any, prototypes: Any, queue: Any) -> Any:
-            parts = loss_parts(config, outs, jnp.asarray(prior), prototypes, queue)
+            parts = loss_parts(
+                config, outs, jnp.asarray(prior), {"prototypes": prototypes}, queue
+            )
             return parts.total, parts
 
         grads, parts = jax.jit(jax.grad(total, argnums=(0, 1), has_aux=True))(
@@ -285,7 +285,7 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
 
 @pytest.mark.parametrize("framework", TRAINERS)
 def test_trainer_queue_resumes_after_sigkill(tmp_path: Path, framework: str) -> None:
-    """The queue and its count are in the checkpoint: a run killed once the queue is full,
+    """The queue is in the checkpoint: a run killed once the queue is full,
     then resumed, ends where an uninterrupted one does."""
     _require(framework)
     import train_helpers
@@ -304,14 +304,13 @@ def test_trainer_queue_resumes_after_sigkill(tmp_path: Path, framework: str) -> 
     assert any("queue" in k for k in a) and len(a) > 10
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    filled, queue = _saved_queue(framework, killed)
-    assert filled == 128 and np.all(np.linalg.norm(queue, axis=2) > 0)
-
+    queue = _saved_queue(framework, killed)
+    assert np.all(np.linalg.norm(queue, axis=2) > 0)
 
 
 @pytest.mark.parametrize("framework", ["torch", *TRAINERS])
 def test_every_trainer_accepts_a_queue_on_one_device(framework: str) -> None:
-    from reference_training.config import RunConfig
+    from glf_train.config import RunConfig
 
     config = RunConfig(backend=framework, method="swav", swav_queue=128)
     assert config.validate() is config

@@ -47,29 +47,17 @@ POSITIVE = np.array([[0.1, 0.5, 1.0], [2.0, 3.0, 7.5]])
     ("name", "data", "ref"),
     [
         ("exp", MIXED, np.exp),
-        ("expm1", MIXED, np.expm1),
         ("log", POSITIVE, np.log),
         ("log1p", POSITIVE, np.log1p),
         ("sqrt", POSITIVE, np.sqrt),
-        ("abs", MIXED, np.abs),
-        ("square", MIXED, np.square),
-        ("sign", MIXED, np.sign),
-        ("tanh", MIXED, np.tanh),
-        ("floor", MIXED, np.floor),
-        ("round", MIXED, np.round),  # half to even in both
     ],
 )
 def test_unary_matches_numpy(name, data, ref):
+    # The namespace holds what the spec and the trainer's augmentation use, and no more.
     assert_close(getattr(xp, name)(tf.constant(data)), ref(data))
 
 
-def test_isfinite_isnan():
-    data = np.array([1.0, np.inf, -np.inf, np.nan])
-    assert_close(xp.isfinite(tf.constant(data)), np.isfinite(data))
-    assert_close(xp.isnan(tf.constant(data)), np.isnan(data))
-
-
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "prod", "var", "std"])
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
 @pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_reductions_match_numpy(name, axis, keepdims):
@@ -77,21 +65,7 @@ def test_reductions_match_numpy(name, axis, keepdims):
     assert_close(got, getattr(np, name)(MIXED, axis=axis, keepdims=keepdims))
 
 
-def test_var_std_correction():
-    x = tf.constant(MIXED)
-    assert_close(xp.var(x, axis=0, correction=1), np.var(MIXED, axis=0, ddof=1))
-    assert_close(xp.std(x, correction=1), np.std(MIXED, ddof=1))
-
-
-def test_sum_dtype_and_any_all():
-    x = tf.constant([[1, 2], [3, 4]], tf.int32)
-    assert xp.sum(x, dtype=xp.float64).dtype == tf.float64
-    b = tf.constant([[True, False], [True, True]])
-    assert_close(xp.any(b, axis=1), [True, True])
-    assert_close(xp.all(b, axis=1), [False, True])
-
-
-@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("name", ["argmax"])
 @pytest.mark.parametrize(("axis", "keepdims"), [(None, False), (None, True), (0, False), (1, True)])
 def test_arg_reductions(name, axis, keepdims):
     got = getattr(xp, name)(tf.constant(MIXED), axis=axis, keepdims=keepdims)
@@ -109,16 +83,10 @@ def test_python_scalars_take_the_tensor_dtype(dtype):
         xp.clip(x, min=0.0),
         xp.clip(x, max=1),
         xp.clip(x, min=-0.5, max=1.0),
-        xp.maximum(x, 0.0),
-        xp.maximum(0.0, x),
-        xp.minimum(x, 1),
-        xp.minimum(1.0, x),
     ):
         assert out.dtype == dtype
     assert_close(xp.where(cond, x, -math.inf), [-np.inf, 0.5, 2.0])
     assert_close(xp.clip(x, min=-0.5, max=1.0), [-0.5, 0.5, 1.0])
-    assert_close(xp.maximum(0.0, x), [0.0, 0.5, 2.0])
-    assert_close(xp.minimum(1.0, x), [-1.0, 0.5, 1.0])
 
 
 def test_clip_with_array_bounds():
@@ -128,18 +96,9 @@ def test_clip_with_array_bounds():
     assert_close(xp.clip(x), MIXED)
 
 
-def test_comparisons_and_logic():
-    x = tf.constant([1.0, 2.0, 3.0], tf.float64)
-    assert_close(xp.equal(x, 2), [False, True, False])
-    assert_close(xp.not_equal(2.0, x), [True, False, True])
-    assert_close(xp.less(x, 2.0), [True, False, False])
-    assert_close(xp.less_equal(x, 2.0), [True, True, False])
-    assert_close(xp.greater(x, 2.0), [False, False, True])
-    assert_close(xp.greater_equal(x, 2.0), [False, True, True])
+def test_logical_and():
     a, b = tf.constant([True, True, False]), tf.constant([True, False, False])
     assert_close(xp.logical_and(a, b), [True, False, False])
-    assert_close(xp.logical_or(a, b), [True, True, False])
-    assert_close(xp.logical_not(a), [False, False, True])
     assert_close(xp.logical_and(a, True), [True, True, False])
 
 
@@ -174,27 +133,6 @@ def test_isdtype_rejects_unknown_kind():
         xp.isdtype(tf.float32, "floating")
 
 
-@pytest.mark.parametrize(
-    ("dtype", "eps"),
-    [
-        (tf.float16, 2.0**-10),
-        (tf.bfloat16, 2.0**-7),
-        (tf.float32, 2.0**-23),
-        (tf.float64, 2.0**-52),
-    ],
-)
-def test_finfo(dtype, eps):
-    info = xp.finfo(dtype)
-    assert info.eps == eps and info.dtype == dtype
-    assert info.max == -info.min > 1.0 > info.smallest_normal > 0.0
-    assert xp.finfo(tf.zeros(2, dtype)).bits == info.bits
-
-
-def test_iinfo():
-    assert xp.iinfo(tf.int32).max == 2**31 - 1
-    assert xp.iinfo(tf.uint8).min == 0
-
-
 def test_creation():
     assert _np(xp.asarray([0.1], dtype=xp.float64))[0] == 0.1  # not rounded via float32
     assert xp.asarray(np.ones(2)).dtype == tf.float64
@@ -206,10 +144,6 @@ def test_creation():
     assert xp.zeros((), dtype=xp.float64).shape == ()
     assert xp.zeros((2, 3)).dtype == tf.float32
     assert_close(xp.ones((2,), dtype=xp.float64), np.ones(2))
-    assert_close(xp.full((2, 2), 3.5, dtype=xp.float64), np.full((2, 2), 3.5))
-    assert xp.full((2,), True).dtype == tf.bool
-    assert xp.zeros_like(tf.constant(MIXED)).dtype == tf.float64
-    assert xp.ones_like(tf.constant(MIXED), dtype=xp.int32).dtype == tf.int32
     assert_close(xp.eye(3), np.eye(3))
     assert_close(xp.eye(2, 4, k=1, dtype=xp.float64), np.eye(2, 4, k=1))
     assert_close(xp.eye(3, k=-1), np.eye(3, k=-1))
@@ -226,8 +160,6 @@ def test_manipulation():
     assert_close(xp.stack([x, y], axis=1), np.stack([MIXED, POSITIVE], axis=1))
     assert_close(xp.squeeze(xp.expand_dims(x, axis=1), axis=1), MIXED)
     assert xp.expand_dims(x, axis=-1).shape == (2, 3, 1)
-    assert_close(xp.broadcast_to(x[:, :1], (2, 3)), np.broadcast_to(MIXED[:, :1], (2, 3)))
-    assert_close(xp.permute_dims(x, (1, 0)), MIXED.T)
     assert_close(xp.matrix_transpose(x), MIXED.T)
 
 
@@ -246,29 +178,8 @@ def test_sorting_and_indexing():
     x = tf.constant(MIXED)
     assert_close(xp.sort(x), np.sort(MIXED))
     assert_close(xp.sort(x, axis=0, descending=True), -np.sort(-MIXED, axis=0))
-    v = np.array([3.0, 1.0, 2.0, 1.0])
-    assert_close(xp.argsort(tf.constant(v)), np.argsort(v, kind="stable"))
-    assert_close(xp.argsort(tf.constant(v), descending=True), [0, 2, 1, 3])
     assert_close(xp.take(x, [2, 0], axis=1), np.take(MIXED, [2, 0], axis=1))
     assert_close(xp.take(x, tf.constant([4, 1])), np.take(MIXED, [4, 1]))
-    assert_close(xp.cumulative_sum(tf.constant(v)), np.cumsum(v))
-    assert_close(xp.cumulative_sum(x, axis=1, include_initial=True),
-                 np.concatenate([np.zeros((2, 1)), np.cumsum(MIXED, axis=1)], axis=1))
-
-
-@pytest.mark.parametrize("ord", [2, 1, 3, math.inf, -math.inf, 0])
-@pytest.mark.parametrize("axis", [None, 1, (0, 1)])
-def test_vector_norm(ord, axis):
-    got = xp.linalg.vector_norm(tf.constant(MIXED), axis=axis, ord=ord)
-    flat = MIXED.ravel() if axis in (None, (0, 1)) else MIXED
-    expected = np.linalg.norm(flat, ord=ord, axis=None if axis != 1 else 1)
-    assert_close(got, expected, rtol=1e-12)
-
-
-def test_diagonal():
-    m = np.arange(12.0).reshape(3, 4)
-    for offset in (-1, 0, 2):
-        assert_close(xp.linalg.diagonal(tf.constant(m), offset=offset), np.diagonal(m, offset))
 
 
 def test_tensor_operators_follow_the_standard():
@@ -537,7 +448,7 @@ def test_swav_layer():
     assert_close(layer(tf.constant(z_a), tf.constant(z_b)), expected, rtol=1e-10)
     assert layer.parts(tf.constant(z_a), tf.constant(z_b)).constrain.dtype == tf.float64
     layer.prototypes.assign(3.0 * layer.prototypes)
-    layer.normalize_prototypes()
+    layer.after_step()
     np.testing.assert_allclose(_np(layer.prototypes), w, rtol=1e-6)
     with tf.GradientTape() as tape:
         loss = layer(tf.constant(z_a, tf.float32), tf.constant(z_b, tf.float32))
@@ -567,7 +478,7 @@ class _ToyModel(keras.Model):
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         if isinstance(self.loss_layer, tfb.SwAVLoss):
-            self.loss_layer.normalize_prototypes()
+            self.loss_layer.after_step()
         # Not "loss": fit reports that key from the compiled loss tracker, unused here.
         return {"ssl_loss": loss}
 
@@ -590,3 +501,154 @@ def test_keras_train_step_lowers_the_loss(make_layer):
     losses = history.history["ssl_loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
+
+
+# --- an unknown batch size ----------------------------------------------------------------
+#
+# Under tf.function(input_signature=[tf.TensorSpec([None, D])]), with reduce_retracing once
+# a second batch size arrives, and in Keras fit (whose datasets have a None batch
+# dimension), the batch size is None when tracing: every loss must take it from the
+# tensor at run time.
+
+UNKNOWN_BATCH_CASES = {
+    **CASES,
+    "swav_loss.queue": (
+        lambda s0, s1, q0, q1: glf_losses.swav_loss(s0, s1, queue_a=q0, queue_b=q1),
+        ("s0", "s1", "s1", "s0"),
+    ),
+    "adc_loss.float_bandwidths": (
+        functools.partial(adc.adc_loss, bandwidth=0.3, prior_bandwidth=5e3),
+        ("z0", "z1", "prior"),
+    ),
+    "adc_loss.other_view_in_prior": (
+        functools.partial(adc.adc_loss, perplexity=3.0, perplexity_steps=5,
+                          prior_other_view=True, normalize=False),
+        ("z0", "z1", "prior"),
+    ),
+    "adc.dcm": (functools.partial(adc.dcm, perplexity=3.0, perplexity_steps=5),
+                ("z0", "z1", "prior")),
+    "adc.lpm": (functools.partial(adc.lpm, bandwidth="median", prior_perplexity=3.0),
+                ("z0", "z1", "prior")),
+    "adc.feature_distances": (adc.feature_distances, ("z0", "z1")),
+    "adc.prior_distances": (adc.prior_distances, ("prior",)),
+}
+
+
+def _batch_spec(key, dtype=tf.float64):
+    """A TensorSpec of ARRAYS[key] with the batch size left unknown."""
+    a = ARRAYS[key]
+    return tf.TensorSpec([None, *a.shape[1:]], tf.int64 if key == "prior" else dtype)
+
+
+def _first_rows(keys, n):
+    return [tf.constant(ARRAYS[k][:n]) for k in keys]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("case", sorted(UNKNOWN_BATCH_CASES))
+def test_unknown_batch_size_in_the_signature(case, jit_compile):
+    fn, keys = UNKNOWN_BATCH_CASES[case]
+    traced = tf.function(
+        fn, input_signature=[_batch_spec(k) for k in keys], jit_compile=jit_compile
+    )
+    for n in (N, N - 2):  # one trace serves both batch sizes
+        args = _first_rows(keys, n)
+        for got, want in zip(_flat(traced(*args)), _flat(fn(*args)), strict=True):
+            assert got.dtype == want.dtype
+            # An integer prior's distances are float32 (they have no projections' dtype).
+            rtol = 1e-10 if want.dtype == tf.float64 else 1e-6
+            assert_close(got, _np(want), rtol=rtol, atol=1e-14)
+    assert traced.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("case", ["simclr_loss", "adc_loss.perplexity", "swav_loss.queue"])
+def test_reduce_retracing_with_a_second_batch_size(case):
+    fn, keys = UNKNOWN_BATCH_CASES[case]
+    traced = tf.function(fn, reduce_retracing=True)
+    for n in (N, N - 2, N - 1):  # the second call traces with the batch size unknown
+        args = _first_rows(keys, n)
+        assert_close(traced(*args), _np(fn(*args)), rtol=1e-10, atol=1e-14)
+
+
+def test_unknown_batch_size_still_checks_what_it_can():
+    # The perplexity's upper bound needs M; its lower bound does not.
+    spec = [_batch_spec("z0"), _batch_spec("z1"), _batch_spec("prior")]
+    args = _first_rows(("z0", "z1", "prior"), N)
+    with pytest.raises(ValueError, match=r"perplexity must be > 1 .*got 1\.0"):
+        tf.function(functools.partial(adc.adc_loss, perplexity=1.0), input_signature=spec)(
+            *args
+        )
+    wide = tf.TensorSpec([None, D + 1], tf.float64)
+    with pytest.raises(ValueError, match=r"z_a and z_b must have the same shape"):
+        tf.function(glf_losses.simclr_loss, input_signature=[spec[0], wide]).get_concrete_function()
+
+
+# (M, M) matrices of unknown size M, as ADC's helpers receive them.
+SQUARE_CASES = {
+    "median_bandwidth": adc.median_bandwidth,
+    "perplexity_bandwidth": functools.partial(adc.perplexity_bandwidth, perplexity=3.0),
+    "bandwidth.prior": functools.partial(adc.bandwidth, mode="median", kind="prior"),
+    "calibration_distribution": lambda d: adc.calibration_distribution(d, 0.4),
+    "data_distribution": lambda d: adc.data_distribution(d, 0.4),
+    "prior_distribution": lambda d: adc.prior_distribution(d, 0.4),
+    "anchor_weights": lambda d: adc.anchor_weights(adc.prior_distribution(d, 0.4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SQUARE_CASES))
+def test_adc_helpers_with_an_unknown_size(case):
+    fn = SQUARE_CASES[case]
+    traced = tf.function(fn, input_signature=[tf.TensorSpec([None, None], tf.float64)])
+    for n in (N, N - 2):
+        d = adc.feature_distances(*_first_rows(("z0", "z1"), n))
+        assert_close(traced(d), _np(fn(d)), rtol=1e-10, atol=1e-14)
+
+
+class _PriorModel(_ToyModel):
+    """:class:`_ToyModel` with ADC: view a's raw inputs are the prior."""
+
+    def loss_of(self, x_a, x_b):
+        z_a, z_b = self.encoder(x_a), self.encoder(x_b)
+        if isinstance(self.loss_layer, tfb.ADCLoss):
+            return self.loss_layer(z_a, z_b, x_a)
+        if isinstance(self.loss_layer, tfb.BYOLLoss):
+            p_a, p_b = self.predictor(z_a), self.predictor(z_b)
+            return self.loss_layer(p_a, p_b, z_a, z_b, prior=x_a)
+        return self.loss_layer(z_a, z_b, prior=x_a)
+
+
+_ADC = glf_losses.ADC(perplexity=3.0, perplexity_steps=5)
+
+
+_LAYERS = {
+    "byol": lambda: tfb.BYOLLoss(adc=_ADC),
+    "barlow_twins": lambda: tfb.BarlowTwinsLoss(adc=_ADC),
+    "simclr": lambda: tfb.SimCLRLoss(adc=_ADC),
+    "swav": lambda: tfb.SwAVLoss(8, 4, adc=_ADC),
+    "adc": lambda: tfb.ADCLoss(_ADC),
+}
+
+
+@keras_on_tensorflow
+@pytest.mark.parametrize(
+    ("layer_name", "jit_compile"),
+    # XLA compiles each batch shape apart (~25 s a model here): once is enough.
+    [*((name, False) for name in _LAYERS), ("adc", True)],
+    ids=[*(f"{name}-graph" for name in _LAYERS), "adc-xla"],
+)
+def test_keras_fit_with_a_partial_last_batch(layer_name, jit_compile):
+    # 20 samples at batch size 8: batches of 8, 8 and 4, traced with a None batch size.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 10)).astype(np.float32)
+    x_a = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
+    x_b = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
+    model = _PriorModel(_LAYERS[layer_name]())
+    # A zero learning rate keeps the weights, so the reported loss (the last batch's) can
+    # be recomputed eagerly on the last 4 rows.
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
+    history = model.fit(x_a, x_b, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    reported = history.history["ssl_loss"]
+    assert len(reported) == 2 and np.all(np.isfinite(reported))
+    expected = model.loss_of(tf.constant(x_a[16:]), tf.constant(x_b[16:]))
+    np.testing.assert_allclose(reported[-1], _np(expected), rtol=1e-4)

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from reference_training.architecture import image_shape_chw  # noqa: E402
-from reference_training.torch.model import (  # noqa: E402
+from glf_train.architecture import image_shape_chw  # noqa: E402
+from glf_train.torch.model import (  # noqa: E402
     ResNet18Cifar,
     SmallCNN,
     build_encoder,

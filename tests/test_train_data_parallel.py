@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import train_helpers
 
-from reference_training import report
+from glf_train import report
 
 EPOCHS = 2
 
@@ -37,8 +37,8 @@ def test_torch_two_processes_train_the_global_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...]
 ) -> None:
     torch = pytest.importorskip("torch")
-    from reference_training.loop import train
-    from reference_training.torch import step
+    from glf_train.loop import train
+    from glf_train.torch import step
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     parallel = tmp_path / "parallel"

@@ -20,21 +20,22 @@ import flax.serialization  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import train_helpers  # noqa: E402
 
-from reference_training import augment  # noqa: E402
-from reference_training.architecture import image_shape_chw  # noqa: E402
-from reference_training.cli import main  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.data import Dataset, load_dataset  # noqa: E402
-from reference_training.errors import CheckpointError  # noqa: E402
-from reference_training.jax.model import (  # noqa: E402
+from glf_train import augment  # noqa: E402
+from glf_train.architecture import image_shape_chw  # noqa: E402
+from glf_train.cli import main  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.data import Dataset, load_dataset  # noqa: E402
+from glf_train.errors import CheckpointError  # noqa: E402
+from glf_train.jax.model import (  # noqa: E402
     ResNet18Cifar,
     SmallCNN,
     build_encoder,
     predictor,
     projector,
 )
-from reference_training.jax.step import JaxTrainer, loss_parts, make_optimizer  # noqa: E402
-from reference_training.loop import train  # noqa: E402
+from glf_train.jax.step import JaxTrainer, loss_parts, make_optimizer  # noqa: E402
+from glf_train.loop import train  # noqa: E402
+from glf_train.schedules import step_inputs  # noqa: E402
 
 
 def small_config(tmp_path: Path, backend: str = "jax", **overrides: object) -> RunConfig:
@@ -64,7 +65,7 @@ def _steps(trainer: JaxTrainer, data: Dataset, epochs: list[int]) -> list[dict[s
     for i, epoch in enumerate(epochs):
         rng = np.random.default_rng((0, epoch, i))
         a, b = augment.two_views(jnp, images, rng, aug, data.mean, data.std)
-        out = trainer.train_step(a, b, images, epoch=epoch, step=i, total_steps=len(epochs))
+        out = trainer.train_step(a, b, images, step_inputs(trainer.config, epoch, i, len(epochs)))
         logs.append({k: float(v) for k, v in out.items()})
     return logs
 
@@ -125,7 +126,7 @@ def test_build_encoder_auto(spec: Any, chw: tuple[int, int, int], kind: type, di
 @pytest.mark.parametrize("method", ["barlow_twins", "byol", "simclr", "swav"])
 def test_loss_step_matches_torch(tmp_path: Path, digits: Dataset, method: str) -> None:
     torch = pytest.importorskip("torch")
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.torch.step import TorchTrainer
 
     config = small_config(tmp_path, backend="torch", method=method, adc=True)
     rng = np.random.default_rng(0)
@@ -141,7 +142,8 @@ def test_loss_step_matches_torch(tmp_path: Path, digits: Dataset, method: str) -
     t_parts.total.backward()
 
     def total(outs: list[Any], prototypes: Any) -> Any:
-        parts = loss_parts(config, outs, jnp.asarray(prior), prototypes)
+        owned = None if prototypes is None else {"prototypes": prototypes}
+        parts = loss_parts(config, outs, jnp.asarray(prior), owned)
         return parts.total, parts
 
     grads, j_parts = jax.jit(jax.grad(total, argnums=(0, 1), has_aux=True))(
@@ -196,12 +198,13 @@ def test_swav_prototypes_freeze_then_move_without_recompiling(
     tmp_path: Path, digits: Dataset
 ) -> None:
     trainer = JaxTrainer(small_config(tmp_path, method="swav"), digits)
-    w0 = np.asarray(trainer.state["prototypes"])
+    w0 = np.asarray(trainer.state["owned"]["prototypes"])
     _steps(trainer, digits, [0, 0])
     # Only re-normalised (as after every step), which may move the last bit.
-    np.testing.assert_allclose(np.asarray(trainer.state["prototypes"]), w0, rtol=0, atol=1e-7)
+    w = trainer.state["owned"]["prototypes"]
+    np.testing.assert_allclose(np.asarray(w), w0, rtol=0, atol=1e-7)
     _steps(trainer, digits, [1])
-    w1 = np.asarray(trainer.state["prototypes"])
+    w1 = np.asarray(trainer.state["owned"]["prototypes"])
     assert not np.allclose(w1, w0)
     np.testing.assert_allclose(np.linalg.norm(w1, axis=1), 1.0, rtol=1e-5)
     # New learning rates and the prototypes' flag are traced inputs, not new programs.
@@ -271,6 +274,20 @@ def test_checkpoint_errors(tmp_path: Path, digits: Dataset) -> None:
     with pytest.raises(CheckpointError, match="does not fit this model"):
         byol.load(path, lambda m: None)
 
+
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path, digits: Dataset) -> None:
+    config = small_config(tmp_path, method="simclr")
+    trainer = JaxTrainer(config, digits)
+    path = tmp_path / "ckpt.msgpack"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(_leaves(trainer.state["params"]).values(), key=np.size)
+    train_helpers.flip_bytes_of(path, weight.tobytes())
+    # msgpack reads the damaged file without complaint: only the checksum tells.
+    flax.serialization.msgpack_restore(path.read_bytes())
+    with pytest.raises(CheckpointError, match=r"ckpt\.msgpack: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
 
 # --- end to end -----------------------------------------------------------------------------
 

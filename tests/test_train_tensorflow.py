@@ -19,13 +19,14 @@ keras = pytest.importorskip("keras")
 
 import train_helpers  # noqa: E402
 
-from reference_training.cli import main  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.data import load_dataset  # noqa: E402
-from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
-from reference_training.loop import train  # noqa: E402
-from reference_training.tensorflow import model as tf_model  # noqa: E402
-from reference_training.tensorflow.step import (  # noqa: E402
+from glf_train.cli import main  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.data import load_dataset  # noqa: E402
+from glf_train.errors import CheckpointError, TrainingDiverged  # noqa: E402
+from glf_train.loop import train  # noqa: E402
+from glf_train.schedules import step_inputs  # noqa: E402
+from glf_train.tensorflow import model as tf_model  # noqa: E402
+from glf_train.tensorflow.step import (  # noqa: E402
     TensorFlowTrainer,
     _unsupported_xla_ops,
 )
@@ -100,11 +101,10 @@ def test_checkpoint_restores_the_state_exactly_and_the_step_is_traced_once(
     rng = np.random.default_rng(0)
     view = a.to_device(rng.normal(size=images.shape).astype(np.float32))
     prototypes = a.loss_fn.prototypes.numpy()
-    kw = {"total_steps": 10}
     for step in range(2):
-        a.train_step(view, view[::-1], images, epoch=0, step=step, **kw)
+        a.train_step(view, view[::-1], images, step_inputs(a.config, 0, step, 10))
     np.testing.assert_allclose(a.loss_fn.prototypes.numpy(), prototypes, rtol=1e-6, atol=1e-7)
-    a.train_step(view, view[::-1], images, epoch=1, step=2, **kw)
+    a.train_step(view, view[::-1], images, step_inputs(a.config, 1, 2, 10))
     moved = a.loss_fn.prototypes.numpy()
     assert not np.allclose(moved, prototypes)
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0, rtol=1e-6)
@@ -130,8 +130,8 @@ def test_checkpoint_restores_the_state_exactly_and_the_step_is_traced_once(
     for group in groups_a:
         for x, y in zip(groups_a[group], groups_b[group], strict=True):
             np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=f"{group} {x.path}")
-    out_a = a.train_step(view, view[::-1], images, epoch=1, step=3, **kw)
-    out_b = b.train_step(view, view[::-1], images, epoch=1, step=3, **kw)
+    out_a = a.train_step(view, view[::-1], images, step_inputs(a.config, 1, 3, 10))
+    out_b = b.train_step(view, view[::-1], images, step_inputs(b.config, 1, 3, 10))
     # Without XLA, TensorFlow's CPU kernels are not bitwise repeatable from call to call
     # (last-bit differences, even on one thread with op determinism on); XLA's are.
     np.testing.assert_allclose(float(out_a["loss"]), float(out_b["loss"]), rtol=1e-6)
@@ -153,7 +153,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
 
     exploding = tf_config(tmp_path, epochs=3, lr=1e38, **settings)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
     # Same run settings, another model: the layout check names the first misfit.
@@ -168,6 +168,26 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError, match=r"cannot resume from .*checkpoint\.npz"):
             train(tf_config(tmp_path, epochs=2, **settings), resume=True)
 
+
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, method="simclr", compile="off")
+    path = tmp_path / "ckpt.npz"
+    meta = {"epoch": 1, "config": trainer.config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    with np.load(path) as npz:
+        members = {key: npz[key] for key in npz.files}
+    key = max((k for k in members if k.startswith("encoder/")), key=lambda k: members[k].size)
+    train_helpers.flip_bytes_of(path, members[key].tobytes())
+    # The zip's CRC of the member catches this one...
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*ckpt\.npz"):
+        trainer.load(path, lambda m: None)
+    # ...but not a member rewritten whole, with a CRC of its own: the checksum does.
+    members[key] = members[key].copy()
+    members[key].reshape(-1)[:50] += 1.0
+    np.savez(path, **members)
+    with pytest.raises(CheckpointError, match=r"ckpt\.npz: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
 
 def _port_torch_weights(torch_module: Any, keras_model: Any) -> None:
     """Copy a PyTorch module's parameters and BatchNorm statistics into its Keras twin.
@@ -189,7 +209,7 @@ def _port_torch_weights(torch_module: Any, keras_model: Any) -> None:
 @pytest.mark.parametrize("size", [8, 28])
 def test_models_compute_what_the_torch_models_compute(size: int) -> None:
     torch = pytest.importorskip("torch")
-    from reference_training.torch import model as torch_model
+    from glf_train.torch import model as torch_model
 
     torch.manual_seed(0)
     t_enc = torch_model.SmallCNN(1, size, width=4)
@@ -236,7 +256,7 @@ def test_xla_fallback_names_the_unsupported_op(
     trainer = _HostPrior(config, load_dataset(config.dataset))
     images = trainer.to_device(trainer.dataset.x_train[:64])
     view = trainer.xp.astype(images, tf.float32) / 255.0
-    out = trainer.train_step(view, view[::-1], images, epoch=0, step=0, total_steps=10)
+    out = trainer.train_step(view, view[::-1], images, step_inputs(trainer.config, 0, 0, 10))
     assert np.isfinite(float(out["loss"])) and not trainer.jit_compile
     assert "XLA cannot compile EagerPyFunc" in capsys.readouterr().err
     assert _unsupported_xla_ops("Incompatible shapes: [2] vs. [3]") == []
@@ -258,7 +278,7 @@ def test_loss_step_matches_torch(tmp_path: Path, method: str) -> None:
     """Fixed network outputs through both trainers' losses (ADC on): the same values
     and gradients, the TensorFlow side XLA-compiled as in its train step."""
     torch = pytest.importorskip("torch")
-    from reference_training.torch.step import TorchTrainer
+    from glf_train.torch.step import TorchTrainer
 
     digits = load_dataset("digits")
     config = train_helpers.small_config(tmp_path, "torch", method=method, adc=True)

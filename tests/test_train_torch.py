@@ -11,11 +11,11 @@ torch = pytest.importorskip("torch")
 
 import train_helpers  # noqa: E402
 
-from reference_training import report  # noqa: E402
-from reference_training.cli import main, parse_config  # noqa: E402
-from reference_training.config import RunConfig  # noqa: E402
-from reference_training.errors import CheckpointError, TrainingDiverged  # noqa: E402
-from reference_training.loop import train, view_config  # noqa: E402
+from glf_train import report  # noqa: E402
+from glf_train.cli import main, parse_config  # noqa: E402
+from glf_train.config import RunConfig  # noqa: E402
+from glf_train.errors import CheckpointError, TrainingDiverged  # noqa: E402
+from glf_train.loop import train, view_config  # noqa: E402
 
 
 def small_config(tmp_path: Path, backend: str = "torch", **overrides: object) -> RunConfig:
@@ -62,6 +62,24 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
         train(small_config(tmp_path, method="simclr", epochs=2), resume=True)
 
 
+def test_bit_flipped_checkpoint_is_refused(tmp_path: Path) -> None:
+    from glf_train.data import load_dataset
+    from glf_train.torch.step import TorchTrainer
+
+    config = small_config(tmp_path, method="simclr")
+    trainer = TorchTrainer(config, load_dataset("digits"))
+    path = tmp_path / "ckpt.pt"
+    meta = {"epoch": 1, "config": config.to_dict()}
+    trainer.save(path, meta)
+    assert trainer.load(path, lambda m: None) == meta
+    weight = max(trainer.online.state_dict().values(), key=lambda t: t.numel())
+    train_helpers.flip_bytes_of(path, weight.cpu().numpy().tobytes())
+    # torch itself reads the damaged file without complaint: only the checksum tells.
+    damaged = torch.load(path, map_location="cpu", weights_only=True)
+    assert damaged["meta"] == meta
+    with pytest.raises(CheckpointError, match=r"ckpt\.pt: the checkpoint is corrupt"):
+        trainer.load(path, lambda m: None)
+
 def test_resume_refuses_another_method(tmp_path: Path) -> None:
     train(small_config(tmp_path, method="simclr", epochs=1))
     with pytest.raises(ValueError, match="method='simclr'"):
@@ -74,7 +92,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
     good = ckpt.read_bytes()
     exploding = small_config(tmp_path, method="simclr", epochs=3, optimizer="sgd", lr=1e38)
     with pytest.raises(TrainingDiverged, match=r"non-finite .* last good checkpoint"):
-        train(exploding, resume=True)
+        train(exploding, resume=True, allow_changes=True)
     assert ckpt.read_bytes() == good
 
 
@@ -85,7 +103,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
         (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--adc-rho", "2"], "--adc-rho must be > 2"),
         (["--crop-min-area", "0"], "--crop-min-area must be in (0, 1]"),
-        (["--adc-bandwidth", "widest"], "--adc-bandwidth must be 'median', 'perplexity'"),
+        (["--adc-bandwidth", "widest"],
+         "--adc-bandwidth must be a positive float, 'median' or 'perplexity'"),
         (["--dataset", "cifar10", "--data-root", "/nonexistent"], "cifar-10-batches-py"),
         (["--backend", "torch", "--device", "cuda:7"], "CUDA"),
     ],
@@ -101,12 +120,13 @@ def test_bad_arguments_exit_with_a_message(
 
 
 def test_adc_weights_default_to_the_methods_recommendation() -> None:
-    bt = RunConfig(method="barlow_twins", adc=True).adc_kwargs()
-    assert (bt["nu"], bt["upsilon"]) == (100.0, 1000.0)
-    byol = RunConfig(method="byol", adc=True).adc_kwargs()
-    assert (byol["nu"], byol["upsilon"]) == (1.0, 10.0)
-    chosen = RunConfig(method="barlow_twins", adc=True, adc_upsilon=5.0).adc_kwargs()
-    assert (chosen["nu"], chosen["upsilon"]) == (100.0, 5.0)
+    bt = RunConfig(method="barlow_twins", adc=True).adc_config()
+    assert (bt.nu, bt.upsilon) == (100.0, 1000.0)
+    byol = RunConfig(method="byol", adc=True).adc_config()
+    assert (byol.nu, byol.upsilon) == (1.0, 10.0)
+    chosen = RunConfig.from_dict({"method": "barlow_twins", "adc": True, "adc_upsilon": 5.0})
+    assert (chosen.adc_config().nu, chosen.adc_config().upsilon) == (100.0, 5.0)
+    assert RunConfig(method="byol").adc_config() is None
 
 
 def test_crop_min_area_replaces_the_preset_crop() -> None:
@@ -121,9 +141,13 @@ def test_crop_min_area_replaces_the_preset_crop() -> None:
 def test_config_file_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('method = "byol"\nepochs = 7\nadc = true\nadc-nu = 0.5\n')
-    config, resume = parse_config(["--config", str(path), "--epochs", "2", "--resume"])
-    assert (config.method, config.epochs, config.adc, config.adc_nu) == ("byol", 2, True, 0.5)
-    assert resume
+    config, resume, allow_changes, overwrite = parse_config(
+        ["--config", str(path), "--epochs", "2", "--resume"]
+    )
+    assert (config.method, config.epochs, config.adc, config.adc_config().nu) == (
+        "byol", 2, True, 0.5
+    )
+    assert resume and not allow_changes and not overwrite
     bad = tmp_path / "bad.toml"
     bad.write_text("methd = 'byol'\n")
     with pytest.raises(ValueError, match="unknown configuration keys: methd"):
@@ -134,7 +158,6 @@ def test_swav_queue_fills_and_is_checkpointed(tmp_path: Path) -> None:
     config = small_config(tmp_path, method="swav", epochs=2, swav_queue=128)
     train(config)
     state = torch.load(Path(config.out) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert state["queue_filled"] == 128
     assert state["queue"].shape == (2, 128, train_helpers.SMALL["proj_dim"])
     assert torch.count_nonzero(state["queue"].abs().sum(dim=2)) == 2 * 128
     records = report.read_metrics(Path(config.out) / "metrics.jsonl")

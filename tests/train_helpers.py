@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from reference_training import report
-from reference_training.config import RunConfig
+from glf_train import report
+from glf_train.config import RunConfig
 
 # A run small enough for seconds per epoch on two CPU cores.
 SMALL: dict[str, object] = {
@@ -26,27 +26,33 @@ SMALL: dict[str, object] = {
     "proj_hidden": 64,
     "proj_dim": 32,
     "pred_hidden": 64,
-    "swav_prototypes": 16,
     "adc_perplexity": 10.0,
     "eval_every": 0,
     "quiet": True,
 }
 
 
+# SwAV's prototypes for the small run (a front-end size, given as a loss option).
+SMALL_SWAV_PROTOTYPES = 16
+
+
 def small_config(tmp_path: Path, backend: str, **overrides: object) -> RunConfig:
-    return RunConfig.from_dict(
-        {**SMALL, "backend": backend, "out": str(tmp_path / "run"), **overrides}
-    )
+    values: dict[str, object] = {**SMALL, "backend": backend, "out": str(tmp_path / "run")}
+    if overrides.get("method") == "swav":
+        values["loss_options"] = {"n_prototypes": SMALL_SWAV_PROTOTYPES}
+    return RunConfig.from_dict({**values, **overrides})
 
 
 def cli(out: Path, backend: str, *extra: str) -> list[str]:
     """The ``glf-train`` command line of the small run."""
-    args = [sys.executable, "-m", "reference_training", "--backend", backend, "--out", str(out)]
+    args = [sys.executable, "-m", "glf_train", "--backend", backend, "--out", str(out)]
     for key, value in SMALL.items():
         if key == "quiet":
             args.append("--quiet")
         else:
             args += [f"--{key.replace('_', '-')}", str(value)]
+    if "swav" in extra:
+        args += ["--loss-option", f"n_prototypes={SMALL_SWAV_PROTOTYPES}"]
     return [*args, *extra]
 
 
@@ -119,3 +125,14 @@ def check_short_run(config: RunConfig, summary: dict[str, object]) -> None:
     )
     for png in ("loss.png", "embeddings.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def flip_bytes_of(path: Path, data: bytes, count: int = 50) -> None:
+    """Flip ``count`` bytes of the copy of ``data`` (an array's raw bytes) inside the file
+    ``path``, as a damaged disk would, leaving the file's structure intact."""
+    raw = bytearray(path.read_bytes())
+    start = raw.find(data)
+    assert start >= 0 and len(data) >= count, "the array's bytes are not in the file"
+    for i in range(start, start + count):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))

@@ -1,6 +1,6 @@
 """The JAX backend of the reference trainer (flax.linen models, optax optimisers)."""
 
-from reference_training.jax.model import (
+from glf_train.jax.model import (
     ResNet18Cifar,
     SmallCNN,
     build_encoder,

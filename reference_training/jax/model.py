@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from reference_training.architecture import resolve_arch
+from glf_train.architecture import resolve_arch
 
 __all__ = [
     "BasicBlock",

@@ -1,22 +1,24 @@
 """The JAX trainer: flax.linen model, one jitted optax step, EMA target, msgpack checkpoints.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`. This mirrors :mod:`reference_training.torch.step`:
+:mod:`glf_train.loop`. This mirrors :mod:`glf_train.torch.step`:
 
-- the trainer's state is one pytree (``params``, ``batch_stats``, ``opt_state`` and,
-  per method, the BYOL ``target`` or the SwAV ``prototypes`` with their own optimiser
-  state); :func:`make_train_step` returns the pure step on it, which the trainer jits
-  once with the state's buffers donated;
-- the learning rate, BYOL's EMA rate and SwAV's "prototypes may move" flag enter the
-  step as traced scalars, so changing them each step never recompiles;
+- the trainer's state is one pytree (``params``, ``batch_stats``, ``opt_state``, the
+  arrays the method owns (``owned``, e.g. SwAV's prototypes) with their own optimiser
+  state, and the momentum ``target`` for methods that have one); :func:`make_train_step`
+  returns the pure step on it, which the trainer jits once with the state's buffers
+  donated;
+- the host-side inputs of the shared loop (learning rate, EMA rate, whether owned arrays
+  may move) enter the step as traced scalars, so changing them never recompiles;
 - SwAV's queue (``--swav-queue Q``) is a ``(2, Q, D)`` float32 array in the state,
-  updated by the step; whether the step uses it (once full, as torch decides from its
-  host-side count) is a static argument, so a run compiles at most two programs;
+  updated by the step; whether the step uses it (once full, as the loop decides) is a
+  static argument, so a run compiles at most two programs;
 - the optimisers are torch's: AdamW (decoupled weight decay ``p -= lr * wd * p``) or SGD
   with momentum 0.9 and L2 weight decay added to the gradient; the learning rate scales
   the optimiser's output, so it is not part of the optimiser state;
-- the loss is :func:`loss_parts`, a pure function of the network outputs, through
-  ``glf_losses``' ``<method>_parts`` and ``with_adc`` as the torch front-ends call them.
+- the loss is :func:`loss_parts`, a pure function of the network outputs, through the
+  JAX front-end that :mod:`glf_losses.registry` makes for the method (as the torch and
+  TensorFlow trainers use theirs).
 
 Two BatchNorm details follow torch's modules exactly: each view is a separate forward
 pass (its own batch statistics, two running-average updates per step), and the BYOL
@@ -41,17 +43,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from glf_losses.backends.jax import swav_scores
+from glf_losses.backends import jax as jax_frontends
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import glf_losses
 from glf_losses._lib import GLFParts, l2_normalize
-from reference_training import augment, report
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import checkpoint_problem
-from reference_training.jax.model import MLPHead, build_encoder, predictor, projector
-from reference_training.schedules import byol_tau, learning_rate, projector_layers
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import checkpoint_problem
+from glf_train.jax.model import MLPHead, build_encoder, predictor, projector
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
 
 __all__ = [
     "JaxTrainer", "loss_parts", "make_optimizer", "make_train_step", "request_host_devices",
@@ -60,7 +63,7 @@ __all__ = [
 State = dict[str, Any]
 TrainStep = Callable[..., tuple[State, dict[str, jax.Array]]]
 
-_FORMAT = "glf-train-jax/1"
+_FORMAT = "glf-train-jax/2"
 
 
 class _Online(nn.Module):
@@ -74,50 +77,28 @@ class _Online(nn.Module):
 
 
 def loss_parts(
-    config: RunConfig, outputs: Sequence[Any], prior: Any, prototypes: Any = None,
+    config: RunConfig, outputs: Sequence[Any], prior: Any, owned: dict[str, Any] | None = None,
     queue: Any = None,
 ) -> GLFParts:
-    """The method's ``GLFParts`` (ADC included when ``config.adc``) from network outputs.
+    """The method's ``GLFParts`` (ADC and the run's controls included) from network outputs.
 
-    ``outputs`` is ``(z_a, z_b)``, or ``(p_a, p_b, t_a, t_b)`` for BYOL (online
-    predictions, then target projections, taken under stop-gradient by the loss);
-    ``prototypes`` is SwAV's ``(K, D)`` matrix, normalised here like the projections.
-    ``queue`` is SwAV's earlier projections of both views, ``(queue_a, queue_b)`` of shape
-    ``(Q, D)`` each (or one ``(2, Q, D)`` array): scored against the current prototypes
-    like the projections and put before them in Sinkhorn's input, as torch's
-    ``SwAVLoss.parts(z_a, z_b, queue_a, queue_b)`` does.
-    Pure and differentiable in ``outputs`` and ``prototypes``: the same function the
-    train step calls, and what a cross-framework check feeds with fixed arrays.
+    ``outputs`` are the method's inputs as its registry entry names them: ``(z_a, z_b)``,
+    or ``(p_a, p_b, t_a, t_b)`` for a method with a predictor (online predictions, then
+    target projections, taken under stop-gradient by the loss). ``owned`` holds the arrays
+    the method owns by name (SwAV's ``prototypes``). ``queue`` is SwAV's earlier
+    projections of both views, ``(queue_a, queue_b)`` of shape ``(Q, D)`` each (or one
+    ``(2, Q, D)`` array). Pure and differentiable in ``outputs`` and ``owned``: the function
+    the train step calls, through the JAX front-end the registry makes.
     """
-    adc = glf_losses.ADC(**config.adc_kwargs()) if config.adc else None
-    if queue is not None and config.method != "swav":
-        raise ValueError(f"only swav has a queue, not {config.method!r}")
-    if config.method == "byol":
-        p_a, p_b, t_a, t_b = outputs
-        # ADC acts on the online predictions, BYOL's only outputs that carry gradient.
-        return glf_losses.with_adc(glf_losses.byol_parts(p_a, p_b, t_a, t_b), adc, p_a, p_b,
-                                   prior)
-    z_a, z_b = outputs
-    if config.method == "barlow_twins":
-        parts = glf_losses.barlow_twins_parts(z_a, z_b, config.lambd)
-    elif config.method == "simclr":
-        parts = glf_losses.simclr_parts(z_a, z_b, config.temperature)
-    elif config.method == "swav":
-        if prototypes is None:
-            raise ValueError("swav needs the prototypes")
-        w = prototypes.astype(z_a.dtype)
-        queue_scores: list[Any] = [None, None]
-        if queue is not None:
-            # Each queue against the prototypes in its own dtype, as the torch front-end.
-            queue_scores = [swav_scores(q, prototypes.astype(q.dtype)) for q in queue]
-        parts = glf_losses.swav_parts(
-            swav_scores(z_a, w), swav_scores(z_b, w), config.swav_temperature,
-            config.swav_epsilon, config.swav_sinkhorn_iters,
-            queue_a=queue_scores[0], queue_b=queue_scores[1],
-        )
-    else:
-        raise ValueError(f"unknown method {config.method!r}")
-    return glf_losses.with_adc(parts, adc, z_a, z_b, prior)
+    if queue is not None and not config.swav_queue:
+        raise ValueError(f"{config.method} has no queue in this run (--swav-queue 0)")
+    entry = config.method_entry()
+    owned = owned or {}
+    loss = objective.front_end(config, jax_frontends)
+    arrays = [owned[p.name] for p in entry.parameters]
+    optional = {} if queue is None else {"queue_a": queue[0], "queue_b": queue[1]}
+    parts: GLFParts = loss(*outputs, *arrays, prior, **optional)
+    return objective.with_controls(config, parts, tuple(outputs))
 
 
 def make_optimizer(config: RunConfig) -> optax.GradientTransformation:
@@ -146,14 +127,14 @@ def make_train_step(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> TrainStep:
-    """The pure train step ``(state, view_a, view_b, images, lr, tau, proto_active,
+    """The pure train step ``(state, view_a, view_b, images, lr, tau, owned_active,
     prior_variables, use_queue=False) -> (state, logs)``; ``logs`` holds 0-d ``loss``,
     ``align``, ``constrain``.
 
     ``images`` are the raw batch (ADC's default prior); with ``prior_encoder`` the prior
     is that encoder's eval-mode features of the centred batch under
-    ``prior_variables``. ``tau`` is BYOL's EMA rate; ``proto_active`` (0 or 1) lets
-    SwAV's prototypes and their optimiser state move.
+    ``prior_variables``. ``tau`` is the momentum target's EMA rate; ``owned_active`` (0 or
+    1) lets the arrays the method owns (SwAV's prototypes) and their optimiser state move.
 
     With SwAV's queue the state holds ``queue``, ``(2, Q, D)`` float32 earlier
     projections of both views, newest first. ``use_queue`` (a Python bool, static under
@@ -161,8 +142,9 @@ def make_train_step(
     then puts this step's projections (computed before the update) in front of the queue
     and drops the oldest rows.
     """
-    swav = config.method == "swav"
-    queue_size = config.swav_queue if swav else 0
+    entry = config.method_entry()
+    queue_size = config.swav_queue
+    unit_rows = {p.name for p in entry.parameters if p.unit_rows}
 
     def forward(module: nn.Module, params: Any, stats: Any, x: jax.Array) -> tuple[Any, Any]:
         out, updates = module.apply(
@@ -170,7 +152,7 @@ def make_train_step(
         )
         return out, updates["batch_stats"]
 
-    def objective(
+    def loss_of(
         trainable: State, state: State, view_a: jax.Array, view_b: jax.Array, prior: Any,
         queue: jax.Array | None,
     ) -> tuple[jax.Array, tuple[GLFParts, Any, jax.Array]]:
@@ -183,27 +165,30 @@ def make_train_step(
             p_a, pred_stats = forward(pred, params["predictor"], stats["predictor"], z_a)
             p_b, pred_stats = forward(pred, params["predictor"], pred_stats, z_b)
             new_stats["predictor"] = pred_stats
-            # The target's running averages are discarded: it always uses batch statistics.
-            t_a, _ = forward(online, state["target"], stats["online"], view_a)
-            t_b, _ = forward(online, state["target"], stats["online"], view_b)
-            outputs = (p_a, p_b, jax.lax.stop_gradient(t_a), jax.lax.stop_gradient(t_b))
-        parts = loss_parts(config, outputs, prior, trainable.get("prototypes"), queue)
+            # Without a momentum target the targets are the online projections (the loss
+            # takes them under stop-gradient).
+            t_a, t_b = z_a, z_b
+            if "target" in state:
+                # The target's running averages are discarded: it uses batch statistics.
+                t_a, _ = forward(online, state["target"], stats["online"], view_a)
+                t_b, _ = forward(online, state["target"], stats["online"], view_b)
+                t_a, t_b = jax.lax.stop_gradient(t_a), jax.lax.stop_gradient(t_b)
+            outputs = (p_a, p_b, t_a, t_b)
+        parts = loss_parts(config, outputs, prior, trainable["owned"], queue)
         projections = jax.lax.stop_gradient(jnp.stack([z_a, z_b])).astype(jnp.float32)
         return parts.total, (parts, new_stats, projections)
 
     def step(
         state: State, view_a: jax.Array, view_b: jax.Array, images: jax.Array, lr: jax.Array,
-        tau: jax.Array, proto_active: jax.Array, prior_variables: Any, use_queue: bool = False,
+        tau: jax.Array, owned_active: jax.Array, prior_variables: Any, use_queue: bool = False,
     ) -> tuple[State, dict[str, jax.Array]]:
         prior: Any = images
         if prior_encoder is not None:
             x = augment.center(jnp, images, mean, std)
             prior = jax.lax.stop_gradient(prior_encoder.apply(prior_variables, x, train=False))
-        trainable = {"params": state["params"]}
-        if swav:
-            trainable["prototypes"] = state["prototypes"]
+        trainable = {"params": state["params"], "owned": state["owned"]}
         queue = state["queue"] if use_queue and queue_size > 0 else None
-        grads, (parts, new_stats, projections) = jax.grad(objective, has_aux=True)(
+        grads, (parts, new_stats, projections) = jax.grad(loss_of, has_aux=True)(
             trainable, state, view_a, view_b, prior, queue
         )
         new = dict(state, batch_stats=new_stats)
@@ -211,15 +196,16 @@ def make_train_step(
         new["params"] = optax.apply_updates(
             state["params"], jax.tree.map(lambda u: -lr * u, updates)
         )
-        if swav:
-            # Frozen prototypes neither move nor advance their optimiser state, as torch's
-            # optimiser skips a parameter whose gradient is None.
-            moving = proto_active > 0
-            w = state["prototypes"]
-            w_update, w_opt = tx.update(grads["prototypes"], state["prototypes_opt_state"], w)
-            new["prototypes_opt_state"] = _where(moving, w_opt, state["prototypes_opt_state"])
-            w = jnp.where(moving, w - lr * w_update, w)
-            new["prototypes"] = l2_normalize(jnp, w)
+        if state["owned"]:
+            # Arrays the method owns (SwAV's prototypes) have their own optimiser state.
+            # Held still, they neither move nor advance it, as torch's optimiser skips a
+            # parameter whose gradient is None; unit rows are projected back after the step.
+            moving = owned_active > 0
+            w = state["owned"]
+            w_update, w_opt = tx.update(grads["owned"], state["owned_opt_state"], w)
+            new["owned_opt_state"] = _where(moving, w_opt, state["owned_opt_state"])
+            w = _where(moving, jax.tree.map(lambda p, u: p - lr * u, w, w_update), w)
+            new["owned"] = {k: l2_normalize(jnp, v) if k in unit_rows else v for k, v in w.items()}
         if queue_size > 0:
             # Newest first; the oldest fall off the end.
             new["queue"] = jnp.concatenate([projections, state["queue"]], axis=1)[:, :queue_size]
@@ -294,14 +280,14 @@ class _Programs:
         self.encoder, feature_dim = build_encoder(
             dataset.image_shape, config.arch, width=config.cnn_width, dtype=dtype
         )
+        entry = config.method_entry()
         head = projector(
-            feature_dim, config.proj_hidden, config.proj_dim, projector_layers(config.method),
-            dtype=dtype,
+            feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers, dtype=dtype
         )
         self.online = _Online(self.encoder, head)
         self.predictor = (
-            predictor(config.proj_dim, config.pred_hidden, dtype=dtype)
-            if config.method == "byol" else None
+            predictor(config.proj_dim, config.pred_hidden, dtype=dtype) if entry.predictor
+            else None
         )
         self.tx = make_optimizer(config)
         self.frozen_prior = config.adc and config.adc_prior == "frozen_encoder"
@@ -313,16 +299,19 @@ class _Programs:
             step if config.compile == "off"
             else jax.jit(step, donate_argnums=0, static_argnames="use_queue")
         )
-        self.prototypes_shape = (
-            (config.swav_prototypes, config.proj_dim) if config.method == "swav" else None
+        # The arrays the method owns: (name, shape, unit rows), from its front-end's sizes.
+        sizes = dict(zip(entry.sizes, config.loss_settings()[0], strict=True))
+        self.owned_spec = tuple(
+            (p.name, tuple(sizes[n] for n in p.shape), p.unit_rows) for p in entry.parameters
         )
 
     def init(self, seed: int) -> tuple[State, State]:
-        """(params, batch_stats) of the online network (and predictor), plus prototypes."""
+        """(params, batch_stats) of the online network (and predictor); ``params["owned"]``
+        holds the arrays the method owns."""
         with _init_random_bits():
             return _initial_params(
                 jax.random.PRNGKey(seed), self.online, self.predictor,
-                tuple(self.dataset.image_shape), self.prototypes_shape,
+                tuple(self.dataset.image_shape), self.owned_spec,
             )
 
     def encode(self, variables: Any, images: jax.Array) -> jax.Array:
@@ -338,19 +327,21 @@ class _Programs:
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _initial_params(
     key: jax.Array, online: nn.Module, pred: MLPHead | None, image_shape: tuple[int, ...],
-    prototypes_shape: tuple[int, int] | None,
+    owned_spec: tuple[tuple[str, tuple[int, ...], bool], ...],
 ) -> tuple[State, State]:
-    k_online, k_pred, k_proto = jax.random.split(key, 3)
+    k_online, k_pred, k_owned = jax.random.split(key, 3)
     online_vars = online.init(k_online, jnp.zeros((2, *image_shape), jnp.float32), train=False)
     params, stats = {"online": online_vars["params"]}, {"online": online_vars["batch_stats"]}
     if pred is not None:
         z = jnp.zeros((2, pred.in_dim), jnp.float32)
         pred_vars = pred.init(k_pred, z, train=False)
         params["predictor"], stats["predictor"] = pred_vars["params"], pred_vars["batch_stats"]
-    if prototypes_shape is not None:
-        params["prototypes"] = l2_normalize(
-            jnp, jax.random.normal(k_proto, prototypes_shape, jnp.float32)
-        )
+    params["owned"] = {}
+    for key_i, (name, shape, unit_rows) in zip(
+        jax.random.split(k_owned, max(1, len(owned_spec))), owned_spec, strict=False
+    ):
+        value = jax.random.normal(key_i, shape, jnp.float32)
+        params["owned"][name] = l2_normalize(jnp, value) if unit_rows else value
     return params, stats
 
 
@@ -411,9 +402,9 @@ def request_host_devices(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
 
 
-def launch(config: RunConfig, resume: bool) -> None:
+def launch(config: RunConfig, resume: bool, options: dict[str, Any]) -> None:
     """Before the trainer: CPU data parallelism needs XLA's host devices requested."""
-    del resume
+    del resume, options
     if config.device == "cpu":
         request_host_devices(config.devices)
 
@@ -428,7 +419,7 @@ class JaxTrainer:
     """
 
     xp = jnp
-    checkpoint_name = "checkpoint.msgpack"
+    checkpoint_name = CHECKPOINT_NAMES["jax"]
     batch_rows = slice(None)
     is_main = True
 
@@ -448,26 +439,22 @@ class JaxTrainer:
             # The encoder as initialised, frozen: input-space structure seen through
             # random features.
             self.prior_variables = _copy(self._encoder_variables(self.state))
-        # SwAV's queue: rows filled so far (capped at its size), counted on the host, as
-        # torch does, to choose between the step without and with the queue.
-        self.queue_size = config.swav_queue if config.method == "swav" else 0
-        self.queue_filled = 0
 
     def _initial_state(self, seed: int) -> State:
         params, stats = self.programs.init(seed)
-        prototypes = params.pop("prototypes", None)
+        owned = params.pop("owned")
         tx = self.programs.tx
         # Built outside the compiled init so that no two leaves share a buffer (the whole
         # state is donated to the step).
-        state: State = {"params": params, "batch_stats": stats, "opt_state": tx.init(params)}
-        if self.config.method == "byol":
+        state: State = {
+            "params": params, "batch_stats": stats, "opt_state": tx.init(params),
+            "owned": owned, "owned_opt_state": tx.init(owned),
+        }
+        if self.config.method_entry().momentum_target:
             state["target"] = _copy(params["online"])
-        if prototypes is not None:
-            state["prototypes"] = prototypes
-            state["prototypes_opt_state"] = tx.init(prototypes)
-            if self.config.swav_queue > 0:
-                shape = (2, self.config.swav_queue, self.config.proj_dim)
-                state["queue"] = jnp.zeros(shape, jnp.float32)
+        if self.config.swav_queue > 0:
+            shape = (2, self.config.swav_queue, self.config.proj_dim)
+            state["queue"] = jnp.zeros(shape, jnp.float32)
         return state
 
     # --- one step ----------------------------------------------------------------------
@@ -476,20 +463,14 @@ class JaxTrainer:
         return jax.device_put(np.ascontiguousarray(images), self.batch_placement)
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
     ) -> dict[str, Any]:
-        config = self.config
         # float32 scalars: same dtype every step (no retracing), whatever x64 says.
-        lr = np.float32(learning_rate(config, step, total_steps))
-        tau = np.float32(byol_tau(config, step, total_steps) if config.method == "byol" else 1)
-        active = np.float32(epoch >= config.swav_freeze_prototypes_epochs)
-        use_queue = self.queue_filled >= self.queue_size > 0
         self.state, logs = self.programs.step(
-            self.state, view_a, view_b, prior, lr, tau, active, self.prior_variables,
-            use_queue=use_queue,
+            self.state, view_a, view_b, prior, np.float32(inputs.lr),
+            np.float32(inputs.ema_rate), np.float32(inputs.parameters_active),
+            self.prior_variables, use_queue=inputs.use_queue,
         )
-        if self.queue_size > 0:
-            self.queue_filled = min(self.queue_size, self.queue_filled + int(view_a.shape[0]))
         return logs
 
     # --- evaluation --------------------------------------------------------------------
@@ -527,8 +508,6 @@ class JaxTrainer:
         tree: dict[str, Any] = {"state": self.state}
         if self.prior_variables is not None:
             tree["prior_encoder"] = self.prior_variables
-        if self.queue_size > 0:
-            tree["queue_filled"] = np.asarray(self.queue_filled, np.int64)
         return tree
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
@@ -539,6 +518,10 @@ class JaxTrainer:
             "meta": json.dumps(meta),
             **flax.serialization.to_state_dict(jax.device_get(self._saved())),
         }
+        # The checksum is of the tree as msgpack gives it back, which is what load sees.
+        tree[CHECKSUM_KEY] = tree_digest(
+            flax.serialization.msgpack_restore(flax.serialization.msgpack_serialize(tree))
+        )
         report.atomic_write_bytes(path, flax.serialization.msgpack_serialize(tree))
 
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -546,6 +529,8 @@ class JaxTrainer:
             raw = flax.serialization.msgpack_restore(Path(path).read_bytes())
             if raw.get("format") != _FORMAT:
                 raise ValueError(f"not a {_FORMAT} checkpoint (format {raw.get('format')!r})")
+            verify(raw, path)  # its own CheckpointError passes through unchanged
+            raw.pop(CHECKSUM_KEY)
             meta = dict(json.loads(raw["meta"]))
             int(meta["epoch"])
         check(meta)
@@ -555,11 +540,8 @@ class JaxTrainer:
                 template, {key: raw[key] for key in template}
             )
             _check_like(template, restored)
-        queue_filled = restored.pop("queue_filled", None)
         restored = jax.device_put(restored, self.placement)
         self.state = restored["state"]
         if "prior_encoder" in restored:
             self.prior_variables = restored["prior_encoder"]
-        if queue_filled is not None:
-            self.queue_filled = int(queue_filled)
         return meta

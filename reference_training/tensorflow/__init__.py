@@ -1,6 +1,6 @@
 """The TensorFlow (Keras 3) backend of the reference trainer."""
 
-from reference_training.tensorflow.model import (
+from glf_train.tensorflow.model import (
     ResNet18Cifar,
     SmallCNN,
     build_encoder,

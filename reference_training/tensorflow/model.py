@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from reference_training.architecture import resolve_arch
+from glf_train.architecture import resolve_arch
 
 __all__ = [
     "BasicBlock",

@@ -2,7 +2,7 @@
 single-file checkpoint.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`.
+:mod:`glf_train.loop`.
 
 The whole step (forward passes, loss, gradients, optimiser update, prototype
 normalisation, EMA) is one ``tf.function(jit_compile=True)``. What changes per step (the
@@ -34,15 +34,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 from glf_losses.backends import tensorflow as tf_backend
-from glf_losses.backends.tensorflow import SwAVLoss
 
 from glf_losses import GLFParts
-from reference_training import augment, report
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import CheckpointError, checkpoint_problem
-from reference_training.schedules import byol_tau, learning_rate, projector_layers
-from reference_training.tensorflow.model import (
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import CheckpointError, checkpoint_problem
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
+from glf_train.tensorflow.model import (
     build_encoder,
     predictor,
     projector,
@@ -87,10 +88,10 @@ def _unsupported_xla_ops(message: str) -> list[str]:
     ]
 
 
-def launch(config: RunConfig, resume: bool) -> None:
+def launch(config: RunConfig, resume: bool, options: dict[str, Any]) -> None:
     """Before the trainer: CPU data parallelism needs logical CPU devices, which
     TensorFlow accepts only before its runtime starts."""
-    del resume
+    del resume, options
     if config.device == "cpu" and config.devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         with contextlib.suppress(RuntimeError):  # started already: the trainer checks
@@ -128,7 +129,7 @@ class TensorFlowTrainer:
     """
 
     xp = tf_backend.xp
-    checkpoint_name = "checkpoint.npz"
+    checkpoint_name = CHECKPOINT_NAMES["tensorflow"]
     batch_rows = slice(None)
     is_main = True
 
@@ -168,21 +169,22 @@ class TensorFlowTrainer:
     def _new_head(self) -> keras.Sequential:
         c = self.config
         return projector(
-            self._feature_dim, c.proj_hidden, c.proj_dim, projector_layers(c.method),
+            self._feature_dim, c.proj_hidden, c.proj_dim, c.method_entry().projector_layers,
             dtype=self._dtype,
         )
 
     def _build(self, config: RunConfig) -> None:
         # Randomly initialised parts first, copies last: building a copy draws from the
         # seeded stream too, and must not shift any other part's initial values.
+        self.entry = entry = config.method_entry()
         self.encoder = self._new_encoder()
         self.head = self._new_head()
         self.predictor: keras.Sequential | None = None
-        if config.method == "byol":
+        if entry.predictor:
             self.predictor = predictor(config.proj_dim, config.pred_hidden, dtype=self._dtype)
-        self.loss_fn: Any = config.loss_front_end(tf_backend)
+        self.loss_fn: Any = objective.front_end(config, tf_backend)
         self.target: tuple[keras.Model, keras.Sequential] | None = None
-        if config.method == "byol":
+        if entry.momentum_target:
             self.target = (_copy_of(self.encoder, self._new_encoder),
                            _copy_of(self.head, self._new_head))
         self.prior_encoder: keras.Model | None = None
@@ -203,20 +205,14 @@ class TensorFlowTrainer:
         # Built now, outside the compiled step, so its variables exist for a checkpoint
         # restore before the first step.
         self.optimizer.build(self._trainable)
-        # SwAV's queue: earlier projections of both views (newest first), used once full;
-        # the rows filled so far are counted on the host (the variable holds the count for
-        # the checkpoint only).
-        self.queue_size = config.swav_queue if config.method == "swav" else 0
-        self.queue_filled = 0
+        # SwAV's queue: earlier projections of both views (newest first), used once full
+        # (the loop decides when).
+        self.queue_size = config.swav_queue
         self.queue: keras.Variable | None = None
-        self._queue_filled_var: keras.Variable | None = None
         if self.queue_size > 0:
             self.queue = keras.Variable(
                 np.zeros((2, self.queue_size, config.proj_dim), np.float32),
                 trainable=False, dtype="float32", name="swav_queue",
-            )
-            self._queue_filled_var = keras.Variable(
-                np.int64(0), trainable=False, dtype="int64", name="swav_queue_filled"
             )
 
     # --- one step ----------------------------------------------------------------------
@@ -239,7 +235,7 @@ class TensorFlowTrainer:
         raw batch, or frozen features).
         """
         parts: GLFParts = self.loss_fn.parts(*args, prior=prior)
-        return parts
+        return objective.with_controls(self.config, parts, args[: len(self.entry.inputs)])
 
     def _online(self, x: tf.Tensor) -> tf.Tensor:
         return self.head(self.encoder(x, training=True), training=True)
@@ -249,7 +245,7 @@ class TensorFlowTrainer:
         tau: tf.Tensor, prototype_gate: tf.Tensor, use_queue: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         prior = self._prior(images) if self.config.adc else None
-        targets: tuple[tf.Tensor, ...] = ()
+        targets: tuple[tf.Tensor, ...] | None = None
         if self.target is not None:
             # The target runs in training mode (batch statistics), as BYOL's does; its own
             # BatchNorm statistics are overwritten from the online network below.
@@ -261,9 +257,11 @@ class TensorFlowTrainer:
         with tf.GradientTape() as tape:
             z_a, z_b = self._online(view_a), self._online(view_b)
             if self.predictor is not None:
+                # Without a momentum target the targets are the online projections (the
+                # loss takes them under stop-gradient).
                 args: tuple[tf.Tensor, ...] = (
                     self.predictor(z_a, training=True), self.predictor(z_b, training=True),
-                    *targets,
+                    *(targets if targets is not None else (z_a, z_b)),
                 )
             elif use_queue and self.queue is not None:
                 queue = self.queue.value
@@ -277,12 +275,12 @@ class TensorFlowTrainer:
             # The optimiser sums the replicas' gradients: each adds its share of the decay.
             wd = self.config.weight_decay / self.config.devices
             grads = [g + wd * v.value for g, v in zip(grads, self._trainable, strict=True)]
-        if isinstance(self.loss_fn, SwAVLoss):
-            # SwAV keeps the prototypes fixed at first so that the codes do not chase them;
-            # a zero gradient (and AdamW's uniform decay, undone by the re-normalisation)
-            # leaves them unchanged.
-            proto = self.loss_fn.prototypes
-            grads = [g * prototype_gate if v is proto else g
+        owned = [getattr(self.loss_fn, p.name) for p in self.entry.parameters]
+        if owned:
+            # Arrays the method owns may be held still at first (SwAV's prototypes, so
+            # that the codes do not chase them); a zero gradient (and AdamW's uniform
+            # decay, undone by the re-normalisation) leaves them unchanged.
+            grads = [g * prototype_gate if any(v is w for w in owned) else g
                      for g, v in zip(grads, self._trainable, strict=True)]
         if self.strategy is None:
             self.optimizer.learning_rate.assign(lr)
@@ -299,8 +297,7 @@ class TensorFlowTrainer:
         return loss, parts.align, parts.constrain
 
     def _after_update(self, tau: tf.Tensor) -> None:
-        if isinstance(self.loss_fn, SwAVLoss):
-            self.loss_fn.normalize_prototypes()
+        self.loss_fn.after_step()
         if self.target is not None:
             online = [*self.encoder.weights, *self.head.weights]
             target = [*self.target[0].weights, *self.target[1].weights]
@@ -331,18 +328,14 @@ class TensorFlowTrainer:
         return tuple(first(r)[0] for r in results)  # type: ignore[return-value]
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
     ) -> dict[str, Any]:
-        config = self.config
-        lr = tf.constant(learning_rate(config, step, total_steps), tf.float32)
-        tau = tf.constant(
-            byol_tau(config, step, total_steps) if config.method == "byol" else 1.0, tf.float32
-        )
-        frozen = epoch < config.swav_freeze_prototypes_epochs
-        gate = tf.constant(0.0 if frozen else 1.0, tf.float32)
+        lr = tf.constant(inputs.lr, tf.float32)
+        tau = tf.constant(inputs.ema_rate, tf.float32)
+        gate = tf.constant(1.0 if inputs.parameters_active else 0.0, tf.float32)
         args = (view_a, view_b, prior, lr, tau, gate)
         # A Python bool: part of tf.function's trace key, so two traces at most.
-        use_queue = {"use_queue": True} if self.queue_filled >= self.queue_size > 0 else {}
+        use_queue = {"use_queue": True} if inputs.use_queue else {}
         with tf.device(self.device):
             try:
                 loss, align, constrain = self._step_fn(*args, **use_queue)
@@ -359,8 +352,6 @@ class TensorFlowTrainer:
                 self.jit_compile = False
                 self._step_fn = tf.function(self._step, jit_compile=False, autograph=False)
                 loss, align, constrain = self._step_fn(*args, **use_queue)
-        if self.queue_size > 0:
-            self.queue_filled = min(self.queue_size, self.queue_filled + int(view_a.shape[0]))
         return {"loss": loss, "align": align, "constrain": constrain}
 
     # --- evaluation --------------------------------------------------------------------
@@ -407,13 +398,11 @@ class TensorFlowTrainer:
             groups["target_head"] = self.target[1].weights
         if self.prior_encoder is not None:
             groups["prior_encoder"] = self.prior_encoder.weights
-        if self.queue is not None and self._queue_filled_var is not None:
-            groups["swav_queue"] = [self.queue, self._queue_filled_var]
+        if self.queue is not None:
+            groups["swav_queue"] = [self.queue]
         return groups
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
-        if self._queue_filled_var is not None:
-            self._queue_filled_var.assign(self.queue_filled)
         arrays: dict[str, np.ndarray] = {}
         layout: dict[str, list[list[Any]]] = {}
         for group, variables in self._groups().items():
@@ -424,6 +413,7 @@ class TensorFlowTrainer:
                 layout[group].append([v.path, list(value.shape), str(value.dtype)])
         arrays[_META] = np.array(json.dumps(meta))
         arrays[_LAYOUT] = np.array(json.dumps(layout))
+        arrays[CHECKSUM_KEY] = np.array(tree_digest(arrays))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # the stub reads ** as flags
         report.atomic_write_bytes(path, buffer.getvalue())
@@ -434,7 +424,13 @@ class TensorFlowTrainer:
                 meta = json.loads(str(npz[_META]))
                 int(meta["epoch"])
                 # Every member is read (and its CRC checked) before anything is restored.
-                arrays = {key: npz[key] for key in npz.files if key not in (_META, _LAYOUT)}
+                members = {key: npz[key] for key in npz.files}
+            # The zip CRCs miss a member rewritten whole; the checksum covers them all.
+            verify({k: str(v) if k == CHECKSUM_KEY else v for k, v in members.items()}, path)
+            arrays = {
+                key: value for key, value in members.items()
+                if key not in (_META, _LAYOUT, CHECKSUM_KEY)
+            }
         check(meta)
         pairs = []
         expected = set()
@@ -460,6 +456,4 @@ class TensorFlowTrainer:
             )
         for v, value in pairs:
             v.assign(value)
-        if self._queue_filled_var is not None:
-            self.queue_filled = int(self._queue_filled_var.numpy())
         return meta

@@ -1,6 +1,6 @@
 """The PyTorch backend of the reference trainer."""
 
-from reference_training.torch.model import (
+from glf_train.torch.model import (
     ResNet18Cifar,
     SmallCNN,
     build_encoder,

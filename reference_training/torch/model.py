@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from reference_training.architecture import resolve_arch
+from glf_train.architecture import resolve_arch
 
 __all__ = [
     "BasicBlock",

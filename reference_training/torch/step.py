@@ -1,7 +1,7 @@
 """The PyTorch trainer: model, optimiser step, EMA target and checkpoint format.
 
 Everything else (batch order, views, logging, evaluation) is the shared loop in
-:mod:`reference_training.loop`.
+:mod:`glf_train.loop`.
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from glf_losses.backends import torch as torch_frontends
-from glf_losses.backends.torch import SwAVLoss
 from torch import nn
 
 import glf_losses
-from reference_training import augment, report
-from reference_training.config import RunConfig
-from reference_training.data import Dataset
-from reference_training.errors import checkpoint_problem
-from reference_training.schedules import byol_tau, learning_rate, projector_layers
-from reference_training.torch.model import build_encoder, predictor, projector
+from glf_train import augment, objective, report
+from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
+from glf_train.config import RunConfig
+from glf_train.data import Dataset
+from glf_train.errors import checkpoint_problem
+from glf_train.rundir import CHECKPOINT_NAMES
+from glf_train.schedules import StepInputs
+from glf_train.torch.model import build_encoder, predictor, projector
 
 __all__ = ["TorchTrainer", "launch"]
 
@@ -52,8 +53,10 @@ def _free_port() -> int:
         return port
 
 
-def _worker(rank: int, config_dict: dict[str, Any], resume: bool, port: int) -> None:
-    from reference_training.loop import train
+def _worker(
+    rank: int, config_dict: dict[str, Any], resume: bool, options: dict[str, Any], port: int
+) -> None:
+    from glf_train.loop import train
 
     config = RunConfig.from_dict(config_dict)
     backend = "nccl" if config.device.startswith("cuda") else "gloo"
@@ -61,12 +64,15 @@ def _worker(rank: int, config_dict: dict[str, Any], resume: bool, port: int) -> 
         backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=config.devices
     )
     try:
-        train(config, resume=resume)
+        # The launcher has checked and prepared --out for all of them.
+        train(config, resume=resume, prepared_out=True, **options)
     finally:
         dist.destroy_process_group()
 
 
-def launch(config: RunConfig, resume: bool) -> dict[str, Any] | None:
+def launch(
+    config: RunConfig, resume: bool, options: dict[str, Any]
+) -> dict[str, Any] | None:
     """With ``devices > 1``, one process per device; returns the main process's summary.
 
     Nothing is started when this process already belongs to a process group of that
@@ -82,7 +88,8 @@ def launch(config: RunConfig, resume: bool) -> dict[str, Any] | None:
         )
     try:
         mp.start_processes(
-            _worker, args=(config.to_dict(), resume, _free_port()), nprocs=config.devices,
+            _worker, args=(config.to_dict(), resume, options, _free_port()),
+            nprocs=config.devices,
             start_method="spawn", join=True,
         )
     except mp.ProcessRaisedException as err:
@@ -121,7 +128,7 @@ class TorchTrainer:
     """
 
     xp = xp_torch
-    checkpoint_name = "checkpoint.pt"
+    checkpoint_name = CHECKPOINT_NAMES["torch"]
 
     def __init__(self, config: RunConfig, dataset: Dataset) -> None:
         if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -141,22 +148,21 @@ class TorchTrainer:
         encoder, feature_dim = build_encoder(
             dataset.image_shape, config.arch, width=config.cnn_width
         )
-        head = projector(
-            feature_dim, config.proj_hidden, config.proj_dim, projector_layers(config.method)
-        )
+        self.entry = entry = config.method_entry()
+        head = projector(feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers)
         self.online = _Online(encoder, head).to(self.device)
         if self.world > 1 and on_cuda:
             self.online = nn.SyncBatchNorm.convert_sync_batchnorm(self.online)
         self.predictor: nn.Module | None = None
         self.target: nn.Module | None = None
-        if config.method == "byol":
+        if entry.predictor:
             self.predictor = predictor(config.proj_dim, config.pred_hidden).to(self.device)
+        if entry.momentum_target:
             self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.loss_fn: nn.Module = config.loss_front_end(torch_frontends)
+        self.loss_fn: Any = objective.front_end(config, torch_frontends)
         self.loss_fn.to(self.device)
         # SwAV's queue of earlier projections (both views), used once full.
         self.queue = torch.zeros(2, config.swav_queue, config.proj_dim, device=self.device)
-        self.queue_filled = 0
         self.prior_encoder: nn.Module | None = None
         if config.adc and config.adc_prior == "frozen_encoder":
             # The encoder as initialised, frozen: input-space structure seen through
@@ -201,52 +207,52 @@ class TorchTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             z_a, z_b = self.online(view_a), self.online(view_b)
-            if self.predictor is not None and self.target is not None:
+            if self.predictor is not None:
                 p_a, p_b = self.predictor(z_a), self.predictor(z_b)
-                with torch.no_grad():
-                    t_a, t_b = self.target(view_a), self.target(view_b)
+                # Without a momentum target the targets are the online projections (the
+                # loss takes them under stop-gradient).
+                t_a, t_b = z_a, z_b
+                if self.target is not None:
+                    with torch.no_grad():
+                        t_a, t_b = self.target(view_a), self.target(view_b)
                 args: tuple[torch.Tensor, ...] = (p_a, p_b, t_a, t_b)
             else:
                 args = (z_a, z_b) if queue is None else (z_a, z_b, queue[0], queue[1])
         # The loss itself computes in float32 at least, whatever autocast produced.
-        parts = self.loss_fn.parts(*args, prior=prior)
-        if self.config.uniformity_weight:
-            # The study's control: plain spreading of the outputs ADC would act on.
-            u = self.config.uniformity_weight * glf_losses.constrain.uniformity(
-                args[0].float(), args[1].float(), self.config.temperature
-            )
-            parts = glf_losses.GLFParts(parts.align, parts.constrain + u)
+        parts = objective.with_controls(
+            self.config, self.loss_fn.parts(*args, prior=prior), args[: len(self.entry.inputs)]
+        )
         projections = torch.stack([z_a, z_b]).detach().float()
         return parts.total, parts.align, parts.constrain, projections
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, *, epoch: int, step: int, total_steps: int
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
     ) -> dict[str, Any]:
         self.online.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, step, total_steps)
-        queue = self.queue if self.queue_filled >= self.config.swav_queue > 0 else None
+            group["lr"] = inputs.lr
+        queue = self.queue if inputs.use_queue else None
         with glf_losses.data_parallel() if self.world > 1 else contextlib.nullcontext():
             loss, align, constrain, projections = self._loss(
                 view_a, view_b, self._prior(prior), queue
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if isinstance(self.loss_fn, SwAVLoss) and epoch < self.config.swav_freeze_prototypes_epochs:
-            # SwAV keeps the prototypes fixed at first so that the codes do not chase them.
-            self.loss_fn.prototypes.grad = None
+        if not inputs.parameters_active:
+            # Arrays the method owns may be held still at first (SwAV's prototypes, so
+            # that the codes do not chase them): no gradient, so the optimiser skips them.
+            for parameter in self.entry.parameters:
+                getattr(self.loss_fn, parameter.name).grad = None
         if self.world > 1:
             self._sum_gradients()
         self.optimizer.step()
-        if isinstance(self.loss_fn, SwAVLoss):
-            self.loss_fn.normalize_prototypes()
-            if self.config.swav_queue > 0:
-                # Newest first; the oldest fall off the end.
-                size = self.config.swav_queue
-                self.queue = torch.cat([projections, self.queue], dim=1)[:, :size]
-                self.queue_filled = min(size, self.queue_filled + projections.shape[1])
+        self.loss_fn.after_step()
+        if self.config.swav_queue > 0:
+            # Newest first; the oldest fall off the end.
+            size = self.config.swav_queue
+            self.queue = torch.cat([projections, self.queue], dim=1)[:, :size]
         if self.target is not None:
-            tau = byol_tau(self.config, step, total_steps)
+            tau = inputs.ema_rate
             with torch.no_grad():
                 for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
                     t.lerp_(o, 1.0 - tau)
@@ -298,10 +304,10 @@ class TorchTrainer:
         state = {
             "meta": meta,
             "queue": self.queue,
-            "queue_filled": self.queue_filled,
             "optimizer": self.optimizer.state_dict(),
             **{k: m.state_dict() for k, m in self._modules().items() if m is not None},
         }
+        state[CHECKSUM_KEY] = tree_digest(state)
         buffer = io.BytesIO()
         torch.save(state, buffer)
         report.atomic_write_bytes(path, buffer.getvalue())
@@ -309,6 +315,7 @@ class TorchTrainer:
     def load(self, path: Path, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         with checkpoint_problem(path, "the checkpoint is unreadable"):
             state = torch.load(path, map_location=self.device, weights_only=True)
+            verify(state, path)  # its own CheckpointError passes through unchanged
             meta = dict(state["meta"])
             int(meta["epoch"])
         check(meta)
@@ -317,5 +324,5 @@ class TorchTrainer:
                 if module is not None:
                     module.load_state_dict(state[key])
             self.optimizer.load_state_dict(state["optimizer"])
-            self.queue, self.queue_filled = state["queue"], int(state["queue_filled"])
+            self.queue = state["queue"]
         return meta

@@ -1,0 +1,42 @@
+"""JAX backend: ``grad``, ``jit`` and ``vmap`` through ``jax.numpy``.
+
+The same modules as every framework backend: :mod:`.namespace` (the array namespace and
+the operations the standard lacks), :mod:`.collectives` (named-axis collectives under
+``shard_map``) and :mod:`.frontends` (plain jitted functions, one per registered method:
+``byol_loss``, ``barlow_twins_loss``, ``simclr_loss``, ``swav_loss``, ..., and
+``adc_loss``), which can be called eagerly or inside a user's own ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+from glf_losses import registry
+
+from . import frontends
+from .collectives import (
+    all_gather,
+    all_reduce_max,
+    all_reduce_sum,
+    shard,
+    to_local,
+)
+from .frontends import adc_loss, front_end
+from .namespace import (
+    device,
+    fori_loop,
+    logsumexp,
+    matmul,
+    name,
+    select_kth,
+    stop_gradient,
+    to_numpy,
+    xp,
+)
+
+__all__ = [
+    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
+    "adc_loss", "front_end", *(f"{m}_loss" for m in registry.names()),
+]
+
+# barlow_twins_loss, swav_loss, ...: made from the registry on first use.
+__getattr__ = frontends.__getattr__

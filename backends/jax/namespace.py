@@ -1,0 +1,62 @@
+"""JAX's array namespace and the operations the array API lacks.
+
+``grad``, ``jit`` and ``vmap`` work through ``jax.numpy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as xp
+import numpy as np
+
+from glf_losses._lib import plain_matmul
+
+__all__ = [
+    "device",
+    "fori_loop",
+    "logsumexp",
+    "matmul",
+    "name",
+    "select_kth",
+    "stop_gradient",
+    "to_numpy",
+    "xp",
+]
+
+name = "jax"
+
+
+def device(x: Any) -> Any:
+    # Placement follows the computation (and its sharding) under jit; None means default.
+    return None
+
+
+def stop_gradient(x: Any) -> Any:
+    return jax.lax.stop_gradient(x)
+
+
+def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
+    return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+# XLA computes a product in its operands' dtype (at the default matmul precision).
+matmul = plain_matmul
+
+
+def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
+    # XLA has no selection primitive; its sort is the fast path on every device.
+    ordered = xp.sort(x)
+    return ordered[np.asarray(ks)]
+
+
+def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:
+    """A fixed-count loop as one XLA while loop: compile time does not grow with ``n``."""
+    return jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    return x.astype(np.float32) if x.dtype.name == "bfloat16" else x

@@ -1,0 +1,43 @@
+"""PyTorch backend: autograd, ``torch.compile``, tensors stay on their device.
+
+The same modules as every framework backend: :mod:`.namespace` (the array namespace and
+the operations the standard lacks), :mod:`.collectives` (data parallelism over
+``torch.distributed``) and :mod:`.frontends` (``torch.nn.Module`` losses, one per
+registered method: ``BYOLLoss``, ``BarlowTwinsLoss``, ``SimCLRLoss``, ``SwAVLoss``, ...,
+and ``ADCLoss``).
+"""
+
+from __future__ import annotations
+
+from glf_losses import registry
+
+from . import frontends
+from .collectives import (
+    all_gather,
+    all_reduce_max,
+    all_reduce_sum,
+    shard,
+    to_local,
+)
+from .frontends import ADCLoss, MethodLoss, front_end
+from .namespace import (
+    device,
+    fori_loop,
+    logsumexp,
+    matmul,
+    name,
+    select_kth,
+    stop_gradient,
+    to_numpy,
+    xp,
+)
+
+__all__ = [
+    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
+    "ADCLoss", "MethodLoss", "front_end",
+    *(registry.get(m).class_name for m in registry.names()),
+]
+
+# BarlowTwinsLoss, SwAVLoss, ...: made from the registry on first use.
+__getattr__ = frontends.__getattr__

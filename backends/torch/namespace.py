@@ -1,0 +1,81 @@
+"""PyTorch's array namespace and the operations the array API lacks.
+
+Autograd, ``torch.compile``, and tensors stay on their device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat.torch as xp
+import numpy as np
+import torch
+
+from glf_losses._lib import python_loop
+
+__all__ = [
+    "device",
+    "fori_loop",
+    "logsumexp",
+    "matmul",
+    "name",
+    "select_kth",
+    "stop_gradient",
+    "to_numpy",
+    "xp",
+]
+
+name = "torch"
+
+
+def device(x: Any) -> Any:
+    return x.device
+
+
+def stop_gradient(x: Any) -> Any:
+    return x.detach()
+
+
+def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
+    return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def matmul(x1: Any, x2: Any) -> Any:
+    """``x1 @ x2`` in the operands' own dtype, also inside ``torch.autocast``.
+
+    Autocast runs every product in float16 or bfloat16, float32 operands included: an
+    ADC prior's squared distances overflow float16 (a NaN loss) and SimCLR's logits lose
+    three digits in bfloat16. Only the products need shielding: autocast leaves the
+    other ops of the losses in their inputs' dtype.
+    """
+    device_type = x1.device.type
+    # Devices without autocast ("meta") cannot be in it, and asking them would raise.
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(
+        device_type
+    ):
+        return x1 @ x2
+    with torch.autocast(device_type, enabled=False):
+        return x1 @ x2
+
+
+def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
+    """Order statistics by ``torch.kthvalue`` (selection) on CPU, a sort on accelerators.
+
+    ``kthvalue`` has no CUDA kernel faster than sorting for the sizes used here.
+    """
+    if x.device.type == "cpu":
+        return torch.stack([torch.kthvalue(x, k + 1).values for k in ks])
+    ordered = torch.sort(x).values
+    return ordered[list(ks)]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:
+        x = x.float()
+    return x.numpy()
+
+
+# A fixed-count loop is unrolled: eagerly it is a Python loop, and torch.compile traces
+# through it.
+fori_loop = python_loop

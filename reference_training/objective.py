@@ -1,0 +1,52 @@
+"""The loss every trainer optimises, built once from the run's config and the registry.
+
+Each backend's trainer asks :func:`front_end` for its framework's front-end of the run's
+method (a ``torch.nn.Module``, a Keras layer, or a jitted JAX function), computes the
+network outputs the method's declaration names, and passes the parts through
+:func:`with_controls`. Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import glf_losses
+from glf_losses import GLFParts
+from glf_train.config import RunConfig
+
+__all__ = ["front_end", "with_controls"]
+
+
+def front_end(config: RunConfig, backend: ModuleType) -> Any:
+    """The run's loss (ADC included when ``--adc``) from a backend's front-ends.
+
+    ``backend`` is ``glf_losses.backends.torch`` or ``.tensorflow`` (an ``nn.Module`` or
+    Keras layer is returned, holding the arrays the method owns) or ``.jax`` (a function
+    ``(*inputs, *owned_arrays, prior, **optional_inputs) -> GLFParts``).
+    """
+    sizes, hyperparameters = config.loss_settings()
+    made = backend.front_end(config.method)
+    adc = config.adc_config()
+    if backend.name == "jax":
+        return partial(made, adc=adc, parts=True, **hyperparameters)
+    return made(*sizes, adc=adc, **hyperparameters)
+
+
+def with_controls(config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...]) -> GLFParts:
+    """``parts`` with the study's control terms of the run added to the constraining part.
+
+    ``--uniformity-weight w`` adds ``w`` times the uniformity term (at
+    ``uniformity_temperature``) of the outputs ADC would act on: plain spreading, the
+    control against which ADC's effect is measured. ``inputs`` are the method's inputs.
+    """
+    if not config.uniformity_weight:
+        return parts
+    a, b = config.method_entry().adc_pair(inputs)
+    xp = glf_losses.get_namespace(a)
+    # The terms compute in float32 at least, whatever the network's precision.
+    if not xp.isdtype(a.dtype, (xp.float32, xp.float64)):
+        a, b = xp.astype(a, xp.float32), xp.astype(b, xp.float32)
+    u = glf_losses.constrain.uniformity(a, b, config.uniformity_temperature)
+    return GLFParts(parts.align, parts.constrain + config.uniformity_weight * u)

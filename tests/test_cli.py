@@ -1,0 +1,64 @@
+"""``glf-train --help`` documents every flag from the ``RunConfig`` fields' metadata."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from glf_train import cli
+from glf_train.config import BACKENDS, METHODS, RunConfig
+from glf_train.data import DATASETS
+
+
+def test_every_flag_has_a_sentence_and_its_default() -> None:
+    parser = cli._parser()
+    flags = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help and len(action.help.split()) >= 3, action.option_strings
+        assert "(default: " in action.help, action.option_strings
+        flags[action.option_strings[0]] = action
+    for field in dataclasses.fields(RunConfig):
+        if field.name != "extra":
+            assert "--" + field.name.replace("_", "-") in flags, field.name
+    for flag in ("--config", "--resume", "--allow-changes", "--overwrite"):
+        assert flag in flags
+
+
+def test_help_lists_the_choices_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for names in (METHODS, BACKENDS, DATASETS):
+        assert "{" + ",".join(names) + "}" in text
+    assert "--epochs EPOCHS number of passes over the training images (default: 10)" in text
+    assert "--adc, --no-adc add ADC" in text and "(default: off)" in text
+    assert "ADC's weight nu (default: the method's" in text
+
+
+def test_the_builder_takes_generated_options() -> None:
+    # Fields declared elsewhere (ADC settings, a method registry) plug in as Option tuples.
+    parser = argparse.ArgumentParser()
+    cli.add_options(parser, [
+        cli.Option("toy_weight", float, 0.5, "a generated setting"),
+        cli.Option("toy_kind", str, "a", "a generated choice", ("a", "b")),
+        cli.Option("toy_switch", bool, False, "a generated switch"),
+    ])
+    args = parser.parse_args(["--toy-weight", "2", "--toy-kind", "b", "--toy-switch"])
+    assert (args.toy_weight, args.toy_kind, args.toy_switch) == (2.0, "b", True)
+    assert parser.parse_args([]).toy_weight is None  # unset: the config file decides
+    text = parser.format_help()
+    assert "{a,b}" in text and "a generated setting (default: 0.5)" in text
+
+
+def test_a_field_without_help_is_a_declaration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclasses.dataclass
+    class Bare:
+        epochs: int = 1
+
+    monkeypatch.setattr(cli, "RunConfig", Bare)
+    with pytest.raises(TypeError, match=r"RunConfig\.epochs has no help text"):
+        cli.config_options()
