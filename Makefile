@@ -66,11 +66,20 @@ study: $(STAMP)
 		--main-arms "adc,prior without other view" --jobs 2 --out runs/study-long
 
 # The documentation site (MkDocs + Material + mkdocstrings) into site/; any warning fails.
-# The docs extra is installed here, on first use, so the main install stamp is unchanged.
-docs: $(STAMP)
-	$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
-		$(PY) -m pip install --quiet -e ".[docs]"
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+# Its own venv with the docs extra alone: no deep-learning framework is installed (the API
+# pages are read from the source without importing it; MathJax comes from the extra).
+DOCS_VENV ?= .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(DOCS_STAMP): pyproject.toml
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DOCS_VENV)/bin/python -m pip install --quiet -e ".[docs]"
+	rm -f $(DOCS_VENV)/.installed-*
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DOCS_VENV) site runs .pytest_cache .hypothesis

@@ -1,11 +1,13 @@
 """Framework backends of glf-losses, installed as ``glf_losses.backends``.
 
-Each backend implements :class:`glf_losses._backend.Backend` (the contract the spec
+Each backend implements `glf_losses._backend.Backend` (the contract the spec
 calls, checked by mypy below). The framework backends are packages with the same modules
 in each: ``namespace``, ``collectives`` and ``frontends`` (``torch``: ``nn.Module``
 losses; ``tensorflow``: Keras layers; ``jax``: jitted functions), the front-ends built
-from :mod:`glf_losses.registry`. ``numpy`` and ``array_api_strict`` are single modules.
-Importing this package imports no framework; :func:`glf_losses.get_backend` imports a
+from [`glf_losses.registry`][glf_losses.registry]. ``numpy`` and ``array_api_strict`` are single
+modules.
+Importing this package imports no framework; [`glf_losses.get_backend`][glf_losses.get_backend]
+imports a
 backend when it first sees its arrays.
 """
 

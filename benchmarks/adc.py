@@ -25,7 +25,6 @@ KWARGS: dict[str, object] = {}
 
 def torch_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]:
     import torch
-
     from glf_train.torch.model import SmallCNN, projector
 
     za = torch.tensor(z_a, requires_grad=True)

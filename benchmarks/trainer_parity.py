@@ -38,7 +38,6 @@ def main() -> None:
     import jax.numpy as jnp
     import tensorflow as tf
     import torch
-
     from glf_train.config import RunConfig
     from glf_train.data import load_dataset
     from glf_train.jax.step import loss_parts

@@ -34,7 +34,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import interleaved, limit_threads, machine_info, machine_line, ratio_summary
-
 from glf_train import augment
 from glf_train.config import RunConfig, methods
 from glf_train.data import Dataset, data_root, epoch_batches, load_dataset

@@ -1,8 +1,8 @@
 """The backend contract: what the spec asks of every module in ``glf_losses.backends``.
 
-One :class:`typing.Protocol`, checked by mypy against every backend (the module objects
+One `typing.Protocol`, checked by mypy against every backend (the module objects
 themselves are its implementations: see ``backends/__init__.py``). The spec calls
-nothing else on a backend; :func:`glf_losses.get_backend` returns one.
+nothing else on a backend; [`glf_losses.get_backend`][glf_losses.get_backend] returns one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ class Backend(Protocol):
     Framework backends (``torch``, ``jax``, ``tensorflow``) are packages with the same
     modules: ``namespace`` (``name`` to ``to_numpy`` below), ``collectives`` (``shard`` to
     ``to_local``) and ``frontends`` (the framework-native losses, built from
-    :mod:`glf_losses.registry`). NumPy and array-api-strict are single modules with no
+    [`glf_losses.registry`][glf_losses.registry]). NumPy and array-api-strict are single modules
+    with no
     front-ends and identity collectives.
 
     A backend whose arrays can have sizes unknown until run time (TensorFlow under

@@ -62,19 +62,23 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
 
 
 def _matrix(be: ModuleType, x: Any, name: str, min_rows: int) -> Any:
-    """The checks of :func:`float_matrix`, without the cast; returns the compute dtype."""
+    """The checks of `float_matrix`, without the cast; returns the compute dtype."""
     shape = shape_of(x)
     if len(shape) != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {shape}")
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (N, D), got shape {shape}: flatten each "
+            f"sample's features into one row, e.g. reshape to ({shape[0] if shape else 'N'}, -1)"
+        )
     if not is_real_floating(be.xp, x.dtype):
         raise TypeError(
             f"{name} must have a real floating-point dtype (float16, bfloat16, float32 or "
-            f"float64), got {x.dtype}"
+            f"float64), got {x.dtype}: cast it to float32 first"
         )
     rows = shape[0]
     if rows is not None and rows < min_rows:
         raise ValueError(
-            f"{name} must have at least {min_rows} rows (batch statistics need them), got {rows}"
+            f"{name} must have at least {min_rows} rows (batch statistics need them), got "
+            f"{rows}: use a batch of at least {min_rows} samples"
         )
     return compute_dtype(be.xp, x.dtype)
 
@@ -90,7 +94,7 @@ def float_matrix(be: ModuleType, x: Any, name: str, *, min_rows: int = 1) -> Any
 
 
 def float_matrices(be: ModuleType, *, min_rows: int = 1, **arrays: Any) -> list[Any]:
-    """:func:`float_matrix` for several arrays, cast to one common compute dtype.
+    """`float_matrix` for several arrays, cast to one common compute dtype.
 
     The array API's type promotion between floats: float64 with float32 (or a narrower
     float) computes in float64, in every backend, where raw PyTorch and TensorFlow ops
@@ -114,15 +118,29 @@ def same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
         x is None or y is None or x == y for x, y in zip(sa, sb, strict=True)
     )
     if not compatible:
-        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {sa} and {sb}")
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {sa} and {sb}: pass the "
+            "two views of one batch, from the same head"
+        )
 
 
 def check_finite_number(value: Any, name: str) -> float:
     # numbers.Real admits NumPy scalars (np.float32(0.2)) but not bools or arrays.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        kind = type(value).__name__
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            # An array, or a tracer: jax.jit traces every positional argument it is given.
+            raise TypeError(
+                f"{name} must be a real number (a Python int or float), got an array or "
+                f"traced value ({kind}): "
+                f"hyperparameters are fixed when a loss is compiled. Under jax.jit, mark it "
+                f"static (jax.jit(loss, static_argnames='{name}')) or call the jitted "
+                f"front-ends of glf_losses.backends.jax; for a concrete 0-d array pass "
+                f"float({name})"
+            )
+        raise TypeError(f"{name} must be a real number, got {kind}: pass an int or a float")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise ValueError(f"{name} must be finite, got {value}: pass a finite number")
     return float(value)
 
 
@@ -140,22 +158,25 @@ def check_bool(value: Any, name: str) -> bool:
 def check_positive(value: Any, name: str) -> float:
     value = check_finite_number(value, name)
     if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+        raise ValueError(f"{name} must be > 0, got {value}: pass a positive number")
     return value
 
 
 def check_nonnegative(value: Any, name: str) -> float:
     value = check_finite_number(value, name)
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise ValueError(f"{name} must be >= 0, got {value}: pass a number >= 0")
     return value
 
 
 def check_count(value: Any, name: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__}: pass a whole number, e.g. "
+            f"int({name})"
+        )
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {value}: pass {minimum} or more")
     return int(value)
 
 

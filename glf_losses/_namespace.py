@@ -1,15 +1,18 @@
 """Dispatch from arrays to the backend that owns them.
 
-The spec never imports a framework: it asks :func:`get_backend` for the module of
+The spec never imports a framework: it asks [`get_backend`][glf_losses._namespace.get_backend] for
+the module of
 ``glf_losses.backends`` that matches the arrays it was given, and that module is imported
 (and with it the framework) only then. What a backend provides is the one contract
-:class:`glf_losses._backend.Backend`.
+`glf_losses._backend.Backend`.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
+
+from glf_losses.typing import Array
 
 __all__ = ["backend_name", "get_backend", "get_namespace"]
 
@@ -60,7 +63,7 @@ def _load(name: str) -> ModuleType:
     return numpy_backend
 
 
-def get_backend(*arrays: Any, names: tuple[str, ...] | None = None) -> ModuleType:
+def get_backend(*arrays: Array, names: tuple[str, ...] | None = None) -> ModuleType:
     """The backend module shared by ``arrays``.
 
     Args:
@@ -81,18 +84,22 @@ def get_backend(*arrays: Any, names: tuple[str, ...] | None = None) -> ModuleTyp
         if name is None:
             raise TypeError(
                 f"{label} must be an array of NumPy, array-api-strict, PyTorch, JAX or "
-                f"TensorFlow, got {type(x).__module__}.{type(x).__qualname__}"
+                f"TensorFlow, got {type(x).__module__}.{type(x).__qualname__}: convert it "
+                "first, e.g. numpy.asarray(x) or torch.as_tensor(x)"
             )
         found.setdefault(name, label)
     if not found:
-        raise TypeError("expected at least one array, got none")
+        raise TypeError("expected at least one array, got none: pass the batch's arrays")
     if len(found) > 1:
         described = ", ".join(f"{label} is a {name} array" for name, label in found.items())
-        raise TypeError(f"all arrays must come from one framework, but {described}")
+        raise TypeError(
+            f"all arrays must come from one framework, but {described}: convert them to "
+            "the framework you train in"
+        )
     return _load(next(iter(found)))
 
 
-def get_namespace(*arrays: Any) -> Any:
+def get_namespace(*arrays: Array) -> Any:
     """The array-API namespace of ``arrays``.
 
     NumPy, PyTorch and JAX get their ``array_api_compat`` namespaces, array-api-strict its
@@ -102,7 +109,7 @@ def get_namespace(*arrays: Any) -> Any:
     Raises:
       TypeError: for unsupported array types or arrays from different frameworks.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> xp = glf_losses.get_namespace(np.ones(3))

@@ -1,20 +1,30 @@
 r"""ADC, Adaptive Distribution Calibration: a plug-in constraining term for any method.
 
 ADC (Si, Wang and Qiang, arXiv 2508.13596) keeps neighbours in input space close in
-feature space and non-neighbours apart. Over the M = 2N stacked projections
-``z = [z_a; z_b]`` and the stacked prior ``e = [prior; prior]`` it builds, per anchor i
-and over j != i only:
+feature space and non-neighbours apart. Over the $M = 2N$ stacked projections
+$z = [z^a; z^b]$ and the stacked prior $e = [\text{prior}; \text{prior}]$ it builds, per
+anchor $i$ and over $j \ne i$ only:
 
-- squared distances ``d_ij = |n(z_i) - n(z_j)|^2`` and ``r_ij = |e_i - e_j|^2``;
-- the calibration target ``P^cal_i = softmax_j(-d_ij / 2 sigma_i^2)`` (stop-gradient);
+- squared distances $d_{ij} = \lVert n(z_i) - n(z_j) \rVert^2$ and
+  $r_{ij} = \lVert e_i - e_j \rVert^2$;
+- the calibration target
+  $P^{\text{cal}}_{i\cdot} = \operatorname{softmax}_j(-d_{ij} / 2\sigma_i^2)$
+  (stop-gradient);
 - the Student-t data distribution
-  ``Q_ij ∝ (1 + d_ij / (rho s_i^2))^(-(rho + 1) / 2)``, ``s_i^2 = rho sigma_i^2 / (rho - 2)``;
-- the prior ``P^pre_i = softmax_j(-r_ij / tau_i)``, over j other than i's own other
-  view by default (``prior_other_view=False``), and anchor weights
-  ``w_i ∝ 1 / H(P^pre_i)`` normalised to mean 1;
+  $Q_{ij} \propto (1 + d_{ij} / \rho s_i^2)^{-(\rho + 1)/2}$ with
+  $s_i^2 = \rho \sigma_i^2 / (\rho - 2)$;
+- the prior $P^{\text{pre}}_{i\cdot} = \operatorname{softmax}_j(-r_{ij} / \tau_i)$, over
+  $j$ other than $i$'s own other view by default (``prior_other_view=False``), and
+  anchor weights $w_i \propto 1 / H(P^{\text{pre}}_{i\cdot})$ normalised to mean 1;
 
-and returns ``nu * L_DCM + upsilon * L_LPM`` with
-``L_DCM = mean_i w_i KL(P^cal_i || Q_i)`` and ``L_LPM = mean_i KL(P^pre_i || Q_i)``.
+and returns $\nu L_{\text{DCM}} + \upsilon L_{\text{LPM}}$ with
+
+$$
+L_{\text{DCM}} = \operatorname{mean}_i w_i
+\operatorname{KL}(P^{\text{cal}}_{i\cdot} \Vert Q_{i\cdot}), \qquad
+L_{\text{LPM}} = \operatorname{mean}_i
+\operatorname{KL}(P^{\text{pre}}_{i\cdot} \Vert Q_{i\cdot}).
+$$
 
 Bandwidths (``sigma^2`` and ``tau``) are a float, ``"median"`` (half the median
 off-diagonal distance of the batch) or ``"perplexity"`` (one per anchor, by bisection on
@@ -48,6 +58,7 @@ from glf_losses._lib import (
     stacked_columns,
     stacked_rows,
 )
+from glf_losses.typing import Array
 
 __all__ = [
     "ADC",
@@ -85,13 +96,14 @@ _LOG_BETA_LO, _LOG_BETA_HI = -10.0, 20.0
 
 
 class ADCParts(NamedTuple):
-    """``(nu * L_DCM, upsilon * L_LPM)``; their sum is :func:`adc_loss`."""
+    """``(nu * L_DCM, upsilon * L_LPM)``; their sum is [`adc_loss`][glf_losses.adc.adc_loss]."""
 
-    dcm: Any
-    lpm: Any
+    dcm: Array
+    lpm: Array
 
     @property
-    def total(self) -> Any:
+    def total(self) -> Array:
+        """``dcm + lpm``: what [`adc_loss`][glf_losses.adc.adc_loss] returns."""
         return self.dcm + self.lpm
 
 
@@ -140,7 +152,7 @@ def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
 
 
-def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
+def feature_distances(z_a: Array, z_b: Array, normalize: bool = True) -> Array:
     """(M, M) squared distances between the stacked rows ``[z_a; z_b]``, zero diagonal.
 
     With ``normalize`` the rows are L2-normalised first (then ``d`` is in [0, 4]).
@@ -150,7 +162,7 @@ def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
     return _feature_distances(be, z_a, z_b, _layout(be, rows(be, z_a), z_a), normalize)
 
 
-def prior_distances(prior: Any) -> Any:
+def prior_distances(prior: Array) -> Array:
     """(M, M) squared distances of the stacked prior ``[prior; prior]``, zero diagonal.
 
     ``prior`` has N rows of any trailing shape and any real dtype (integers are cast to
@@ -238,7 +250,7 @@ def _clip_tiny(be: ModuleType, x: Any) -> Any:
     return be.xp.clip(x, min=_TINY)
 
 
-def median_bandwidth(distances: Any) -> Any:
+def median_bandwidth(distances: Array) -> Array:
     """Half the median of the off-diagonal entries of an (M, M) distance matrix (0-d).
 
     The median of an even count is the mean of the two middle values, as
@@ -249,7 +261,7 @@ def median_bandwidth(distances: Any) -> Any:
     return _clip_tiny(be, _median_offdiag(be, d) / 2.0)
 
 
-def perplexity_bandwidth(distances: Any, perplexity: float = 30.0, n_steps: int = 20) -> Any:
+def perplexity_bandwidth(distances: Array, perplexity: float = 30.0, n_steps: int = 20) -> Array:
     """Per-anchor ``b_i`` (shape (M, 1)) with ``exp(H(softmax_j(-d_ij / b_i))) = perplexity``.
 
     Bisection on ``log(1 / b_i)`` for a fixed ``n_steps``, bracketed relative to each row's
@@ -264,13 +276,13 @@ def perplexity_bandwidth(distances: Any, perplexity: float = 30.0, n_steps: int 
 
 
 def bandwidth(
-    distances: Any,
+    distances: Array,
     mode: Bandwidth = "perplexity",
     *,
     perplexity: float = 30.0,
     n_steps: int = 20,
     kind: Literal["features", "prior"] = "features",
-) -> Any:
+) -> Array:
     """The bandwidth rule of ADC: sigma^2 (``kind="features"``) or tau (``"prior"``).
 
     ``mode`` is a float (returned as is), ``"median"`` (a 0-d array) or ``"perplexity"``
@@ -283,7 +295,9 @@ def bandwidth(
         _check_perplexity(perplexity, "perplexity", d.shape[0])
     n_steps = _checks.check_count(n_steps, "n_steps", minimum=1)
     if kind not in ("features", "prior"):
-        raise ValueError(f"kind must be 'features' or 'prior', got {kind!r}")
+        raise ValueError(
+            f"kind must be 'features' (sigma^2) or 'prior' (tau), got {kind!r}: pass one of them"
+        )
     factor = 2.0 if kind == "features" else 1.0
     mask = off_diagonal(be, rows(be, d), d)
     return _resolve(be, d, mask, mode, perplexity, n_steps, factor=factor)
@@ -312,7 +326,7 @@ def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any, mask: Any) -> An
     return be.stop_gradient(inv_h / batch_average(be, inv_h))
 
 
-def calibration_distribution(distances: Any, sigma2: Any) -> Any:
+def calibration_distribution(distances: Array, sigma2: Array) -> Array:
     """Gaussian calibration target ``P^cal_ij = softmax_{j != i}(-d_ij / 2 sigma^2)``.
 
     (M, M), zero diagonal, rows summing to 1, stop-gradient. ``sigma2`` is a float, a 0-d
@@ -323,7 +337,7 @@ def calibration_distribution(distances: Any, sigma2: Any) -> Any:
     return _calibration(be, d, off_diagonal(be, rows(be, d), d), sigma2)[1]
 
 
-def data_distribution(distances: Any, sigma2: Any, rho: float = 3.0) -> Any:
+def data_distribution(distances: Array, sigma2: Array, rho: float = 3.0) -> Array:
     """Student-t data distribution ``Q_ij ∝ (1 + d_ij / (rho s^2))^(-(rho+1)/2)``.
 
     ``s^2 = rho sigma^2 / (rho - 2)`` (the variance-matched Student-t scale), normalised
@@ -335,14 +349,14 @@ def data_distribution(distances: Any, sigma2: Any, rho: float = 3.0) -> Any:
     return _data(be, d, off_diagonal(be, rows(be, d), d), sigma2, rho)[1]
 
 
-def prior_distribution(distances: Any, tau: Any) -> Any:
+def prior_distribution(distances: Array, tau: Array) -> Array:
     """Prior neighbour distribution ``P^pre_ij = softmax_{j != i}(-r_ij / tau)``, sg."""
     be = _checks.backend_of(distances=distances)
     r = _square(be, distances, "distances")
     return _prior(be, r, off_diagonal(be, rows(be, r), r), tau)[1]
 
 
-def anchor_weights(prior_probs: Any) -> Any:
+def anchor_weights(prior_probs: Array) -> Array:
     """``w_i = (1 / H(P^pre_i)) / mean_k (1 / H(P^pre_k))``: outlier anchors count less.
 
     An anchor whose prior neighbourhood is spread out (high entropy) is an outlier in
@@ -403,22 +417,27 @@ def _adc(
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
 
 
-def adc_parts(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> ADCParts:
-    """:func:`adc_loss` as ``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``.
+def adc_parts(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> ADCParts:
+    """[`adc_loss`][glf_losses.adc.adc_loss] as ``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)``.
 
-    ``settings`` are the fields of :class:`ADC`, as in :func:`adc_loss`. For the
-    unweighted terms use :func:`dcm` and :func:`lpm` (or ``nu=1, upsilon=1`` here, which
+    ``settings`` are the fields of [`ADC`][glf_losses.adc.ADC], as in
+    [`adc_loss`][glf_losses.adc.adc_loss]. For the
+    unweighted terms use [`dcm`][glf_losses.adc.dcm] and [`lpm`][glf_losses.adc.lpm] (or ``nu=1,
+    upsilon=1`` here, which
     shares the work between them).
     """
     return ADC(**settings).parts(z_a, z_b, prior)
 
 
-def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
-    r"""ADC's constraining term ``nu * L_DCM + upsilon * L_LPM``, to add to any method.
+def adc_loss(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> Array:
+    r"""ADC's term $\nu L_{\text{DCM}} + \upsilon L_{\text{LPM}}$, to add to any method's loss.
 
-    .. math:: L_{DCM} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{cal}_{i\cdot}\,\Vert\,
-       Q_{i\cdot}),\qquad L_{LPM} = \frac{1}{M}\sum_i \mathrm{KL}(P^{pre}_{i\cdot}\,\Vert\,
-       Q_{i\cdot})
+    $$
+    L_{\text{DCM}} = \frac{1}{M}\sum_i w_i\,\mathrm{KL}(P^{\text{cal}}_{i\cdot}\,\Vert\,
+    Q_{i\cdot}),\qquad L_{\text{LPM}} = \frac{1}{M}\sum_i
+    \mathrm{KL}(P^{\text{pre}}_{i\cdot}\,\Vert\,
+    Q_{i\cdot})
+    $$
 
     over the M = 2N stacked rows (see the module docstring for the distributions).
 
@@ -428,7 +447,7 @@ def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
       prior: N rows of any trailing shape, integer or float: raw inputs (pixels 0..255
         work as they are) or frozen features. Flattened, cast to the projections' dtype,
         stacked for both views; no gradient flows into it.
-      **settings: the fields of :class:`ADC` (``nu``, ``upsilon``, ``rho``,
+      **settings: the fields of [`ADC`][glf_losses.adc.ADC] (``nu``, ``upsilon``, ``rho``,
         ``bandwidth``, ``prior_bandwidth``, ``perplexity``, ``prior_perplexity``,
         ``perplexity_steps``, ``normalize``, ``prior_other_view``), each with the meaning
         and default documented there. They are the one definition of ADC's settings:
@@ -438,14 +457,14 @@ def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     Returns:
       A 0-d array of the projections' framework (float32 for float16/bfloat16 inputs).
 
-    Cost: O(M^2 (D + P)) time and O(M^2) memory; the prior's distances are computed for
+    Cost: $O(M^2 (D + P))$ time and $O(M^2)$ memory; the prior's distances are computed for
     N rows and tiled.
 
     References:
       Si, Wang and Qiang, "A Generalized Learning Framework for Self-Supervised
       Contrastive Learning", arXiv 2508.13596.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> rng = np.random.default_rng(0)
@@ -459,16 +478,16 @@ def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
     return ADC(**settings).parts(z_a, z_b, prior).total
 
 
-def dcm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
+def dcm(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> Array:
     """The unweighted ``L_DCM`` (the prior supplies the anchor weights).
 
-    ``settings`` as in :func:`adc_loss` (``nu`` and ``upsilon`` excluded).
+    ``settings`` as in [`adc_loss`][glf_losses.adc.adc_loss] (``nu`` and ``upsilon`` excluded).
     """
     return ADC(**settings, nu=1.0, upsilon=0.0).parts(z_a, z_b, prior).dcm
 
 
-def lpm(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
-    """The unweighted ``L_LPM``. ``settings`` as in :func:`adc_loss`."""
+def lpm(z_a: Array, z_b: Array, prior: Array, **settings: Any) -> Array:
+    """The unweighted ``L_LPM``. ``settings`` as in [`adc_loss`][glf_losses.adc.adc_loss]."""
     return ADC(**settings, nu=0.0, upsilon=1.0).parts(z_a, z_b, prior).lpm
 
 
@@ -480,14 +499,15 @@ def _help(sentence: str) -> dict[str, str]:
 class ADC:
     """ADC's settings, the one definition of them, bound and validated once.
 
-    :func:`adc_loss` and :func:`adc_parts` take these fields as keyword arguments; the
+    [`adc_loss`][glf_losses.adc.adc_loss] and [`adc_parts`][glf_losses.adc.adc_parts] take these
+    fields as keyword arguments; the
     framework front-ends take an ``ADC`` as ``adc=``; the jitted JAX front-end treats it
     as a static argument; the trainer derives its ``--adc-*`` flags from the fields.
     Values are checked when the object is made (errors name the field); what depends on
     the batch (the perplexity against the number of rows) is checked when it is called.
     Frozen and hashable, so it can be a static argument of ``jax.jit``.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses.adc import ADC
       >>> adc = ADC(upsilon=1.0, perplexity=4.0)
@@ -549,12 +569,13 @@ class ADC:
 
     @classmethod
     def for_method(cls, method: str, **settings: Any) -> ADC:
-        """ADC with the weights :func:`method_weights` recommends for ``method``;
+        """ADC with the weights [`method_weights`][glf_losses.adc.method_weights] recommends for
+        ``method``;
         ``settings`` set any field, the weights included."""
         nu, upsilon = method_weights(method)
         return cls(**{"nu": nu, "upsilon": upsilon, **settings})
 
-    def parts(self, z_a: Any, z_b: Any, prior: Any) -> ADCParts:
+    def parts(self, z_a: Array, z_b: Array, prior: Array) -> ADCParts:
         """``ADCParts(dcm=nu * L_DCM, lpm=upsilon * L_LPM)`` of a batch."""
         be, z_a, z_b = _pair(z_a, z_b, prior=prior)
         # M, where the batch size is static: an unknown one (None) leaves the perplexities'
@@ -580,12 +601,13 @@ class ADC:
             prior_other_view=self.prior_other_view,
         )
 
-    def __call__(self, z_a: Any, z_b: Any, prior: Any) -> Any:
-        """``nu * L_DCM + upsilon * L_LPM`` of a batch: :func:`adc_loss` with these settings."""
+    def __call__(self, z_a: Array, z_b: Array, prior: Array) -> Array:
+        """``nu * L_DCM + upsilon * L_LPM`` of a batch: [`adc_loss`][glf_losses.adc.adc_loss] with
+        these settings."""
         return self.parts(z_a, z_b, prior).total
 
     def settings(self) -> dict[str, Any]:
-        """The fields as a dict (the keyword arguments of :func:`adc_loss`)."""
+        """The fields as a dict (the keyword arguments of [`adc_loss`][glf_losses.adc.adc_loss])."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -595,13 +617,13 @@ class ADC:
 def method_weights(method: str) -> tuple[float, float]:
     """The ``(nu, upsilon)`` recommended for ADC beside ``method`` (its registry entry's).
 
-    ``(1, 10)`` (the defaults of :class:`ADC`) for ``"byol"``, ``"swav"`` and
+    ``(1, 10)`` (the defaults of [`ADC`][glf_losses.adc.ADC]) for ``"byol"``, ``"swav"`` and
     ``"simclr"``; ``(100, 1000)`` for ``"barlow_twins"``, whose loss is two orders of
     magnitude larger, so that ADC's share of the gradient is comparable (measured at
     D = 128; Barlow Twins' loss grows with D, so check the share at other widths with
     ``studies/adc.py --tier shares``).
 
-    Example:
+    Examples:
       >>> from glf_losses import adc
       >>> adc.method_weights("barlow_twins")
       (100.0, 1000.0)
@@ -625,16 +647,21 @@ def _flat_prior(be: ModuleType, prior: Any, like: Any, name: str) -> Any:
     xp = be.xp
     shape = _checks.shape_of(prior)
     if len(shape) < 1:
-        raise ValueError(f"{name} must have one row per sample, got a 0-d array")
+        raise ValueError(
+            f"{name} must have one row per sample, got a 0-d array: pass the batch's inputs "
+            "or frozen features, shape (N, ...)"
+        )
     n = shape[0]
     if like is not None and None not in (n, like.shape[0]) and n != like.shape[0]:
         raise ValueError(
             f"{name} must have N = {like.shape[0]} rows (one per sample of z_a), got "
-            f"{shape[0]} (shape {shape})"
+            f"{shape[0]} (shape {shape}): pass the prior of the same batch, not of both views"
         )
     floating = _checks.is_real_floating(xp, prior.dtype)
     if not floating and not xp.isdtype(prior.dtype, ("integral", "bool")):
-        raise TypeError(f"{name} must have a real or integer dtype, got {prior.dtype}")
+        raise TypeError(
+            f"{name} must have a real or integer dtype, got {prior.dtype}: cast it to float32"
+        )
     flat = prior
     if len(shape) != 2:
         features = shape[1:]
@@ -653,14 +680,20 @@ def _square(be: ModuleType, x: Any, name: str) -> Any:
     x = _checks.float_matrix(be, x, name, min_rows=2)
     rows, cols = _checks.shape_of(x)
     if rows != cols:
-        raise ValueError(f"{name} must be a square (M, M) matrix, got shape {(rows, cols)}")
+        raise ValueError(
+            f"{name} must be a square (M, M) matrix, got shape {(rows, cols)}: pass the "
+            "distances of the stacked rows to each other (feature_distances, prior_distances)"
+        )
     return x
 
 
 def _check_rho(rho: Any) -> float:
     rho = _checks.check_finite_number(rho, "rho")
     if rho <= 2:
-        raise ValueError(f"rho must be > 2 (the Student-t needs a finite variance), got {rho}")
+        raise ValueError(
+            f"rho must be > 2 (the Student-t needs a finite variance), got {rho}: pass "
+            "rho=3.0 (the default) or another value above 2"
+        )
     return rho
 
 
@@ -668,7 +701,8 @@ def _check_mode(mode: Any, name: str) -> Bandwidth:
     if isinstance(mode, str):
         if mode not in ("median", "perplexity"):
             raise ValueError(
-                f"{name} must be a positive float, 'median' or 'perplexity', got {mode!r}"
+                f"{name} must be a positive float, 'median' or 'perplexity', got {mode!r}: "
+                "pass one of them"
             )
         return mode  # type: ignore[return-value]
     return _checks.check_positive(mode, name)
@@ -698,8 +732,18 @@ def _check_perplexity(
         why = "" if candidates == m - 1 else (
             " when the prior leaves out each anchor's other view (prior_other_view=False)"
         )
+        # The smallest batch whose rows have `value` candidates: M - (m - candidates) >= value.
+        n_min = math.ceil((value + m - candidates) / 2)
+        if value > candidates:
+            # A prior perplexity defaults to the features'; set the prior's on its own.
+            arg = "prior_perplexity=" if name == "perplexity" and why else f"{name}="
+            fix = (
+                f": pass {arg} at most {candidates}, use a batch of at least {n_min} samples "
+                "(M = 2N), or 'median' bandwidths, which have no such bound"
+            )
+        else:
+            fix = f": pass {name}= above 1 (an effective number of neighbours)"
         raise ValueError(
             f"{name} must lie in (1, M - {m - candidates}] = (1, {candidates}] for M = {m} "
-            f"stacked rows{why}, got {value}: pass {name}= of at most {candidates}, or use "
-            f"a batch of at least {math.ceil((value + m - candidates) / 2)} rows"
+            f"stacked rows{why}, got {value}{fix}"
         )

@@ -2,8 +2,9 @@
 
 Each function validates its inputs, computes in float32 at least (float16 and bfloat16
 are promoted) and returns a 0-d array of the inputs' framework. Methods in
-:mod:`glf_losses.methods` compose these with the constraining terms of
-:mod:`glf_losses.constrain`; see ``shared/spec/GLF.md`` (rendered in ``docs/glf.md``).
+[`glf_losses.methods`][glf_losses.methods] compose these with the constraining terms of
+[`glf_losses.constrain`][glf_losses.constrain]; every formula is also on the GLF math page
+(``docs/glf.md``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from glf_losses import _checks
 from glf_losses._lib import batch_average, column_mean, l2_normalize, standardize
+from glf_losses.typing import Array
 
 __all__ = [
     "alignment",
@@ -43,14 +45,17 @@ def _normalized_mse(be: ModuleType, p: Any, z: Any) -> Any:
     return batch_average(be, xp.sum(diff * diff, axis=1))
 
 
-def normalized_mse(p: Any, z: Any) -> Any:
+def normalized_mse(p: Array, z: Array) -> Array:
     r"""Mean squared distance between L2-normalised rows (BYOL's regression loss).
 
-    .. math:: \frac{1}{N}\sum_i \lVert n(p_i) - n(z_i) \rVert^2 = \frac{1}{N}\sum_i
-       \bigl(2 - 2\cos(p_i, z_i)\bigr)
+    $$
+    \frac{1}{N}\sum_i \lVert n(p_i) - n(z_i) \rVert^2 = \frac{1}{N}\sum_i
+    \bigl(2 - 2\cos(p_i, z_i)\bigr)
+    $$
 
-    with :math:`n(v) = v\,\mathrm{rsqrt}(\max(\lVert v\rVert^2, 10^{-12}))`, so a zero row
-    has a finite gradient. No stop-gradient is applied here: :func:`glf_losses.byol_loss`
+    with $n(v) = v\,\mathrm{rsqrt}(\max(\lVert v\rVert^2, 10^{-12}))$, so a zero row
+    has a finite gradient. No stop-gradient is applied here:
+    [`glf_losses.byol_loss`][glf_losses.byol_loss]
     stops the gradient of its targets.
 
     Args:
@@ -63,7 +68,7 @@ def normalized_mse(p: Any, z: Any) -> Any:
     References:
       Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> p = np.array([[1.0, 0.0], [0.0, 2.0]])
@@ -83,12 +88,14 @@ def _invariance(be: ModuleType, zn_a: Any, zn_b: Any) -> Any:
     return be.xp.sum((1.0 - c_diag) ** 2)
 
 
-def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
+def invariance(z_a: Array, z_b: Array, eps: float = 1e-5) -> Array:
     r"""Barlow Twins' invariance term, the diagonal of the cross-correlation.
 
-    .. math:: \sum_i (1 - C_{ii})^2, \qquad C = \tfrac{1}{N}\,\hat z^{a\top} \hat z^b
+    $$
+    \sum_i (1 - C_{ii})^2, \qquad C = \tfrac{1}{N}\,\hat z^{a\top} \hat z^b
+    $$
 
-    where :math:`\hat z` standardises each column over the batch like
+    where $\hat z$ standardises each column over the batch like
     ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps`` added to it).
 
     Args:
@@ -100,7 +107,7 @@ def invariance(z_a: Any, z_b: Any, eps: float = 1e-5) -> Any:
       Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
       ICML 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> z = np.array([[1.0, -1.0], [-1.0, 1.0]])
@@ -130,15 +137,17 @@ def _swapped_prediction(
 
 
 def swapped_prediction(
-    scores_a: Any, scores_b: Any, codes_a: Any, codes_b: Any, temperature: float = 0.1
-) -> Any:
+    scores_a: Array, scores_b: Array, codes_a: Array, codes_b: Array, temperature: float = 0.1
+) -> Array:
     r"""SwAV's swapped prediction: each view predicts the other view's codes.
 
-    .. math:: -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik} \log \mathrm{softmax}(s^b_i/t)_k
-       + \sum_k q^b_{ik} \log \mathrm{softmax}(s^a_i/t)_k\Bigr]
+    $$
+    -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik} \log \mathrm{softmax}(s^b_i/t)_k
+    + \sum_k q^b_{ik} \log \mathrm{softmax}(s^a_i/t)_k\Bigr]
+    $$
 
-    The codes are used as given; :func:`glf_losses.swav_loss` computes them with
-    :func:`glf_losses.constrain.sinkhorn` under stop-gradient.
+    The codes are used as given; [`glf_losses.swav_loss`][glf_losses.swav_loss] computes them with
+    [`glf_losses.constrain.sinkhorn`][glf_losses.constrain.sinkhorn] under stop-gradient.
 
     Args:
       scores_a: (N, K) prototype scores ``n(z) W^T`` of view a.
@@ -151,7 +160,7 @@ def swapped_prediction(
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
       Assignments", NeurIPS 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> s = np.zeros((4, 3))
@@ -176,13 +185,16 @@ def _infonce_alignment(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -
     return -batch_average(be, be.xp.sum(u_a * u_b, axis=1)) / temperature
 
 
-def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
+def infonce_alignment(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array:
     r"""The aligning half of InfoNCE / NT-Xent: minus the mean positive similarity.
 
-    .. math:: -\frac{1}{2N}\sum_{k=1}^{2N} \frac{u_k \cdot u_{k^+}}{t}
-       = -\frac{1}{N}\sum_i \frac{n(z^a_i)\cdot n(z^b_i)}{t}
+    $$
+    -\frac{1}{2N}\sum_{k=1}^{2N} \frac{u_k \cdot u_{k^+}}{t}
+    = -\frac{1}{N}\sum_i \frac{n(z^a_i)\cdot n(z^b_i)}{t}
+    $$
 
-    Its sum with :func:`glf_losses.constrain.uniformity` is exactly the NT-Xent loss.
+    Its sum with [`glf_losses.constrain.uniformity`][glf_losses.constrain.uniformity] is exactly the
+    NT-Xent loss.
 
     Args:
       z_a: (N, D) projections of view a.
@@ -193,7 +205,7 @@ def infonce_alignment(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
       Chen et al., "A Simple Framework for Contrastive Learning of Visual
       Representations", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> z = np.eye(3)

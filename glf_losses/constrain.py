@@ -1,6 +1,6 @@
 """Constraining terms: stop the representation from collapsing.
 
-See :mod:`glf_losses.align` for the conventions (validation, dtypes, 0-d results).
+See [`glf_losses.align`][glf_losses.align] for the conventions (validation, dtypes, 0-d results).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from glf_losses._lib import (
     standardize,
 )
 from glf_losses.align import _pair
+from glf_losses.typing import Array
 
 __all__ = [
     "covariance",
@@ -58,13 +59,16 @@ def _redundancy_reduction(be: ModuleType, c: Any, lambd: float) -> Any:
     return lambd * xp.sum(xp.where(mask, c * c, 0.0))
 
 
-def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float = 1e-5) -> Any:
+def redundancy_reduction(z_a: Array, z_b: Array, lambd: float = 0.0051, eps: float = 1e-5) -> Array:
     r"""Barlow Twins' redundancy-reduction term, the off-diagonal of the cross-correlation.
 
-    .. math:: \lambda \sum_{i \ne j} C_{ij}^2, \qquad C = \tfrac{1}{N}\,\hat z^{a\top}
-       \hat z^b
+    $$
+    \lambda \sum_{i \ne j} C_{ij}^2, \qquad C = \tfrac{1}{N}\,\hat z^{a\top}
+    \hat z^b
+    $$
 
-    with the same batch standardisation as :func:`glf_losses.align.invariance`.
+    with the same batch standardisation as
+    [`glf_losses.align.invariance`][glf_losses.align.invariance].
 
     Args:
       z_a: (N, D) projections of view a, N >= 2.
@@ -75,7 +79,7 @@ def redundancy_reduction(z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float =
     References:
       Zbontar et al., "Barlow Twins", ICML 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> z = np.array([[1.0, 1.0], [-1.0, -1.0]])
@@ -109,11 +113,11 @@ def _sinkhorn(be: ModuleType, scores: Any, epsilon: float, n_iters: int) -> Any:
     return q * n
 
 
-def sinkhorn(scores: Any, epsilon: float = 0.05, n_iters: int = 3) -> Any:
+def sinkhorn(scores: Array, epsilon: float = 0.05, n_iters: int = 3) -> Array:
     r"""Sinkhorn-Knopp codes: soft assignments with equal prototype usage (SwAV).
 
     Works on ``stop_gradient(scores)``, in float32 at least (``exp(1/0.05)`` overflows
-    float16). With :math:`Q = \exp(s / \epsilon)^\top` normalised to sum 1, each of
+    float16). With $Q = \exp(s / \epsilon)^\top$ normalised to sum 1, each of
     ``n_iters`` iterations rescales the K prototype rows to sum ``1/K`` and then the N
     sample columns to sum ``1/N``; the result is ``(N Q)^T``, whose rows sum to 1 and whose
     columns tend to ``N/K`` (the equipartition constraint) as iterations grow.
@@ -129,7 +133,7 @@ def sinkhorn(scores: Any, epsilon: float = 0.05, n_iters: int = 3) -> Any:
     References:
       Cuturi, "Sinkhorn Distances", NeurIPS 2013; Caron et al., "SwAV", NeurIPS 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> codes = constrain.sinkhorn(np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]]))
@@ -157,10 +161,12 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     return batch_average(be, lse)
 
 
-def uniformity(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
+def uniformity(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array:
     r"""The constraining half of InfoNCE / NT-Xent: log-sum-exp over all other samples.
 
-    .. math:: \frac{1}{2N}\sum_{k=1}^{2N} \log \sum_{l \ne k} \exp(u_k \cdot u_l / t)
+    $$
+    \frac{1}{2N}\sum_{k=1}^{2N} \log \sum_{l \ne k} \exp(u_k \cdot u_l / t)
+    $$
 
     over the 2N normalised projections ``u = [n(z_a); n(z_b)]``; the positive partner is
     in the sum, as in NT-Xent. Shifted by a stop-gradient row max.
@@ -174,7 +180,7 @@ def uniformity(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
       Chen et al., "SimCLR", ICML 2020; Wang and Isola, "Understanding Contrastive
       Representation Learning through Alignment and Uniformity", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> z = np.zeros((2, 3))  # zero rows normalise to zero: every similarity is 0

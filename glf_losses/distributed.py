@@ -3,7 +3,8 @@
 Under data parallelism each worker holds a shard of the batch. Batch statistics (Barlow
 Twins' mean, variance and cross-correlation, SwAV's Sinkhorn sums, SimCLR's negatives,
 ADC's neighbour sets and bandwidths) must be taken over the global batch, or the method
-silently changes. Inside :func:`data_parallel`, every loss of :mod:`glf_losses`
+silently changes. Inside [`data_parallel`][glf_losses.distributed.data_parallel], every loss of
+[`glf_losses`][glf_losses]
 
 - returns, on every worker, the loss of the whole global batch, and
 - has, with respect to each worker's shard, exactly the gradient of that global loss
@@ -51,7 +52,8 @@ _STACK: list[DataParallel] = []
 
 
 def active() -> DataParallel | None:
-    """The innermost :func:`data_parallel` context, or ``None``."""
+    """The innermost [`data_parallel`][glf_losses.distributed.data_parallel] context, or
+    ``None``."""
     return _STACK[-1] if _STACK else None
 
 
@@ -64,11 +66,24 @@ def data_parallel(axis_name: Any = None, *, group: Any = None) -> Iterator[DataP
         sharded over.
       group: PyTorch only: the process group (default: the default group).
 
-    Example (JAX)::
+    Examples:
+      In one process the collectives are identities, so the loss is unchanged:
 
-        def step(z_a, z_b):  # traced inside shard_map over axis "batch"
-            with glf_losses.data_parallel(axis_name="batch"):
-                return glf_losses.barlow_twins_loss(z_a, z_b)
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(4)
+      >>> with glf_losses.data_parallel():
+      ...     inside = glf_losses.simclr_loss(z, z)
+      >>> bool(inside == glf_losses.simclr_loss(z, z))
+      True
+
+      Under JAX's ``shard_map`` over an axis ``"batch"``, name the axis:
+
+      ```python
+      def step(z_a, z_b):  # traced inside shard_map over axis "batch"
+          with glf_losses.data_parallel(axis_name="batch"):
+              return glf_losses.barlow_twins_loss(z_a, z_b)
+      ```
     """
     context = DataParallel(axis_name=axis_name, group=group)
     _STACK.append(context)

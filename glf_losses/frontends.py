@@ -1,9 +1,9 @@
 """What every framework's loss objects share, written once and built from the registry.
 
 ``glf_losses.backends.torch`` makes ``torch.nn.Module`` losses and
-``glf_losses.backends.tensorflow`` Keras layers by mixing :class:`MethodFrontEnd` into the
-framework's base class, one class per :mod:`glf_losses.registry` entry (see
-:func:`front_end_class`); the framework class only stores the arrays the method owns (SwAV's
+``glf_losses.backends.tensorflow`` Keras layers by mixing `MethodFrontEnd` into the
+framework's base class, one class per [`glf_losses.registry`][glf_losses.registry] entry (see
+`front_end_class`); the framework class only stores the arrays the method owns (SwAV's
 prototypes) the framework's way. Nothing here imports a framework.
 """
 
@@ -20,19 +20,20 @@ __all__ = ["ADCFrontEnd", "MethodFrontEnd", "check_adc", "front_end_class", "mod
 
 
 def check_adc(adc: Any) -> ADC | None:
-    """``adc`` as given if it is an :class:`~glf_losses.ADC` or ``None``; else a clear error."""
+    """``adc`` as given if it is an [`glf_losses.ADC`][glf_losses.ADC] or ``None``; else a clear
+    error."""
     return methods._check_adc(adc)
 
 
 class MethodFrontEnd:
     """A registered method's loss, with an optional ADC term in its constraining part.
 
-    Subclasses are made per method by :func:`front_end_class`; their constructor is
+    Subclasses are made per method by `front_end_class`; their constructor is
     ``Cls(*sizes, adc=None, **hyperparameters)``: the method's size arguments (SwAV:
-    ``dim, n_prototypes``), an :class:`~glf_losses.ADC` or ``None``, and any of the
+    ``dim, n_prototypes``), an [`glf_losses.ADC`][glf_losses.ADC] or ``None``, and any of the
     method's hyperparameters (the rest keep their official defaults). Calling the object
     with the method's inputs (and ``prior=`` when ADC is set) gives the 0-d loss;
-    :meth:`parts` gives ``GLFParts(align, constrain)``.
+    `parts` gives ``GLFParts(align, constrain)``.
     """
 
     method: ClassVar[registry.Method]
@@ -95,7 +96,7 @@ def front_end_class(
         f"{entry.title or entry.name} {summary}: ``{entry.class_name}({sizes}"
         f"{', ' if sizes else ''}adc=None{', ' if settings else ''}{settings})``, called as "
         f"``loss_fn({call}, prior=None)``.\n\n"
-        f"The loss is :func:`glf_losses.{entry.name}_loss`"
+        f"The loss is `glf_losses.{entry.name}_loss`"
         + (f" (its owned arrays: {', '.join(p.name for p in entry.parameters)})"
            if entry.parameters else "")
         + f"; ADC, if set, acts on ``{entry.adc_inputs[0]}, {entry.adc_inputs[1]}``.\n\n"

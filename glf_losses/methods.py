@@ -1,7 +1,8 @@
 """SSL methods as GLF compositions: ``loss = align + constrain``.
 
 Each method has two entry points: ``<method>_loss(...)`` returns the 0-d total, and
-``<method>_parts(...)`` returns :class:`GLFParts` ``(align, constrain)`` whose sum is that
+``<method>_parts(...)`` returns [`GLFParts`][glf_losses.methods.GLFParts] ``(align, constrain)``
+whose sum is that
 total (for logging the two parts, as every SSL training loop wants). Both validate their
 inputs once and compute the shared pieces (normalised rows, the cross-correlation,
 Sinkhorn codes) once.
@@ -45,6 +46,7 @@ from glf_losses.constrain import (
     _std_hinge,
     _uniformity,
 )
+from glf_losses.typing import Array
 from glf_losses.whitening import _check_permutations, _check_w_size, _whitened
 
 __all__ = [
@@ -94,8 +96,9 @@ def _zero_like(be: Any, x: Any) -> Any:
 # --- BYOL -----------------------------------------------------------------------------
 
 
-def byol_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
-    """:func:`byol_loss` as ``GLFParts(align, constrain)``; ``constrain`` is 0.
+def byol_parts(p_a: Array, p_b: Array, z_a: Array, z_b: Array) -> GLFParts:
+    """[`byol_loss`][glf_losses.methods.byol_loss] as ``GLFParts(align, constrain)``; ``constrain``
+    is 0.
 
     BYOL's constraint is implicit (predictor, EMA target, stop-gradient), so GLF reports a
     zero constraining part.
@@ -110,11 +113,13 @@ def byol_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
     return GLFParts(align, _zero_like(be, align))
 
 
-def byol_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+def byol_loss(p_a: Array, p_b: Array, z_a: Array, z_b: Array) -> Array:
     r"""BYOL's symmetrised loss with stop-gradient targets (official DeepMind convention).
 
-    .. math:: \frac{1}{N}\sum_i \bigl[\lVert n(p^a_i) - n(\mathrm{sg}(z^b_i))\rVert^2
-       + \lVert n(p^b_i) - n(\mathrm{sg}(z^a_i))\rVert^2\bigr] \in [0, 8]
+    $$
+    \frac{1}{N}\sum_i \bigl[\lVert n(p^a_i) - n(\mathrm{sg}(z^b_i))\rVert^2
+    + \lVert n(p^b_i) - n(\mathrm{sg}(z^a_i))\rVert^2\bigr] \in [0, 8]
+    $$
 
     Args:
       p_a: (N, D) online predictions of view a.
@@ -126,7 +131,7 @@ def byol_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
     References:
       Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(4)
@@ -140,9 +145,10 @@ def byol_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
 
 
 def barlow_twins_parts(
-    z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
+    z_a: Array, z_b: Array, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
 ) -> GLFParts:
-    """:func:`barlow_twins_loss` as ``GLFParts(invariance, redundancy_reduction)``.
+    """[`barlow_twins_loss`][glf_losses.methods.barlow_twins_loss] as ``GLFParts(invariance,
+    redundancy_reduction)``.
 
     Both parts are multiplied by ``scale``, so they sum to the loss.
     """
@@ -160,14 +166,16 @@ def barlow_twins_parts(
 
 
 def barlow_twins_loss(
-    z_a: Any, z_b: Any, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
-) -> Any:
+    z_a: Array, z_b: Array, lambd: float = 0.0051, eps: float = 1e-5, scale: float = 1.0
+) -> Array:
     r"""Barlow Twins (official facebookresearch convention).
 
-    .. math:: \mathrm{scale}\Bigl[\sum_i (1 - C_{ii})^2 + \lambda \sum_{i\ne j} C_{ij}^2
-       \Bigr], \qquad C = \tfrac{1}{N}\,\hat z^{a\top}\hat z^b
+    $$
+    \mathrm{scale}\Bigl[\sum_i (1 - C_{ii})^2 + \lambda \sum_{i\ne j} C_{ij}^2
+    \Bigr], \qquad C = \tfrac{1}{N}\,\hat z^{a\top}\hat z^b
+    $$
 
-    where :math:`\hat z` is each view standardised over the batch like
+    where $\hat z$ is each view standardised over the batch like
     ``BatchNorm1d(affine=False)`` in training mode (biased variance, ``eps``).
 
     Args:
@@ -181,7 +189,7 @@ def barlow_twins_loss(
       Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
       ICML 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
@@ -246,15 +254,15 @@ def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
 
 
 def swav_parts(
-    scores_a: Any,
-    scores_b: Any,
+    scores_a: Array,
+    scores_b: Array,
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
-    queue_a: Any = None,
-    queue_b: Any = None,
+    queue_a: Array = None,
+    queue_b: Array = None,
 ) -> GLFParts:
-    """:func:`swav_loss` as ``GLFParts(swapped_prediction, 0)``.
+    """[`swav_loss`][glf_losses.methods.swav_loss] as ``GLFParts(swapped_prediction, 0)``.
 
     SwAV's constraint (equipartition) is enforced on the codes by Sinkhorn, not added to
     the loss, so the constraining part is 0.
@@ -278,21 +286,23 @@ def swav_parts(
 
 
 def swav_loss(
-    scores_a: Any,
-    scores_b: Any,
+    scores_a: Array,
+    scores_b: Array,
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
-    queue_a: Any = None,
-    queue_b: Any = None,
-) -> Any:
+    queue_a: Array = None,
+    queue_b: Array = None,
+) -> Array:
     r"""SwAV with two crops (official facebookresearch convention).
 
-    Codes :math:`q^v = \mathrm{sinkhorn}(\mathrm{sg}(s^v))`, then
-    :func:`glf_losses.align.swapped_prediction`:
+    Codes $q^v = \mathrm{sinkhorn}(\mathrm{sg}(s^v))$, then
+    [`glf_losses.align.swapped_prediction`][glf_losses.align.swapped_prediction]:
 
-    .. math:: -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik}\log\mathrm{softmax}(s^b_i/t)_k +
-       \sum_k q^b_{ik}\log\mathrm{softmax}(s^a_i/t)_k\Bigr]
+    $$
+    -\frac{1}{2N}\sum_i \Bigl[\sum_k q^a_{ik}\log\mathrm{softmax}(s^b_i/t)_k +
+    \sum_k q^b_{ik}\log\mathrm{softmax}(s^a_i/t)_k\Bigr]
+    $$
 
     Args:
       scores_a: (N, K) scores ``n(z) W^T`` of view a against L2-normalised prototypes
@@ -310,7 +320,7 @@ def swav_loss(
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
       Assignments", NeurIPS 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> s = np.array([[0.9, -0.2], [-0.1, 0.8], [0.7, 0.0], [0.1, 0.6]])
@@ -329,16 +339,17 @@ def swav_loss(
 
 
 def swav_prototype_parts(
-    z_a: Any,
-    z_b: Any,
-    prototypes: Any,
-    queue_a: Any = None,
-    queue_b: Any = None,
+    z_a: Array,
+    z_b: Array,
+    prototypes: Array,
+    queue_a: Array = None,
+    queue_b: Array = None,
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
 ) -> GLFParts:
-    """SwAV from projections and prototypes: :func:`swav_parts` of ``n(z) n(W)^T``.
+    """SwAV from projections and prototypes: [`swav_parts`][glf_losses.methods.swav_parts] of ``n(z)
+    n(W)^T``.
 
     Args:
       z_a: (N, D) projections of view a.
@@ -352,7 +363,7 @@ def swav_prototype_parts(
       epsilon: Sinkhorn regularisation (0.05).
       sinkhorn_iters: Sinkhorn iterations (3).
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> rng = np.random.default_rng(0)
@@ -377,8 +388,9 @@ def swav_prototype_parts(
 # --- SimCLR ---------------------------------------------------------------------------
 
 
-def simclr_parts(z_a: Any, z_b: Any, temperature: float = 0.2) -> GLFParts:
-    """:func:`simclr_loss` as ``GLFParts(infonce_alignment, uniformity)``."""
+def simclr_parts(z_a: Array, z_b: Array, temperature: float = 0.2) -> GLFParts:
+    """[`simclr_loss`][glf_losses.methods.simclr_loss] as ``GLFParts(infonce_alignment,
+    uniformity)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
@@ -388,11 +400,13 @@ def simclr_parts(z_a: Any, z_b: Any, temperature: float = 0.2) -> GLFParts:
     )
 
 
-def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
+def simclr_loss(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array:
     r"""SimCLR's NT-Xent loss, split as InfoNCE alignment + uniformity.
 
-    .. math:: \frac{1}{2N}\sum_{k=1}^{2N} -\log \frac{\exp(u_k\cdot u_{k^+}/t)}
-       {\sum_{l\ne k}\exp(u_k\cdot u_l/t)}, \qquad u = [n(z^a); n(z^b)]
+    $$
+    \frac{1}{2N}\sum_{k=1}^{2N} -\log \frac{\exp(u_k\cdot u_{k^+}/t)}
+    {\sum_{l\ne k}\exp(u_k\cdot u_l/t)}, \qquad u = [n(z^a); n(z^b)]
+    $$
 
     Args:
       z_a: (N, D) projections of view a, N >= 2.
@@ -403,7 +417,7 @@ def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
       Chen et al., "A Simple Framework for Contrastive Learning of Visual
       Representations", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(3)
@@ -417,14 +431,14 @@ def simclr_loss(z_a: Any, z_b: Any, temperature: float = 0.2) -> Any:
 # --- ADC as a plug-in -----------------------------------------------------------------------
 
 
-def with_adc(parts: GLFParts, adc: ADC | None, z_a: Any, z_b: Any, prior: Any) -> GLFParts:
+def with_adc(parts: GLFParts, adc: ADC | None, z_a: Array, z_b: Array, prior: Array) -> GLFParts:
     """Add ADC to a method's constraining part (ADC is a constraining term).
 
     The one place the framework front-ends plug ADC in, so that
     ``parts.total == method_loss + adc(z_a, z_b, prior)``. With ``adc=None`` the parts are
     returned unchanged and ``prior`` is ignored.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> rng = np.random.default_rng(0)
@@ -1306,7 +1320,8 @@ def nnclr_enqueue(support: Any, z: Any) -> Any:
 
 
 def _check_adc(adc: Any) -> ADC | None:
-    """``adc`` itself if it is an :class:`ADC` or None: what every front-end accepts."""
+    """``adc`` itself if it is an [`ADC`][glf_losses.methods.ADC] or None: what every front-end
+    accepts."""
     if adc is None or isinstance(adc, ADC):
         return adc
     raise TypeError(

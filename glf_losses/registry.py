@@ -1,6 +1,7 @@
 """The method registry: one declaration per SSL method, read by everything else.
 
-A :class:`Method` says what a method's loss is (its ``<name>_parts`` function of the
+A [`Method`][glf_losses.registry.Method] says what a method's loss is (its ``<name>_parts`` function
+of the
 spec), which arrays it takes, its hyperparameters and their defaults, the arrays a
 framework front-end owns for it (SwAV's prototypes), the networks a trainer builds around
 it (predictor, momentum target, projector depth), the per-step values the training loop
@@ -12,13 +13,15 @@ From these declarations, and from nothing else:
   ``glf_losses.backends.tensorflow`` its Keras layers and ``glf_losses.backends.jax`` its
   jitted functions (``BarlowTwinsLoss``, ``barlow_twins_loss``, ...);
 - the three reference trainers build their heads, state and loss;
-- :func:`glf_losses.adc.method_weights` reads ADC's recommended weights.
+- [`glf_losses.adc.method_weights`][glf_losses.adc.method_weights] reads ADC's recommended weights.
 
-Adding a method is: its terms in :mod:`glf_losses.align` / :mod:`glf_losses.constrain`,
-its ``<name>_parts``/``<name>_loss`` in :mod:`glf_losses.methods`, one :func:`register`
+Adding a method is: its terms in [`glf_losses.align`][glf_losses.align] /
+[`glf_losses.constrain`][glf_losses.constrain],
+its ``<name>_parts``/``<name>_loss`` in [`glf_losses.methods`][glf_losses.methods], one
+[`register`][glf_losses.registry.register]
 call below, and its tests (``docs/adding-a-method.md`` walks through one).
 
-Example:
+Examples:
   >>> from glf_losses import registry
   >>> entry = registry.get("barlow_twins")
   >>> entry.inputs, dict(entry.hyperparameters)["lambd"]
@@ -35,6 +38,7 @@ from typing import Any
 
 from glf_losses import methods
 from glf_losses._lib import GLFParts
+from glf_losses.typing import Array
 
 __all__ = [
     "EMA_RATE",
@@ -95,8 +99,8 @@ class Method:
         inputs are then its outputs and the next two the target's projections.
       momentum_target: a trainer keeps an EMA copy of the online network as the target.
       projector_layers: depth of the projection head the method's authors use.
-      host_inputs: per-step values the loop computes (:data:`EMA_RATE`,
-        :data:`PARAMETERS_ACTIVE`).
+      host_inputs: per-step values the loop computes ([`EMA_RATE`][glf_losses.registry.EMA_RATE],
+        [`PARAMETERS_ACTIVE`][glf_losses.registry.PARAMETERS_ACTIVE]).
       adc_weights: ``(nu, upsilon)`` that give ADC a comparable share of the gradient
         beside this method's loss (``docs/adc.md``).
       title: the method's name as papers write it.
@@ -165,7 +169,8 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
-    """Add ``method``; a name already taken is refused (call :func:`unregister` first)."""
+    """Add ``method``; a name already taken is refused (call
+    [`unregister`][glf_losses.registry.unregister] first)."""
     if method.name in _REGISTRY:
         raise ValueError(f"a method named {method.name!r} is registered already")
     _REGISTRY[method.name] = method
@@ -182,7 +187,10 @@ def get(name: str | Method) -> Method:
     if isinstance(name, Method):
         return name
     if name not in _REGISTRY:
-        raise ValueError(f"method must be one of {', '.join(names())}, got {name!r}")
+        raise ValueError(
+            f"method must be one of {', '.join(names())}, got {name!r}: pass one of them, or "
+            "declare the method with registry.register(Method(...)) (docs/adding-a-method.md)"
+        )
     return _REGISTRY[name]
 
 
@@ -193,20 +201,22 @@ def names() -> tuple[str, ...]:
 
 def method_parts(
     method: str | Method,
-    *inputs: Any,
-    prior: Any = None,
+    *inputs: Array,
+    prior: Array = None,
     adc: Any = None,
     **kwargs: Any,
 ) -> GLFParts:
     """A method's ``GLFParts`` from its inputs, with ADC in the constraining part if set.
 
     The one composition every front-end calls: ``inputs`` are the method's
-    :attr:`Method.inputs` (then optional inputs, ``None`` for absent ones); ``kwargs`` hold
+    [`Method.inputs`][glf_losses.registry.Method.inputs] (then optional inputs, ``None`` for absent
+    ones); ``kwargs`` hold
     its owned arrays (``prototypes=``) and hyperparameters. With ``adc`` (an
-    :class:`glf_losses.ADC`) the ADC term on :attr:`Method.adc_inputs` joins the
+    [`glf_losses.ADC`][glf_losses.ADC]) the ADC term on
+    [`Method.adc_inputs`][glf_losses.registry.Method.adc_inputs] joins the
     constraining part, and ``prior`` must be given.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import ADC, registry
       >>> z = np.random.default_rng(0).normal(size=(2, 8, 4))

@@ -9,7 +9,7 @@ under test is any callable over arrays plus keyword hyperparameters, returning a
 No framework is imported when this module is imported; each is imported the first time a
 helper needs it. The hypothesis strategies import ``hypothesis`` when they are called.
 
-Example:
+Examples:
   >>> import numpy as np
   >>> import glf_losses
   >>> from glf_losses import testing
@@ -19,7 +19,8 @@ Example:
   ...                              testing.to_backend("numpy", z_b, "float32"))
   >>> testing.assert_close(got, want, "float32")
 
-  Loop over :func:`available_backends` to check every installed framework the same way.
+  Loop over [`available_backends`][glf_losses.testing.available_backends] to check every installed
+  framework the same way.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def enable_jax_x64() -> None:
 
 
 def available_backends(autodiff_only: bool = False) -> list[str]:
-    """The backends, in :data:`BACKENDS` order, whose framework imports.
+    """The backends, in [`BACKENDS`][glf_losses.testing.BACKENDS] order, whose framework imports.
 
     Args:
       autodiff_only: only those with autodiff and a compiler (torch, jax, tensorflow).
@@ -145,7 +146,7 @@ def to_backend(name: str, array_np: Any, dtype: Any = None, requires_grad: bool 
     """Copy a NumPy array into backend ``name``, optionally cast to ``dtype``.
 
     Args:
-      name: one of :data:`BACKENDS`.
+      name: one of [`BACKENDS`][glf_losses.testing.BACKENDS].
       array_np: a NumPy array (or anything ``numpy.asarray`` accepts).
       dtype: a dtype name (``"float64"``, ``"float32"``, ``"float16"``, ``"bfloat16"``,
         ``"int64"``, ...) or a NumPy dtype; ``None`` keeps the input's dtype. The cast
@@ -227,8 +228,9 @@ def dtype_name(x: Any) -> str:
 def tolerance(dtype: Any) -> float:
     """Relative tolerance of a result computed in ``dtype`` against a float64 reference.
 
-    float64: :data:`FLOAT64_RTOL`. float32, and float16/bfloat16 (which compute in
-    float32): :data:`FLOAT32_RTOL`.
+    float64: [`FLOAT64_RTOL`][glf_losses.testing.FLOAT64_RTOL]. float32, and float16/bfloat16 (which
+      compute in
+    float32): [`FLOAT32_RTOL`][glf_losses.testing.FLOAT32_RTOL].
     """
     name = _dtype_str(dtype, np.dtype("float64"))
     if name == "float64":
@@ -270,7 +272,8 @@ def assert_close(
     Args:
       actual: an array of any backend (or a NumPy array / scalar).
       desired: the reference, normally a float64 NumPy result.
-      dtype: the dtype ``actual`` was computed in; picks ``rtol`` by :func:`tolerance`.
+      dtype: the dtype ``actual`` was computed in; picks ``rtol`` by
+        [`tolerance`][glf_losses.testing.tolerance].
       rtol: overrides the dtype's relative tolerance.
       atol: absolute tolerance; defaults to ``rtol * scale``.
       scale: the magnitude errors are measured against; defaults to ``max |desired|``.
@@ -488,7 +491,8 @@ def batch_views(
 def batch_pairs(
     min_n: int = 2, max_n: int = 64, min_d: int = 1, max_d: int = 128, **options: Any
 ) -> SearchStrategy[tuple[np.ndarray, np.ndarray]]:
-    """Two float64 (N, D) views ``(z_a, z_b)``; see :func:`batch_views` for ``options``."""
+    """Two float64 (N, D) views ``(z_a, z_b)``; see [`batch_views`][glf_losses.testing.batch_views]
+    for ``options``."""
     return batch_views(2, min_n, max_n, min_d, max_d, **options)  # type: ignore[return-value]
 
 

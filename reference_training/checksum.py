@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from glf_train.errors import CheckpointError
 
 __all__ = ["CHECKSUM_KEY", "tree_digest", "verify"]

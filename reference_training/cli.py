@@ -10,8 +10,9 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from glf_losses import ADC
 from glf_train.config import RunConfig, adc_fields, load_config_file
+
+from glf_losses import ADC
 
 
 class Option(NamedTuple):

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import tomllib
-
 from glf_train.data import DATASETS
 
 BACKENDS = ("torch", "jax", "tensorflow")
@@ -83,7 +82,8 @@ def _flag(name: str) -> str:
 
 def _option(default: Any, help: str, choices: tuple[str, ...] | None = None,
             shown_default: str | None = None) -> Any:
-    """A :class:`RunConfig` field with what ``glf-train --help`` says about it: a help
+    """A [`RunConfig`][reference_training.config.RunConfig] field with what ``glf-train --help``
+    says about it: a help
     sentence, its choices, and how its default reads where the value itself would not
     explain it (``None`` meaning "the method's")."""
     metadata = {"help": help, "choices": choices, "shown_default": shown_default}
@@ -95,7 +95,7 @@ class RunConfig:
     """Everything that determines a run. Two runs with equal configs train identically.
 
     Each field's metadata holds its ``--help`` sentence and choices (see
-    :func:`glf_train.cli.config_options`).
+    `glf_train.cli.config_options`).
     """
 
     backend: str = _option("torch", "the framework that trains the model", BACKENDS)
@@ -327,7 +327,8 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, ADC's flat as ``adc_<field>`` keys (None: the default), as the
-        command line and config files name them; :meth:`from_dict` reads it back."""
+        command line and config files name them;
+        [`from_dict`][reference_training.config.RunConfig.from_dict] reads it back."""
         values = dataclasses.asdict(self)
         settings = values.pop("adc_settings")
         for f in adc_fields():
@@ -336,7 +337,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        """A config from :meth:`to_dict`'s form, a config file or older runs' summaries."""
+        """A config from [`to_dict`][reference_training.config.RunConfig.to_dict]'s form, a config
+        file or older runs' summaries."""
         values = dict(values)
         adc_names = {f.name for f in adc_fields()}
         settings = dict(values.pop("adc_settings", None) or {})

@@ -1,7 +1,8 @@
 """The training loop every backend shares: data order, views, logging, checkpoints,
 divergence handling, evaluation and the run's outputs.
 
-A backend contributes a *trainer* object (see :class:`BackendTrainer`): its model, its
+A backend contributes a *trainer* object (see
+[`BackendTrainer`][reference_training.loop.BackendTrainer]): its model, its
 optimiser step and its checkpoint format. Everything that decides *what* is trained on
 (the batch order, the augmentation parameters, the schedules' inputs) is drawn here from
 ``(seed, epoch, step)`` alone, so a run resumed from a checkpoint replays exactly the
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
 from glf_train import augment, evaluate, report, rundir
 from glf_train.config import RunConfig
 from glf_train.data import Dataset, epoch_batches, load_dataset
@@ -33,7 +33,7 @@ _LOG_EVERY = 10
 
 
 class BackendTrainer(Protocol):
-    """What a backend provides to :func:`train`.
+    """What a backend provides to [`train`][reference_training.loop.train].
 
     Under data parallelism with one process per device (PyTorch), ``batch_rows`` is the
     slice of the global batch this process feeds and only the ``is_main`` process writes
@@ -53,7 +53,7 @@ class BackendTrainer(Protocol):
     ) -> dict[str, Any]:
         """One optimiser step on two views of a batch; ``prior`` is the raw batch (ADC's
         prior). ``inputs`` are the host's decisions for the step (learning rate, EMA rate,
-        owned arrays' freeze, queue use), computed by :func:`step_inputs`. Returns the
+        owned arrays' freeze, queue use), computed by `step_inputs`. Returns the
         step's ``loss``, ``align`` and ``constrain`` as 0-d device arrays."""
         ...
 
@@ -132,7 +132,7 @@ def train(
     run's files there instead), and hold this backend's checkpoint (or nothing) for
     ``resume``; settings that change the training may differ from the checkpoint's only
     with ``allow_changes``, and ``summary.json`` then records both values (see
-    :mod:`glf_train.rundir`).
+    `glf_train.rundir`).
 
     A backend that runs one process per device (PyTorch with ``devices > 1``) provides
     ``launch(config, resume, options)`` in its trainer module: it starts the processes,

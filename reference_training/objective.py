@@ -12,9 +12,10 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
+from glf_train.config import RunConfig
+
 import glf_losses
 from glf_losses import GLFParts
-from glf_train.config import RunConfig
 
 __all__ = ["front_end", "with_controls"]
 

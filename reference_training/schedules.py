@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from glf_losses import registry
 from glf_train.config import RunConfig
+
+from glf_losses import registry
 
 __all__ = ["StepInputs", "ema_rate", "learning_rate", "step_inputs"]
 

@@ -101,7 +101,6 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     initialisation, averaged over the first batches (torch trainer)."""
     import numpy as np
     import torch
-
     from glf_train import loop
     from glf_train.config import RunConfig
     from glf_train.data import epoch_batches, load_dataset
@@ -314,7 +313,6 @@ def _effective_ranks(dirs: list[Path], cache_path: Path) -> list[float]:
 
 def _rank_from_checkpoint(directory: Path, fields: dict[str, Any]) -> float:
     import torch
-
     from glf_train import evaluate, loop
     from glf_train.config import RunConfig
     from glf_train.data import load_dataset

@@ -8,7 +8,6 @@ from typing import Any
 import array_api_compat.numpy as np_xp
 import numpy as np
 import pytest
-
 from glf_train.augment import (
     AugmentConfig,
     AugmentParams,

@@ -6,9 +6,8 @@ import argparse
 import dataclasses
 
 import pytest
-
 from glf_train import cli
-from glf_train.config import BACKENDS, METHODS, RunConfig
+from glf_train.config import BACKENDS, RunConfig, adc_fields, methods
 from glf_train.data import DATASETS
 
 
@@ -22,9 +21,12 @@ def test_every_flag_has_a_sentence_and_its_default() -> None:
         assert "(default: " in action.help, action.option_strings
         flags[action.option_strings[0]] = action
     for field in dataclasses.fields(RunConfig):
-        if field.name != "extra":
+        if field.name not in ("extra", "loss_options", "adc_settings"):
             assert "--" + field.name.replace("_", "-") in flags, field.name
-    for flag in ("--config", "--resume", "--allow-changes", "--overwrite"):
+    # The dict fields' flags: one per ADC field, and --loss-option.
+    for field in adc_fields():
+        assert "--adc-" + field.name.replace("_", "-") in flags, field.name
+    for flag in ("--config", "--resume", "--allow-changes", "--overwrite", "--loss-option"):
         assert flag in flags
 
 
@@ -32,11 +34,12 @@ def test_help_lists_the_choices_and_defaults(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for names in (METHODS, BACKENDS, DATASETS):
+    for names in (methods(), BACKENDS, DATASETS):
         assert "{" + ",".join(names) + "}" in text
     assert "--epochs EPOCHS number of passes over the training images (default: 10)" in text
     assert "--adc, --no-adc add ADC" in text and "(default: off)" in text
-    assert "ADC's weight nu (default: the method's" in text
+    assert "--adc-nu ADC_NU weight of DCM, the calibration term (>= 0) (default: the " \
+        "method's recommendation)" in text
 
 
 def test_the_builder_takes_generated_options() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from glf_train.data import (
     Dataset,
     data_root,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import train_helpers
-
 from glf_train import loop
 from glf_train.data import load_dataset
 

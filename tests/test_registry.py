@@ -83,11 +83,10 @@ def test_a_declared_toy_method_trains_in_every_trainer(
     toy: Any, tmp_path: Path, backend: str
 ) -> None:
     pytest.importorskip({"torch": "torch", "jax": "flax", "tensorflow": "tensorflow"}[backend])
-    from train_helpers import small_config
-
     from glf_train.data import load_dataset
     from glf_train.loop import make_trainer
     from glf_train.schedules import step_inputs
+    from train_helpers import small_config
 
     config = small_config(
         tmp_path, backend, method="toy_alignment", adc=True, compile="off",

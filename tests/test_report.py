@@ -8,8 +8,6 @@ import os
 
 import numpy as np
 import pytest
-from rich.console import Console
-
 from glf_train import report
 from glf_train.report import (
     MetricsLog,
@@ -23,6 +21,7 @@ from glf_train.report import (
     write_metrics,
     write_summary,
 )
+from rich.console import Console
 
 
 def test_metrics_log_round_trip(tmp_path):

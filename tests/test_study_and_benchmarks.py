@@ -151,7 +151,6 @@ def test_effective_rank_of_an_older_run_comes_from_its_checkpoint(
 ) -> None:
     pytest.importorskip("torch")
     import train_helpers
-
     from glf_train.loop import train
 
     config = train_helpers.small_config(tmp_path, "torch", epochs=1)

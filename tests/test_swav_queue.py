@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from glf_train.schedules import step_inputs
 
 import glf_losses
 from glf_losses import align, testing
 from glf_losses.constrain import sinkhorn
-from glf_train.schedules import step_inputs
 
 
 def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -172,7 +172,6 @@ def test_trainer_queue_is_used_once_full(tmp_path: Path, framework: str) -> None
 def test_trainer_short_run_with_a_queue(tmp_path: Path, framework: str) -> None:
     _require(framework)
     import train_helpers
-
     from glf_train.loop import train
 
     config = small_config(
@@ -218,7 +217,6 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
     _require(framework)
     torch = pytest.importorskip("torch")
     from glf_losses.backends.torch import SwAVLoss
-
     from glf_train.data import load_dataset
 
     config = small_config(tmp_path, framework, method="swav", adc=adc, swav_queue=64)
@@ -242,7 +240,6 @@ def test_trainer_queue_loss_matches_torch(tmp_path: Path, framework: str, adc: b
     if framework == "jax":
         import jax
         import jax.numpy as jnp
-
         from glf_train.jax.step import loss_parts
 
         def total(outs: Any, prototypes: Any, queue: Any) -> Any:

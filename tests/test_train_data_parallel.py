@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import train_helpers
-
 from glf_train import report
 
 EPOCHS = 2

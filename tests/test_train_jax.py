@@ -19,7 +19,6 @@ pytest.importorskip("optax")
 import flax.serialization  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import train_helpers  # noqa: E402
-
 from glf_train import augment  # noqa: E402
 from glf_train.architecture import image_shape_chw  # noqa: E402
 from glf_train.cli import main  # noqa: E402

@@ -18,7 +18,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train_helpers  # noqa: E402
-
 from glf_train import loop, report, rundir  # noqa: E402
 from glf_train.cli import main, os_error_message  # noqa: E402
 from glf_train.config import RunConfig  # noqa: E402

@@ -18,7 +18,6 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import train_helpers  # noqa: E402
-
 from glf_train.cli import main  # noqa: E402
 from glf_train.config import RunConfig  # noqa: E402
 from glf_train.data import load_dataset  # noqa: E402

@@ -10,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train_helpers  # noqa: E402
-
 from glf_train import report  # noqa: E402
 from glf_train.cli import main, parse_config  # noqa: E402
 from glf_train.config import RunConfig  # noqa: E402

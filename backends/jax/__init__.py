@@ -1,8 +1,8 @@
 """JAX backend: ``grad``, ``jit`` and ``vmap`` through ``jax.numpy``.
 
-The same modules as every framework backend: :mod:`.namespace` (the array namespace and
-the operations the standard lacks), :mod:`.collectives` (named-axis collectives under
-``shard_map``) and :mod:`.frontends` (plain jitted functions, one per registered method:
+The same modules as every framework backend: `.namespace` (the array namespace and
+the operations the standard lacks), `.collectives` (named-axis collectives under
+``shard_map``) and `.frontends` (plain jitted functions, one per registered method:
 ``byol_loss``, ``barlow_twins_loss``, ``simclr_loss``, ``swav_loss``, ..., and
 ``adc_loss``), which can be called eagerly or inside a user's own ``jax.jit``.
 """

@@ -1,4 +1,4 @@
-"""JAX's data-parallel collectives (see :mod:`glf_losses.distributed`).
+"""JAX's data-parallel collectives (see [`glf_losses.distributed`][glf_losses.distributed]).
 
 Named-axis collectives under ``shard_map``/``pmap`` inside
 ``glf_losses.data_parallel(axis_name=...)``; identities outside it. Under ``shard_map``

@@ -1,15 +1,16 @@
 """JAX front-ends: every registered method as a plain jitted function, and ADC alone.
 
 ``barlow_twins_loss``, ``byol_loss``, ``simclr_loss``, ``swav_loss`` (and every method
-added to :mod:`glf_losses.registry`) are made from their declarations on first use:
+added to [`glf_losses.registry`][glf_losses.registry]) are made from their declarations on first
+use:
 import them from ``glf_losses.backends.jax``. Each takes the method's inputs, then the
 arrays the method owns (SwAV's ``prototypes``), then ``prior`` (needed with ADC); optional
 inputs (SwAV's ``queue_a``/``queue_b``) by keyword. Hyperparameters, ``adc`` (an
-:class:`~glf_losses.ADC`) and ``parts`` (return ``GLFParts`` instead of the total) are
+[`glf_losses.ADC`][glf_losses.ADC]) and ``parts`` (return ``GLFParts`` instead of the total) are
 static: they are checked once on the host, and a call inside a user's own ``jax.jit`` is
 traced once per setting.
 
-Example:
+Examples:
   >>> import jax.numpy as jnp
   >>> from glf_losses import ADC
   >>> from glf_losses.backends.jax import barlow_twins_loss
@@ -86,7 +87,7 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
     loss.__name__ = loss.__qualname__ = f"{entry.name}_loss"
     loss.__module__ = __name__.rsplit(".", 1)[0]
     loss.__doc__ = (
-        f":func:`glf_losses.{entry.name}_loss`, jitted: ``{entry.name}_loss("
+        f"`glf_losses.{entry.name}_loss`, jitted: ``{entry.name}_loss("
         f"{', '.join(positional)}=None, *, adc=None, parts=False"
         + "".join(f", {k}={v!r}" for k, v in entry.hyperparameters.items())
         + "".join(f", {n}=None" for n in entry.optional_inputs)
@@ -103,9 +104,10 @@ def _adc(z_a: Any, z_b: Any, prior: Any, *, adc: ADC) -> Any:
 
 
 def adc_loss(z_a: Any, z_b: Any, prior: Any, **settings: Any) -> Any:
-    """:func:`glf_losses.adc_loss`, jitted: every :class:`~glf_losses.ADC` field is static.
+    """[`glf_losses.adc_loss`][glf_losses.adc_loss], jitted: every
+    [`glf_losses.ADC`][glf_losses.ADC] field is static.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from glf_losses.backends.jax import adc_loss
       >>> z = jnp.ones((16, 8)) + jnp.arange(128.0).reshape(16, 8)

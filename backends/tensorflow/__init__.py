@@ -1,8 +1,8 @@
 """TensorFlow backend: ``GradientTape``, ``tf.function`` and XLA (``jit_compile=True``).
 
-The same modules as every framework backend: :mod:`.namespace` (the array namespace and
-the operations the standard lacks), :mod:`.collectives` (data parallelism in
-``tf.distribute`` replica contexts) and :mod:`.frontends` (Keras layers, one per
+The same modules as every framework backend: `.namespace` (the array namespace and
+the operations the standard lacks), `.collectives` (data parallelism in
+``tf.distribute`` replica contexts) and `.frontends` (Keras layers, one per
 registered method: ``BYOLLoss``, ``BarlowTwinsLoss``, ``SimCLRLoss``, ``SwAVLoss``, ...,
 and ``ADCLoss``).
 """

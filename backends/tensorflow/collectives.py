@@ -1,8 +1,9 @@
-"""TensorFlow's data-parallel collectives (see :mod:`glf_losses.distributed`).
+"""TensorFlow's data-parallel collectives (see [`glf_losses.distributed`][glf_losses.distributed]).
 
 Automatic inside a ``tf.distribute`` replica context with more than one replica
 (``strategy.run``); identities elsewhere. Custom gradients follow the rules of
-:mod:`glf_losses.distributed`: a value that is the same on every replica (a sum, a gathered
+[`glf_losses.distributed`][glf_losses.distributed]: a value that is the same on every replica (a
+sum, a gathered
 array) passes its cotangent back unchanged, and ``to_local`` sums cotangents where such a
 value enters one replica's own terms.
 """

@@ -1,19 +1,20 @@
 """Keras 3 front-ends: every registered method as a ``keras.layers.Layer``, and ADC alone.
 
 ``BarlowTwinsLoss``, ``BYOLLoss``, ``SimCLRLoss``, ``SwAVLoss`` (and every method added to
-:mod:`glf_losses.registry`) are made from their declarations on first use: import them
+[`glf_losses.registry`][glf_losses.registry]) are made from their declarations on first use: import
+them
 from ``glf_losses.backends.tensorflow``. ``call`` is the 0-d loss, ``parts`` its
 ``GLFParts``. Arrays a method owns (SwAV's prototypes) are trainable weights; call
 ``after_step()`` after each optimiser step to project them back where the method keeps
-them. The layers hand their inputs to :mod:`glf_losses`, which dispatches on the array
+them. The layers hand their inputs to [`glf_losses`][glf_losses], which dispatches on the array
 type, so they also run when Keras uses its JAX or PyTorch backend.
 
 ``autocast=False`` by default: a loss must see its inputs' own dtype (float64 stays
-float64; float16 and bfloat16 are promoted to float32 by :mod:`glf_losses`), not the
+float64; float16 and bfloat16 are promoted to float32 by [`glf_losses`][glf_losses]), not the
 layer's compute dtype. Keyword arguments that are not the method's hyperparameters go to
 ``keras.layers.Layer``.
 
-Example:
+Examples:
   >>> import tensorflow as tf
   >>> from glf_losses import ADC
   >>> from glf_losses.backends.tensorflow import BarlowTwinsLoss
@@ -40,7 +41,8 @@ __all__ = ["ADCLoss", "MethodLoss", "front_end"]
 
 
 class MethodLoss(MethodFrontEnd, keras.layers.Layer):
-    """The generic layer behind every method's front-end (see :func:`front_end`)."""
+    """The generic layer behind every method's front-end (see
+    [`front_end`][backends.tensorflow.frontends.front_end])."""
 
     def __init__(self, *sizes: int, adc: ADC | None = None, **kwargs: Any) -> None:
         names = {*self.method.hyperparameters, *self.method.sizes}

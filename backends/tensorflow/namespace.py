@@ -1,8 +1,8 @@
 """TensorFlow's array namespace (ours) and the operations the array API lacks.
 
 TensorFlow has no array-API namespace of its own (and ``array_api_compat`` has none for
-it), so :data:`xp` is ours: a thin layer over raw ``tf`` ops with the standard's names,
-keywords and Python-scalar promotion, covering what :mod:`glf_losses` uses. Works under
+it), so `xp` is ours: a thin layer over raw ``tf`` ops with the standard's names,
+keywords and Python-scalar promotion, covering what [`glf_losses`][glf_losses] uses. Works under
 ``GradientTape``, ``tf.function`` and XLA (``jit_compile=True``).
 """
 
@@ -123,7 +123,7 @@ class _Linalg:
 class _DTypesAndConstants:
     """The namespace's dtypes and constants.
 
-    A base class rather than names in :class:`_ArrayNamespace`'s body, where ``bool`` would
+    A base class rather than names in `_ArrayNamespace`'s body, where ``bool`` would
     shadow the builtin in every annotation of that body.
     """
 

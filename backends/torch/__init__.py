@@ -1,8 +1,8 @@
 """PyTorch backend: autograd, ``torch.compile``, tensors stay on their device.
 
-The same modules as every framework backend: :mod:`.namespace` (the array namespace and
-the operations the standard lacks), :mod:`.collectives` (data parallelism over
-``torch.distributed``) and :mod:`.frontends` (``torch.nn.Module`` losses, one per
+The same modules as every framework backend: `.namespace` (the array namespace and
+the operations the standard lacks), `.collectives` (data parallelism over
+``torch.distributed``) and `.frontends` (``torch.nn.Module`` losses, one per
 registered method: ``BYOLLoss``, ``BarlowTwinsLoss``, ``SimCLRLoss``, ``SwAVLoss``, ...,
 and ``ADCLoss``).
 """

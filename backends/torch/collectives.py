@@ -1,4 +1,4 @@
-"""PyTorch's data-parallel collectives (see :mod:`glf_losses.distributed`).
+"""PyTorch's data-parallel collectives (see [`glf_losses.distributed`][glf_losses.distributed]).
 
 Process groups of ``torch.distributed``; identities outside ``glf_losses.data_parallel()``.
 """
@@ -34,7 +34,7 @@ class _AllGather(torch.autograd.Function):
     """Concatenate the shards; backward keeps the worker's own rows of the cotangent.
 
     The gathered array is the same on every worker, so each worker's cotangent of it is
-    already the full one; where a worker uses it in its own rows' terms, :func:`to_local`
+    already the full one; where a worker uses it in its own rows' terms, `to_local`
     sums those contributions first.
     """
 

@@ -1,13 +1,14 @@
 """PyTorch front-ends: every registered method as a ``torch.nn.Module``, and ADC alone.
 
 ``BarlowTwinsLoss``, ``BYOLLoss``, ``SimCLRLoss``, ``SwAVLoss`` (and every method added to
-:mod:`glf_losses.registry`) are made from their declarations on first use: import them
+[`glf_losses.registry`][glf_losses.registry]) are made from their declarations on first use: import
+them
 from ``glf_losses.backends.torch``. ``forward`` is the 0-d loss, ``parts`` its
 ``GLFParts``. Arrays a method owns (SwAV's prototypes) are ``nn.Parameter``\\ s; call
 ``after_step()`` after each optimiser step to project them back where the method keeps
 them (SwAV: onto the unit sphere).
 
-Example:
+Examples:
   >>> import torch
   >>> from glf_losses import ADC
   >>> from glf_losses.backends.torch import BarlowTwinsLoss
@@ -33,7 +34,8 @@ __all__ = ["ADCLoss", "MethodLoss", "front_end"]
 
 
 class MethodLoss(MethodFrontEnd, torch.nn.Module):
-    """The generic module behind every method's front-end (see :func:`front_end`)."""
+    """The generic module behind every method's front-end (see
+    [`front_end`][backends.torch.frontends.front_end])."""
 
     def __init__(self, *sizes: int, adc: ADC | None = None, **hyperparameters: Any) -> None:
         torch.nn.Module.__init__(self)

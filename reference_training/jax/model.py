@@ -36,7 +36,6 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
 from glf_train.architecture import resolve_arch
 
 __all__ = [

@@ -44,9 +44,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from glf_losses.backends import jax as jax_frontends
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-from glf_losses._lib import GLFParts, l2_normalize
 from glf_train import augment, objective, report
 from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
 from glf_train.config import RunConfig
@@ -55,6 +52,9 @@ from glf_train.errors import checkpoint_problem
 from glf_train.jax.model import MLPHead, build_encoder, predictor, projector
 from glf_train.rundir import CHECKPOINT_NAMES
 from glf_train.schedules import StepInputs
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from glf_losses._lib import GLFParts, l2_normalize
 
 __all__ = [
     "JaxTrainer", "loss_parts", "make_optimizer", "make_train_step", "request_host_devices",

@@ -23,7 +23,6 @@ from typing import Any
 
 import keras
 import numpy as np
-
 from glf_train.architecture import resolve_arch
 
 __all__ = [

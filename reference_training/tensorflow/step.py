@@ -34,8 +34,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from glf_losses.backends import tensorflow as tf_backend
-
-from glf_losses import GLFParts
 from glf_train import augment, objective, report
 from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
 from glf_train.config import RunConfig
@@ -49,6 +47,8 @@ from glf_train.tensorflow.model import (
     projector,
     synchronized_batch_norm,
 )
+
+from glf_losses import GLFParts
 
 __all__ = ["TensorFlowTrainer", "launch"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
-
 from glf_train.architecture import resolve_arch
+from torch import nn
 
 __all__ = [
     "BasicBlock",

@@ -22,9 +22,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from glf_losses.backends import torch as torch_frontends
-from torch import nn
-
-import glf_losses
 from glf_train import augment, objective, report
 from glf_train.checksum import CHECKSUM_KEY, tree_digest, verify
 from glf_train.config import RunConfig
@@ -33,6 +30,9 @@ from glf_train.errors import checkpoint_problem
 from glf_train.rundir import CHECKPOINT_NAMES
 from glf_train.schedules import StepInputs
 from glf_train.torch.model import build_encoder, predictor, projector
+from torch import nn
+
+import glf_losses
 
 __all__ = ["TorchTrainer", "launch"]
 
