@@ -16,7 +16,15 @@ from glf_losses import _checks
 from glf_losses._lib import batch_average, column_mean, l2_normalize, standardize
 from glf_losses.typing import Array
 
-__all__ = ["infonce_alignment", "invariance", "normalized_mse", "swapped_prediction"]
+__all__ = [
+    "alignment",
+    "infonce_alignment",
+    "invariance",
+    "mean_squared_error",
+    "negative_cosine",
+    "normalized_mse",
+    "swapped_prediction",
+]
 
 
 def _pair(
@@ -208,3 +216,118 @@ def infonce_alignment(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
     return _infonce_alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+
+
+# --- SimSiam --------------------------------------------------------------------------
+
+
+def _negative_cosine(be: ModuleType, p: Any, z: Any) -> Any:
+    xp = be.xp
+    return -batch_average(be, xp.sum(l2_normalize(xp, p) * l2_normalize(xp, z), axis=1))
+
+
+def negative_cosine(p: Any, z: Any) -> Any:
+    r"""Minus the mean cosine similarity of paired rows (SimSiam's ``D(p, z)``).
+
+    .. math:: -\frac{1}{N}\sum_i n(p_i)\cdot n(z_i) \in [-1, 1]
+
+    with :math:`n` as in :func:`normalized_mse` (it equals ``normalized_mse / 2 - 1``).
+    No stop-gradient is applied here: :func:`glf_losses.simsiam_loss` stops the gradient
+    of its targets.
+
+    Args:
+      p: (N, D) predictions.
+      z: (N, D) targets, the same shape as ``p``.
+
+    References:
+      Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> p = np.array([[1.0, 0.0], [0.0, 2.0]])
+      >>> float(align.negative_cosine(p, 3 * p))
+      -1.0
+    """
+    be, p, z = _pair("p", p, "z", z)
+    return _negative_cosine(be, p, z)
+
+
+# --- VICReg ---------------------------------------------------------------------------
+
+
+def _mean_squared_error(be: ModuleType, z_a: Any, z_b: Any) -> Any:
+    diff = z_a - z_b
+    return batch_average(be, be.xp.sum(diff * diff, axis=1)) / z_a.shape[1]
+
+
+def mean_squared_error(z_a: Any, z_b: Any) -> Any:
+    r"""VICReg's invariance term: the mean squared difference of the two views.
+
+    .. math:: \frac{1}{N D}\sum_{i, d} (z^a_{id} - z^b_{id})^2
+
+    (``F.mse_loss(x, y)`` in ``facebookresearch/vicreg: main_vicreg.py``), averaged over
+    the global batch under :func:`glf_losses.data_parallel`.
+
+    Args:
+      z_a: (N, D) embeddings of view a.
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+      Self-Supervised Learning", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> float(align.mean_squared_error(np.zeros((2, 2)), np.ones((2, 2))))
+      1.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
+    return _mean_squared_error(be, z_a, z_b)
+
+
+# --- Alignment and uniformity (Wang and Isola) ----------------------------------------
+
+
+def _alignment(be: ModuleType, u_a: Any, u_b: Any, alpha: float) -> Any:
+    xp = be.xp
+    diff = u_a - u_b
+    sq = xp.sum(diff * diff, axis=1)
+    if alpha == 2.0:
+        return batch_average(be, sq)
+    # ||d||^alpha as (||d||^2)^(alpha / 2), with the official subgradient 0 at d = 0
+    # (torch's norm backward) instead of 0 * inf: the power never sees a 0 base.
+    positive = sq > 0.0
+    powered = xp.where(positive, sq, 1.0) ** (alpha / 2.0)
+    return batch_average(be, xp.where(positive, powered, 0.0))
+
+
+def alignment(z_a: Any, z_b: Any, alpha: float = 2.0) -> Any:
+    r"""Wang and Isola's alignment: the mean distance of positive pairs, to the alpha.
+
+    .. math:: \frac{1}{N}\sum_i \lVert n(z^a_i) - n(z^b_i)\rVert_2^\alpha
+
+    as ``align_loss`` in ``SsnL/align_uniform`` (whose encoder ends in an L2
+    normalisation; here the rows are normalised first).
+
+    Args:
+      z_a: (N, D) features of view a.
+      z_b: (N, D) features of view b, the same shape as ``z_a``.
+      alpha: the exponent (2). At a perfectly aligned pair the gradient is taken as 0,
+        as the official ``norm`` backward does.
+
+    References:
+      Wang and Isola, "Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import align
+      >>> float(align.alignment(np.eye(2), -np.eye(2)))
+      4.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
+    alpha = _checks.check_positive(alpha, "alpha")
+    xp = be.xp
+    return _alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), alpha)

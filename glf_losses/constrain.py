@@ -5,6 +5,7 @@ See [`glf_losses.align`][glf_losses.align] for the conventions (validation, dtyp
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -12,13 +13,16 @@ from glf_losses import _checks
 from glf_losses._lib import (
     as_divisor,
     batch_average,
+    column_mean,
     dim,
+    global_rows,
     l2_normalize,
     masked_logsumexp,
     matmul,
     not_self,
     off_diagonal,
     rows,
+    sq_distances,
     stacked_columns,
     stacked_rows,
     standardize,
@@ -26,7 +30,15 @@ from glf_losses._lib import (
 from glf_losses.align import _pair
 from glf_losses.typing import Array
 
-__all__ = ["redundancy_reduction", "sinkhorn", "uniformity"]
+__all__ = [
+    "covariance",
+    "gaussian_uniformity",
+    "koleo",
+    "redundancy_reduction",
+    "sinkhorn",
+    "uniformity",
+    "variance",
+]
 
 
 # --- Barlow Twins ---------------------------------------------------------------------
@@ -179,3 +191,186 @@ def uniformity(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array:
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
     return _uniformity(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+
+
+# --- VICReg ---------------------------------------------------------------------------
+
+
+def _centred(be: ModuleType, z: Any) -> Any:
+    return z - be.to_local(column_mean(be, z))
+
+
+def _std_hinge(be: ModuleType, centred: Any, eps: float) -> Any:
+    xp = be.xp
+    n_global = centred.shape[0] * be.shard(centred)[0]
+    # Unbiased, as torch.var in the official code.
+    var = be.all_reduce_sum(xp.sum(centred * centred, axis=0)) / (n_global - 1)
+    return xp.mean(xp.clip(1.0 - xp.sqrt(var + eps), min=0.0))
+
+
+def _off_diagonal_covariance(be: ModuleType, centred: Any) -> Any:
+    xp = be.xp
+    n_global, d = centred.shape[0] * be.shard(centred)[0], centred.shape[1]
+    cov = be.all_reduce_sum(matmul(be, xp.matrix_transpose(centred), centred)) / (n_global - 1)
+    mask = off_diagonal(be, d, cov)
+    return xp.sum(xp.where(mask, cov * cov, 0.0)) / d
+
+
+def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
+    r"""VICReg's variance term: a hinge keeping every dimension's batch std above 1.
+
+    .. math:: \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^a_{:,d}) +
+       \epsilon}\bigr) + \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^b_{:,d})
+       + \epsilon}\bigr)
+
+    with the unbiased batch variance (``torch.var``), over the global batch, as
+    ``std_loss`` in ``facebookresearch/vicreg: main_vicreg.py``.
+
+    Args:
+      z_a: (N, D) embeddings of view a, N >= 2.
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+      eps: added to the variance under the square root (1e-4).
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> float(constrain.variance(np.zeros((4, 3)), np.zeros((4, 3)), eps=0.0))
+      1.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    eps = _checks.check_nonnegative(eps, "eps")
+    return 0.5 * (_std_hinge(be, _centred(be, z_a), eps) + _std_hinge(be, _centred(be, z_b), eps))
+
+
+def covariance(z_a: Any, z_b: Any) -> Any:
+    r"""VICReg's covariance term: squared off-diagonal covariances, divided by D.
+
+    .. math:: \frac{1}{D}\sum_{i \ne j} C(z^a)_{ij}^2 + \frac{1}{D}\sum_{i \ne j}
+       C(z^b)_{ij}^2, \qquad C(z) = \tfrac{1}{N - 1}\,\bar z^\top \bar z
+
+    with :math:`\bar z` centred over the global batch, as ``cov_loss`` in
+    ``facebookresearch/vicreg: main_vicreg.py`` (the two views are summed, not averaged).
+
+    Args:
+      z_a: (N, D) embeddings of view a, N >= 2.
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> z = np.array([[1.0, 1.0], [-1.0, -1.0]])  # both columns equal: cov 2 off-diagonal
+      >>> float(constrain.covariance(z, z))
+      8.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    return _off_diagonal_covariance(be, _centred(be, z_a)) + _off_diagonal_covariance(
+        be, _centred(be, z_b)
+    )
+
+
+# --- Alignment and uniformity (Wang and Isola) ----------------------------------------
+
+
+def _log_gaussian_potential(be: ModuleType, u: Any, t: float) -> Any:
+    """log of the mean of exp(-t |u_i - u_j|^2) over the ordered pairs i != j (global)."""
+    xp = be.xp
+    n_global, rows = global_rows(be, u.shape[0], u)
+    columns = be.to_local(be.all_gather(u))
+    mask = not_self(be, rows, n_global, u)
+    per_row = masked_logsumexp(be, -t * sq_distances(be, u, columns, mask), mask)
+    # A log-sum-exp over the rows of every worker, shifted by the global row maximum.
+    m = be.stop_gradient(be.all_reduce_max(xp.max(per_row, keepdims=True)))
+    total = be.all_reduce_sum(xp.sum(xp.exp(per_row - m), keepdims=True))
+    return xp.squeeze(xp.log(total) + m, axis=0) - math.log(n_global * (n_global - 1))
+
+
+def gaussian_uniformity(z_a: Any, z_b: Any, t: float = 2.0) -> Any:
+    r"""Wang and Isola's uniformity: log of the mean Gaussian potential, both views averaged.
+
+    .. math:: \frac{1}{2}\sum_{v \in \{a, b\}} \log \frac{1}{N(N-1)}\sum_{i \ne j}
+       e^{-t \lVert u^v_i - u^v_j\rVert^2}, \qquad u^v = n(z^v)
+
+    as ``(uniform_loss(x) + uniform_loss(y)) / 2`` in ``SsnL/align_uniform: main.py``
+    (``torch.pdist`` lists each unordered pair once; the mean is the same over ordered
+    pairs). Over the global batch under :func:`glf_losses.data_parallel`. Not to be
+    confused with :func:`uniformity`, SimCLR's log-sum-exp.
+
+    Args:
+      z_a: (N, D) features of view a, N >= 2.
+      z_b: (N, D) features of view b, the same shape as ``z_a``.
+      t: the potential's scale (2).
+
+    References:
+      Wang and Isola, "Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> z = np.array([[1.0, 0.0], [-1.0, 0.0]])  # antipodal: |u_i - u_j|^2 = 4
+      >>> float(constrain.gaussian_uniformity(z, z, t=0.5))
+      -2.0
+    """
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    t = _checks.check_positive(t, "t")
+    xp = be.xp
+    return 0.5 * (
+        _log_gaussian_potential(be, l2_normalize(xp, z_a), t)
+        + _log_gaussian_potential(be, l2_normalize(xp, z_b), t)
+    )
+
+
+# --- KoLeo (DINOv2) -------------------------------------------------------------------
+
+
+def koleo(z: Any, eps: float = 1e-8) -> Any:
+    r"""The KoLeo regulariser: minus the mean log distance to the nearest neighbour.
+
+    .. math:: -\frac{1}{N}\sum_i \log\bigl(\lVert u_i - u_{\nu(i)} + \epsilon\rVert_2
+       + \epsilon\bigr), \qquad \nu(i) = \arg\max_{j \ne i} u_i\cdot u_j,\ u = n(z)
+
+    the Kozachenko-Leonenko differential-entropy estimator, as ``KoLeoLoss`` in
+    ``facebookresearch/dinov2: dinov2/loss/koleo_loss.py`` (``nn.PairwiseDistance``
+    adds ``eps`` to the difference, and the log to the distance; gradients flow into both
+    the sample and its neighbour; the neighbour's index does not move). DINOv2 weights it
+    0.1 and applies it to each GPU's batch; here, under
+    :func:`glf_losses.data_parallel`, neighbours are searched in the global batch. Rows
+    are normalised with a squared-norm floor of 1e-12 (DINOv2: a norm floor of
+    ``eps``), the same for any row of norm above 1e-6.
+
+    Args:
+      z: (N, D) features, N >= 2 (a constraining term to add to any method).
+      eps: the distance's offset (1e-8).
+
+    References:
+      Sablayrolles et al., "Spreading vectors for similarity search", ICLR 2019;
+      Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision",
+      TMLR 2024.
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import constrain
+      >>> z = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+      >>> bool(np.isclose(float(constrain.koleo(z, eps=0.0)), -np.log(np.sqrt(2))))
+      True
+    """
+    be = _checks.backend_of(z=z)
+    z = _checks.float_matrix(be, z, "z", min_rows=2)
+    eps = _checks.check_nonnegative(eps, "eps")
+    xp = be.xp
+    u = l2_normalize(xp, z)
+    n_global, rows = global_rows(be, u.shape[0], u)
+    columns = be.to_local(be.all_gather(u))
+    # Cosines lie in [-1, 1]: -2 keeps each sample from being its own neighbour.
+    dots = be.stop_gradient(matmul(be, u, xp.matrix_transpose(columns)))
+    dots = xp.where(not_self(be, rows, n_global, u), dots, -2.0)
+    neighbour = xp.take(columns, xp.argmax(dots, axis=1), axis=0)
+    diff = u - neighbour + eps
+    distance = xp.sqrt(xp.sum(diff * diff, axis=1))
+    return -batch_average(be, xp.log(distance + eps))

@@ -13,30 +13,79 @@ from __future__ import annotations
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import GLFParts, l2_normalize, matmul, rows, standardize
+from glf_losses._lib import (
+    GLFParts,
+    batch_average,
+    global_rows,
+    l2_normalize,
+    masked_logsumexp,
+    matmul,
+    rows,
+    stacked_columns,
+    stacked_rows,
+    standardize,
+)
 from glf_losses.adc import ADC
 from glf_losses.align import (
+    _alignment,
     _infonce_alignment,
     _invariance,
+    _mean_squared_error,
+    _negative_cosine,
     _normalized_mse,
     _pair,
     _swapped_prediction,
 )
-from glf_losses.constrain import _cross_correlation, _redundancy_reduction, _sinkhorn, _uniformity
+from glf_losses.constrain import (
+    _centred,
+    _cross_correlation,
+    _log_gaussian_potential,
+    _off_diagonal_covariance,
+    _redundancy_reduction,
+    _sinkhorn,
+    _std_hinge,
+    _uniformity,
+)
 from glf_losses.typing import Array
+from glf_losses.whitening import _check_permutations, _check_w_size, _whitened
 
 __all__ = [
     "GLFParts",
+    "alignment_uniformity_loss",
+    "alignment_uniformity_parts",
     "barlow_twins_loss",
     "barlow_twins_parts",
     "byol_loss",
     "byol_parts",
+    "dcl_loss",
+    "dcl_parts",
+    "dclw_loss",
+    "dclw_parts",
+    "mmcr_loss",
+    "mmcr_parts",
+    "moco_enqueue",
+    "moco_loss",
+    "moco_parts",
+    "mocov3_loss",
+    "mocov3_parts",
+    "nnclr_enqueue",
+    "nnclr_loss",
+    "nnclr_parts",
     "simclr_loss",
     "simclr_parts",
+    "simsiam_loss",
+    "simsiam_parts",
     "swav_loss",
     "swav_parts",
     "swav_prototype_parts",
+    "tico_covariance",
+    "tico_loss",
+    "tico_parts",
+    "vicreg_loss",
+    "vicreg_parts",
     "with_adc",
+    "wmse_loss",
+    "wmse_parts",
 ]
 
 
@@ -405,6 +454,869 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Array, z_b: Array, prior: Ar
     if prior is None:
         raise ValueError("prior is required when adc is set (the raw inputs or frozen features)")
     return GLFParts(parts.align, parts.constrain + adc(z_a, z_b, prior))
+
+
+# --- SimSiam --------------------------------------------------------------------------
+
+
+def simsiam_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
+    """:func:`simsiam_loss` as ``GLFParts(negative_cosine, 0)``.
+
+    SimSiam's constraint is implicit (predictor and stop-gradient, no EMA), so GLF reports
+    a zero constraining part.
+    """
+    names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
+    be = _checks.backend_of(**names)
+    for name in ("p_b", "z_a", "z_b"):
+        _checks.same_shape(p_a, names[name], "p_a", name)
+    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    target_a, target_b = be.stop_gradient(z_a), be.stop_gradient(z_b)
+    align = 0.5 * (_negative_cosine(be, p_a, target_b) + _negative_cosine(be, p_b, target_a))
+    return GLFParts(align, _zero_like(be, align))
+
+
+def simsiam_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+    r"""SimSiam's symmetrised negative cosine to stop-gradient targets.
+
+    .. math:: -\frac{1}{2N}\sum_i \bigl[n(p^a_i)\cdot n(\mathrm{sg}(z^b_i))
+       + n(p^b_i)\cdot n(\mathrm{sg}(z^a_i))\bigr] \in [-1, 1]
+
+    As ``facebookresearch/simsiam: main_simsiam.py``: ``-(cos(p1, z2).mean() +
+    cos(p2, z1).mean()) * 0.5`` with ``nn.CosineSimilarity(dim=1)``, the targets detached
+    in ``simsiam/builder.py``. Rows are normalised with a squared-norm floor of 1e-12
+    (the official cosine floors the product of the norms at 1e-8); they agree for any row
+    of norm above 1e-4.
+
+    Args:
+      p_a: (N, D) predictor outputs of view a.
+      p_b: (N, D) predictor outputs of view b.
+      z_a: (N, D) projections of view a (no gradient flows into them).
+      z_b: (N, D) projections of view b, likewise.
+
+    References:
+      Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(4)
+      >>> float(glf_losses.simsiam_loss(z, z, z, z))
+      -1.0
+    """
+    return simsiam_parts(p_a, p_b, z_a, z_b).total
+
+
+# --- VICReg ---------------------------------------------------------------------------
+
+
+def vicreg_parts(
+    z_a: Any,
+    z_b: Any,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    eps: float = 1e-4,
+) -> GLFParts:
+    """:func:`vicreg_loss` as ``GLFParts(sim_coeff * invariance, std_coeff * variance +
+    cov_coeff * covariance)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    sim_coeff = _checks.check_nonnegative(sim_coeff, "sim_coeff")
+    std_coeff = _checks.check_nonnegative(std_coeff, "std_coeff")
+    cov_coeff = _checks.check_nonnegative(cov_coeff, "cov_coeff")
+    eps = _checks.check_nonnegative(eps, "eps")
+    c_a, c_b = _centred(be, z_a), _centred(be, z_b)
+    std = 0.5 * (_std_hinge(be, c_a, eps) + _std_hinge(be, c_b, eps))
+    cov = _off_diagonal_covariance(be, c_a) + _off_diagonal_covariance(be, c_b)
+    return GLFParts(
+        sim_coeff * _mean_squared_error(be, z_a, z_b), std_coeff * std + cov_coeff * cov
+    )
+
+
+def vicreg_loss(
+    z_a: Any,
+    z_b: Any,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    eps: float = 1e-4,
+) -> Any:
+    r"""VICReg: invariance + variance + covariance (``facebookresearch/vicreg``).
+
+    .. math:: \lambda\,\mathrm{MSE}(z^a, z^b) + \mu\,\tfrac{1}{2}\bigl[v(z^a) + v(z^b)
+       \bigr] + \nu\,\bigl[c(z^a) + c(z^b)\bigr]
+
+    with :math:`\mathrm{MSE}` the mean over all N D entries
+    (:func:`glf_losses.align.mean_squared_error`), :math:`v(z) = \frac{1}{D}\sum_d
+    \max(0, 1 - \sqrt{\mathrm{Var}(z_{:,d}) + \epsilon})` with the unbiased variance
+    (:func:`glf_losses.constrain.variance`) and :math:`c(z) = \frac{1}{D}\sum_{i\ne j}
+    C_{ij}^2`, :math:`C = \bar z^\top \bar z / (N - 1)`
+    (:func:`glf_losses.constrain.covariance`), exactly as ``VICReg.forward`` in
+    ``facebookresearch/vicreg: main_vicreg.py``; every statistic is over the global batch
+    (the official code gathers the embeddings of all GPUs).
+
+    Args:
+      z_a: (N, D) expander outputs of view a, N >= 2.
+      z_b: (N, D) expander outputs of view b, the same shape as ``z_a``.
+      sim_coeff: invariance weight :math:`\lambda` (25).
+      std_coeff: variance weight :math:`\mu` (25).
+      cov_coeff: covariance weight :math:`\nu` (1).
+      eps: added to the variance under the square root (1e-4).
+
+    References:
+      Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+      Self-Supervised Learning", ICLR 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * np.sqrt(3)
+      >>> round(float(glf_losses.vicreg_loss(z, z, eps=0.0)), 12)  # std 2, no covariance
+      0.0
+    """
+    return vicreg_parts(
+        z_a, z_b, sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff, eps=eps
+    ).total
+
+
+# --- W-MSE ----------------------------------------------------------------------------
+
+
+def wmse_parts(
+    z_a: Any, z_b: Any, permutations: Any = None, w_size: int | None = 128, eps: float = 0.0
+) -> GLFParts:
+    """:func:`wmse_loss` as ``GLFParts(normalised MSE of the whitened views, 0)``.
+
+    W-MSE's constraint is the whitening itself, applied to the views before the aligning
+    term, not a term added to it; so the constraining part is 0.
+    """
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, permutations=permutations)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a", min_rows=2)
+    z_b = _checks.float_matrix(be, z_b, "z_b", min_rows=2)
+    xp = be.xp
+    n_local, d = z_a.shape
+    n_global = n_local * be.shard(z_a)[0]
+    w_size = _check_w_size(n_global if w_size is None else w_size, n_global, d)
+    eps = _checks.check_nonnegative(eps, "eps")
+    if eps >= 1.0:
+        raise ValueError(f"eps must be < 1 (it shrinks the covariance toward I), got {eps}")
+    if permutations is not None:
+        permutations = _check_permutations(be, permutations, n_global)
+    w_a = _whitened(be, z_a, w_size, eps, permutations)
+    w_b = _whitened(be, z_b, w_size, eps, permutations)
+    # Each worker takes its own share of the (iteration, row) terms of the global loss.
+    _, rows = global_rows(be, n_local, z_a)
+    w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
+    cos = xp.sum(l2_normalize(xp, w_a) * l2_normalize(xp, w_b), axis=-1)
+    w_iter = w_a.shape[0]
+    align = 2.0 - 2.0 * be.all_reduce_sum(xp.sum(cos)) / (n_global * w_iter)
+    return GLFParts(align, _zero_like(be, align))
+
+
+def wmse_loss(
+    z_a: Any, z_b: Any, permutations: Any = None, w_size: int | None = 128, eps: float = 0.0
+) -> Any:
+    r"""W-MSE: normalised MSE between the two views, each whitened per sub-batch.
+
+    For each whitening iteration (one row of ``permutations``), each view is reordered by
+    that permutation, cut into contiguous sub-batches of ``w_size`` rows, and each
+    sub-batch is whitened by :func:`glf_losses.whitening.cholesky_whiten` (inverse
+    Cholesky factor of its unbiased covariance); then
+
+    .. math:: \frac{1}{w_{iter}}\sum_{it}\Bigl[2 - \frac{2}{N}\sum_i
+       n(\tilde z^a_i)\cdot n(\tilde z^b_i)\Bigr] \in [0, 4]
+
+    as ``WMSE.forward`` with ``norm_mse_loss`` in ``htdt/self-supervised: methods/w_mse.py``
+    (two views). The official code draws ``torch.randperm`` inside the loss; here the
+    permutations are an input, so the loss is a deterministic function of its arguments.
+
+    Args:
+      z_a: (N, D) embeddings of view a (N >= 2).
+      z_b: (N, D) embeddings of view b, the same shape as ``z_a``.
+      permutations: optional (w_iter, N) integer array, one permutation of ``range(N)``
+        (global indices, the same array on every worker) per whitening iteration
+        (``w_iter``, 1 officially). ``None``: one iteration with contiguous sub-batches.
+      w_size: rows per whitening sub-batch (128 officially, with D = 64); must divide the
+        global N and be at least D + 1. ``None``: whiten the whole batch at once.
+      eps: shrinkage ``(1 - eps) C + eps I`` of each covariance (``w_eps``, 0).
+
+    References:
+      Ermolov, Siarohin, Sangineto and Sebe, "Whitening for Self-Supervised
+      Representation Learning", ICML 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.random.default_rng(0).normal(size=(8, 3))
+      >>> round(float(glf_losses.wmse_loss(z, 2 * z + 1, w_size=4)), 12)  # affine: same
+      0.0
+    """
+    return wmse_parts(z_a, z_b, permutations, w_size=w_size, eps=eps).total
+
+
+# --- MoCo v3 --------------------------------------------------------------------------
+
+
+def _mocov3_direction(be: Any, u_q: Any, u_k: Any, temperature: float) -> tuple[Any, Any]:
+    """(align, constrain) of one direction, both scaled by 2T as the official loss."""
+    xp = be.xp
+    keys = be.to_local(be.all_gather(u_k))  # every worker's keys are negatives
+    logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
+    align = -2.0 * batch_average(be, xp.sum(u_q * u_k, axis=1))
+    constrain = 2.0 * temperature * batch_average(be, be.logsumexp(logits, axis=1))
+    return align, constrain
+
+
+def mocov3_parts(
+    q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0
+) -> GLFParts:
+    """:func:`mocov3_loss` as ``GLFParts(positive term, log-sum-exp over keys)``."""
+    names = {"q_a": q_a, "q_b": q_b, "k_a": k_a, "k_b": k_b}
+    be = _checks.backend_of(**names)
+    for name in ("q_b", "k_a", "k_b"):
+        _checks.same_shape(q_a, names[name], "q_a", name)
+    q_a, q_b, k_a, k_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    u_qa, u_qb = l2_normalize(xp, q_a), l2_normalize(xp, q_b)
+    u_ka = l2_normalize(xp, be.stop_gradient(k_a))
+    u_kb = l2_normalize(xp, be.stop_gradient(k_b))
+    align_ab, constrain_ab = _mocov3_direction(be, u_qa, u_kb, temperature)
+    align_ba, constrain_ba = _mocov3_direction(be, u_qb, u_ka, temperature)
+    return GLFParts(align_ab + align_ba, constrain_ab + constrain_ba)
+
+
+def mocov3_loss(q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0) -> Any:
+    r"""MoCo v3: symmetrised InfoNCE against the momentum keys of the batch, times 2T.
+
+    .. math:: 2T\,\Bigl[\mathrm{CE}\bigl(n(q^a) n(\mathrm{sg}\,k^b)^\top / T\bigr) +
+       \mathrm{CE}\bigl(n(q^b) n(\mathrm{sg}\,k^a)^\top / T\bigr)\Bigr]
+
+    where :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i \bigl[\log\sum_j e^{L_{ij}} -
+    L_{ii}\bigr]` takes the keys of the global batch as the columns (the official code
+    gathers them from every GPU) and the matching key as the positive, exactly as
+    ``MoCo.contrastive_loss`` in ``facebookresearch/moco-v3: moco/builder.py``.
+    The align part is the positive term :math:`-2\,\overline{n(q)\cdot n(k^+)}` per
+    direction; the constrain part is :math:`2T` times the mean log-sum-exp.
+
+    Args:
+      q_a: (N, D) online (predictor) outputs of view a.
+      q_b: (N, D) online outputs of view b.
+      k_a: (N, D) momentum-encoder outputs of view a (no gradient flows into them).
+      k_b: (N, D) momentum-encoder outputs of view b, likewise.
+      temperature: T (1.0 officially for ResNet-50; the ViT recipes use 0.2).
+
+    References:
+      Chen, Xie and He, "An Empirical Study of Training Self-Supervised Vision
+      Transformers", ICCV 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)
+      >>> loss = glf_losses.mocov3_loss(q, q, q, q)  # 2 * 2 * (log(e + 1) - 1)
+      >>> bool(np.isclose(float(loss), 4 * (np.log(np.e + 1) - 1)))
+      True
+    """
+    return mocov3_parts(q_a, q_b, k_a, k_b, temperature=temperature).total
+
+
+# --- MoCo v2 --------------------------------------------------------------------------
+
+
+def _moco_queue(be: Any, queue: Any, width: int, dtype: Any) -> Any:
+    queue = _checks.float_matrix(be, queue, "queue")
+    if _checks.shape_of(queue)[1] != width:
+        raise ValueError(
+            f"queue must have one column per embedding dimension ({width}), got shape "
+            f"{_checks.shape_of(queue)}; it holds earlier keys as rows, shape (K, D)"
+        )
+    return be.xp.astype(be.stop_gradient(queue), dtype)
+
+
+def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> GLFParts:
+    """:func:`moco_loss` as ``GLFParts(positive term, log-sum-exp over the keys)``."""
+    be = _checks.backend_of(q=q, k=k, queue=queue)
+    _checks.same_shape(q, k, "q", "k")
+    q = _checks.float_matrix(be, q, "q")
+    k = _checks.float_matrix(be, k, "k")
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    u_q, u_k = l2_normalize(xp, q), l2_normalize(xp, be.stop_gradient(k))
+    positive = xp.sum(u_q * u_k, axis=1) / temperature
+    if queue is None:
+        # In-batch negatives: every key of the global batch, the positive among them.
+        keys = be.to_local(be.all_gather(u_k))
+        logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
+    else:
+        negatives = _moco_queue(be, queue, q.shape[1], q.dtype)
+        logits = xp.concat(
+            [positive[:, None], matmul(be, u_q, xp.matrix_transpose(negatives)) / temperature],
+            axis=1,
+        )
+    lse = be.logsumexp(logits, axis=1)
+    return GLFParts(-batch_average(be, positive), batch_average(be, lse))
+
+
+def moco_loss(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> Any:
+    r"""MoCo v2: InfoNCE of the queries against their momentum key and a queue of keys.
+
+    .. math:: \frac{1}{N}\sum_i \Bigl[-\frac{u_i\cdot v_i}{T} + \log\Bigl(e^{u_i\cdot
+       v_i/T} + \sum_{j=1}^{K} e^{u_i\cdot Q_j/T}\Bigr)\Bigr], \quad u = n(q),\ v =
+       n(\mathrm{sg}(k))
+
+    as ``MoCo.forward`` in ``facebookresearch/moco: moco/builder.py`` (logits
+    ``[l_pos, l_neg] / T``, cross-entropy with label 0). The queue rows are used as
+    given (the official queue holds normalised keys; :func:`moco_enqueue` stores them
+    so), under stop-gradient. With ``queue=None`` the negatives are the other keys of
+    the (global) batch instead, the positive included in the denominator.
+
+    Args:
+      q: (N, D) queries of the online encoder.
+      k: (N, D) keys of the momentum encoder for the same images, other augmentations
+        (no gradient flows into them).
+      queue: optional (K, D) keys of earlier batches, one per row (the official
+        ``queue`` is its transpose, (D, K)); K = 65536 officially.
+      temperature: T (0.2 for MoCo v2; MoCo v1 used 0.07).
+
+    References:
+      He et al., "Momentum Contrast for Unsupervised Visual Representation Learning",
+      CVPR 2020; Chen et al., "Improved Baselines with Momentum Contrastive Learning",
+      arXiv 2003.04297.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)
+      >>> queue = np.array([[-1.0, 0.0]])  # one negative, opposite to q[0]
+      >>> loss = glf_losses.moco_loss(q, q, queue, temperature=1.0)
+      >>> want = (np.log(np.e + np.exp(-1)) - 1 + np.log(np.e + 1) - 1) / 2
+      >>> bool(np.isclose(float(loss), want))
+      True
+    """
+    return moco_parts(q, k, queue, temperature=temperature).total
+
+
+def moco_enqueue(queue: Any, k: Any) -> Any:
+    r"""MoCo's queue after a step: the normalised keys of the global batch in, the oldest out.
+
+    Returns the last K rows of ``concat([queue, n(sg(k_global))])``: a first-in first-out
+    queue whose newest keys are its last rows. The official ``_dequeue_and_enqueue``
+    overwrites a ring buffer at a moving pointer instead (K a multiple of the global
+    batch size, which it asserts); started from the same queue, this one is always that
+    ring buffer rotated by its pointer, so it holds the same keys at every step, and the
+    loss does not depend on their order. Under :func:`glf_losses.data_parallel` the keys
+    of every worker are enqueued, in worker order, and every worker returns the same
+    queue.
+
+    Args:
+      queue: (K, D) keys of earlier batches.
+      k: (N, D) this step's keys (the local shard under data parallelism).
+
+    Returns:
+      (K, D) the new queue, in ``queue``'s dtype, without gradient.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> queue = np.zeros((4, 2))
+      >>> np.round(glf_losses.moco_enqueue(queue, np.array([[3.0, 4.0]]))[-2:], 9).tolist()
+      [[0.0, 0.0], [0.6, 0.8]]
+    """
+    be = _checks.backend_of(queue=queue, k=k)
+    k = _checks.float_matrix(be, k, "k")
+    queue = _checks.float_matrix(be, queue, "queue")
+    if _checks.shape_of(queue)[1] != _checks.shape_of(k)[1]:
+        raise ValueError(
+            f"queue must have one column per embedding dimension ({_checks.shape_of(k)[1]}"
+            f"), got shape {_checks.shape_of(queue)}"
+        )
+    xp = be.xp
+    keys = l2_normalize(xp, be.stop_gradient(be.all_gather(k)))
+    stacked = xp.concat([be.stop_gradient(queue), xp.astype(keys, queue.dtype)], axis=0)
+    return stacked[keys.shape[0] :, ...]  # the last K of the K + N rows
+
+
+# --- DCL and DCLW ---------------------------------------------------------------------
+
+
+def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -> GLFParts:
+    xp = be.xp
+    n_local = u_a.shape[0]
+    n_global, rows = stacked_rows(be, n_local, u_a)
+    columns = stacked_columns(be, u_a, u_b)
+    anchors = xp.concat([u_a, u_b], axis=0)
+    logits = matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
+    # Decoupled: neither the anchor itself nor its positive is in the denominator.
+    positive_column = (rows + n_global) % (2 * n_global)
+    column = xp.arange(2 * n_global, device=be.device(u_a))
+    mask = (column[None, :] != rows[:, None]) & (column[None, :] != positive_column[:, None])
+    lse = masked_logsumexp(be, logits, mask)
+    cos = xp.sum(u_a * u_b, axis=1)
+    weight = 1.0
+    if sigma is not None:
+        # 2 - N softmax over the global batch, under stop-gradient (a sample weight).
+        s = be.stop_gradient(cos) / sigma
+        m = be.all_reduce_max(xp.max(s, keepdims=True))
+        total = be.all_reduce_sum(xp.sum(xp.exp(s - m), keepdims=True))
+        weight = 2.0 - n_global * xp.exp(s - m) / total
+    align = -2.0 * batch_average(be, weight * cos) / temperature
+    constrain = batch_average(be, lse[:n_local] + lse[n_local:])
+    return GLFParts(align, constrain)
+
+
+def dcl_parts(z_a: Any, z_b: Any, temperature: float = 0.1) -> GLFParts:
+    """:func:`dcl_loss` as ``GLFParts(positive term, decoupled log-sum-exp)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    temperature = _checks.check_positive(temperature, "temperature")
+    xp = be.xp
+    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, None)
+
+
+def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
+    r"""Decoupled contrastive loss: NT-Xent without the positive in the denominator.
+
+    .. math:: \sum_{v \in \{a, b\}} \frac{1}{N}\sum_i \Bigl[-\frac{u^v_i\cdot
+       u^{\bar v}_i}{t} + \log \sum_{k \ne i} \bigl(e^{u^v_i\cdot u^a_k/t} +
+       e^{u^v_i\cdot u^b_k/t}\bigr)\Bigr], \qquad u^v = n(z^v)
+
+    (the two one-way losses summed, each over the 2N - 2 negatives of the global batch).
+    The authors released no code; this follows the paper's equation and the
+    implementation the paper's users follow (``raminnakhli/Decoupled-Contrastive-Learning:
+    loss/dcl.py``, as ``lightly.loss.DCLLoss``), with rows L2-normalised as lightly does
+    and as that repository's SimCLR experiment feeds them.
+
+    Args:
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      temperature: t (0.1).
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)  # two orthogonal negatives per anchor: 2 (-1/t + log 2)
+      >>> loss = glf_losses.dcl_loss(z, z, temperature=0.5)
+      >>> bool(np.isclose(float(loss), 2 * (-2 + np.log(2))))
+      True
+    """
+    return dcl_parts(z_a, z_b, temperature=temperature).total
+
+
+def dclw_parts(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> GLFParts:
+    """:func:`dclw_loss` as ``GLFParts(weighted positive term, decoupled log-sum-exp)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    temperature = _checks.check_positive(temperature, "temperature")
+    sigma = _checks.check_positive(sigma, "sigma")
+    xp = be.xp
+    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, sigma)
+
+
+def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> Any:
+    r""":func:`dcl_loss` with von Mises-Fisher weights on the positive term (DCLW).
+
+    The positive term of sample i is multiplied by
+
+    .. math:: w_i = 2 - N\,\frac{e^{u^a_i\cdot u^b_i/\sigma}}{\sum_j e^{u^a_j\cdot
+       u^b_j/\sigma}}
+
+    (the paper's :math:`2 - e^{s_i/\sigma} / \mathbb{E}_j e^{s_j/\sigma}`, over the global
+    batch), held constant: no gradient flows through the weights, as in
+    ``lightly.loss.dcl_loss.negative_mises_fisher_weights``.
+    ``raminnakhli/Decoupled-Contrastive-Learning`` differs in two ways: it leaves out the
+    factor N (so its weights are all close to 2) and differentiates through them.
+
+    Args:
+      z_a: (N, D) projections of view a, N >= 2.
+      z_b: (N, D) projections of view b, the same shape as ``z_a``.
+      temperature: t (0.1).
+      sigma: the weights' temperature (0.5).
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)  # equal similarities: every weight is 1, as in DCL
+      >>> loss = glf_losses.dclw_loss(z, z, temperature=0.5)
+      >>> bool(np.isclose(float(loss), 2 * (-2 + np.log(2))))
+      True
+    """
+    return dclw_parts(z_a, z_b, temperature=temperature, sigma=sigma).total
+
+
+# --- Alignment and uniformity (Wang and Isola) ----------------------------------------
+
+
+def alignment_uniformity_parts(
+    z_a: Any,
+    z_b: Any,
+    alpha: float = 2.0,
+    t: float = 2.0,
+    align_weight: float = 1.0,
+    uniform_weight: float = 1.0,
+) -> GLFParts:
+    """:func:`alignment_uniformity_loss` as ``GLFParts(align_weight * alignment,
+    uniform_weight * gaussian_uniformity)``."""
+    be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
+    alpha = _checks.check_positive(alpha, "alpha")
+    t = _checks.check_positive(t, "t")
+    align_weight = _checks.check_nonnegative(align_weight, "align_weight")
+    uniform_weight = _checks.check_nonnegative(uniform_weight, "uniform_weight")
+    xp = be.xp
+    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    uniform = 0.5 * (_log_gaussian_potential(be, u_a, t) + _log_gaussian_potential(be, u_b, t))
+    return GLFParts(align_weight * _alignment(be, u_a, u_b, alpha), uniform_weight * uniform)
+
+
+def alignment_uniformity_loss(
+    z_a: Any,
+    z_b: Any,
+    alpha: float = 2.0,
+    t: float = 2.0,
+    align_weight: float = 1.0,
+    uniform_weight: float = 1.0,
+) -> Any:
+    r"""Wang and Isola's objective: alignment of positive pairs + uniformity of each view.
+
+    .. math:: w_a\,\frac{1}{N}\sum_i \lVert u^a_i - u^b_i\rVert^\alpha + w_u\,\frac{1}{2}
+       \sum_{v} \log \frac{1}{N(N-1)}\sum_{i\ne j} e^{-t\lVert u^v_i - u^v_j\rVert^2}
+
+    with :math:`u = n(z)` (:func:`glf_losses.align.alignment`,
+    :func:`glf_losses.constrain.gaussian_uniformity`), as the training loss of
+    ``SsnL/align_uniform: main.py`` (``align_loss * align_w + (uniform_loss(x) +
+    uniform_loss(y)) / 2 * unif_w``, defaults ``align_alpha=2``, ``unif_t=2``,
+    ``align_w=unif_w=1``).
+
+    Args:
+      z_a: (N, D) features of view a, N >= 2.
+      z_b: (N, D) features of view b, the same shape as ``z_a``.
+      alpha: alignment exponent (2).
+      t: uniformity scale (2).
+      align_weight: w_a (1).
+      uniform_weight: w_u (1).
+
+    References:
+      Wang and Isola, "Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere", ICML 2020.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.array([[1.0, 0.0], [-1.0, 0.0]])  # aligned, antipodal: 0 + log e^-8
+      >>> float(glf_losses.alignment_uniformity_loss(z, z))
+      -8.0
+    """
+    return alignment_uniformity_parts(
+        z_a, z_b, alpha=alpha, t=t, align_weight=align_weight, uniform_weight=uniform_weight
+    ).total
+
+
+# --- TiCo -----------------------------------------------------------------------------
+
+
+def _tico_batch_covariance(be: Any, u_a: Any) -> Any:
+    """(D, D) second moment of view a's unit rows over the global batch, for local terms."""
+    xp = be.xp
+    n_global = u_a.shape[0] * be.shard(u_a)[0]
+    return be.to_local(be.all_reduce_sum(matmul(be, xp.matrix_transpose(u_a), u_a)) / n_global)
+
+
+def _tico_state(be: Any, covariance: Any, d: int, dtype: Any) -> Any:
+    covariance = _checks.float_matrix(be, covariance, "covariance")
+    if _checks.shape_of(covariance) != (d, d):
+        raise ValueError(
+            f"covariance must have shape (D, D) = ({d}, {d}) for embeddings of D = {d} "
+            f"columns, got shape {_checks.shape_of(covariance)}; start from zeros((D, D))"
+        )
+    return be.xp.astype(be.stop_gradient(covariance), dtype)
+
+
+def _tico_checked(
+    z_a: Any, z_b: Any, covariance: Any, beta: float
+) -> tuple[Any, Any, Any, Any, float]:
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, covariance=covariance)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    z_b = _checks.float_matrix(be, z_b, "z_b")
+    beta = _checks.check_nonnegative(beta, "beta")
+    if beta > 1.0:
+        raise ValueError(f"beta must be in [0, 1] (an EMA coefficient), got {beta}")
+    state = _tico_state(be, covariance, z_a.shape[1], z_a.dtype)
+    return be, z_a, z_b, state, beta
+
+
+def tico_parts(
+    z_a: Any, z_b: Any, covariance: Any, beta: float = 0.9, rho: float = 20.0
+) -> GLFParts:
+    """:func:`tico_loss` as ``GLFParts(-mean cosine, rho * covariance contrast)``."""
+    be, z_a, z_b, state, beta = _tico_checked(z_a, z_b, covariance, beta)
+    rho = _checks.check_nonnegative(rho, "rho")
+    xp = be.xp
+    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    # The current batch's second moment enters with its gradient, as in the paper's
+    # pseudo-code (the state is detached only after the step).
+    c = beta * state + (1.0 - beta) * _tico_batch_covariance(be, u_a)
+    contrast = batch_average(be, xp.sum(matmul(be, u_a, c) * u_a, axis=1))
+    align = -batch_average(be, xp.sum(u_a * u_b, axis=1))
+    return GLFParts(align, rho * contrast)
+
+
+def tico_loss(
+    z_a: Any, z_b: Any, covariance: Any, beta: float = 0.9, rho: float = 20.0
+) -> Any:
+    r"""TiCo: invariance plus a contrast against a running covariance (the state).
+
+    .. math:: C' = \beta C + (1 - \beta)\tfrac{1}{N} u^{a\top} u^a, \qquad
+       -\frac{1}{N}\sum_i u^a_i\cdot u^b_i + \rho\,\frac{1}{N}\sum_i u^{a\top}_i C' u^a_i,
+       \qquad u = n(z)
+
+    as Algorithm 1 of the paper (no code was released by the authors): the new
+    covariance :math:`C'` is used with the gradient of the current batch's term, and is
+    the state the caller keeps for the next step (:func:`tico_covariance`, detached).
+    ``lightly.loss.TiCoLoss`` differs: it adds the constant 1 and detaches the batch term.
+    Under :func:`glf_losses.data_parallel` the batch term is over the global batch.
+
+    Args:
+      z_a: (N, D) projections of view a (the one in the covariance, as the paper).
+      z_b: (N, D) projections of view b.
+      covariance: (D, D) running covariance C of earlier steps (zeros at the start), no
+        gradient.
+      beta: EMA coefficient (0.9).
+      rho: weight of the covariance contrast (20 for ImageNet; the paper uses 8 on CIFAR).
+
+    References:
+      Zhu et al., "TiCo: Transformation Invariance and Covariance Contrast for
+      Self-Supervised Visual Representation Learning", arXiv 2206.10698.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.eye(2)
+      >>> c = glf_losses.tico_covariance(z, np.zeros((2, 2)))  # 0.1 * I / 2
+      >>> bool(np.isclose(float(glf_losses.tico_loss(z, z, c)), -1 + 20 * 0.095))
+      True
+    """
+    return tico_parts(z_a, z_b, covariance, beta=beta, rho=rho).total
+
+
+def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
+    r"""TiCo's state after a step: :math:`\beta C + (1 - \beta)\frac{1}{N} u^\top u`.
+
+    The covariance :func:`tico_loss` used, without gradient, over the global batch under
+    :func:`glf_losses.data_parallel` (every worker returns the same matrix).
+
+    Args:
+      z_a: (N, D) projections of view a (the local shard under data parallelism).
+      covariance: (D, D) the running covariance before the step.
+      beta: EMA coefficient (0.9).
+
+    Returns:
+      (D, D) the new running covariance.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> glf_losses.tico_covariance(np.eye(2), np.eye(2), beta=0.5).tolist()
+      [[0.75, 0.0], [0.0, 0.75]]
+    """
+    be = _checks.backend_of(z_a=z_a, covariance=covariance)
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    beta = _checks.check_nonnegative(beta, "beta")
+    if beta > 1.0:
+        raise ValueError(f"beta must be in [0, 1] (an EMA coefficient), got {beta}")
+    state = _tico_state(be, covariance, z_a.shape[1], z_a.dtype)
+    u_a = l2_normalize(be.xp, be.stop_gradient(z_a))
+    xp = be.xp
+    n_global = u_a.shape[0] * be.shard(u_a)[0]
+    batch = be.all_reduce_sum(matmul(be, xp.matrix_transpose(u_a), u_a)) / n_global
+    return be.stop_gradient(beta * state + (1.0 - beta) * batch)
+
+
+# --- MMCR -----------------------------------------------------------------------------
+
+
+def mmcr_parts(z: Any, n_views: int, lmbda: float = 0.0) -> GLFParts:
+    """:func:`mmcr_loss` as ``GLFParts(lmbda * mean local nuclear norm, -centroid nuclear
+    norm)``."""
+    be = _checks.backend_of(z=z)
+    z = _checks.float_matrix(be, z, "z")
+    n_views = _checks.check_count(n_views, "n_views", minimum=1)
+    lmbda = _checks.check_nonnegative(lmbda, "lmbda")
+    rows = _checks.shape_of(z)[0]
+    if rows is not None and rows % n_views != 0:
+        raise ValueError(
+            f"z must hold n_views = {n_views} consecutive rows per sample (the official "
+            f"'(B N) C' layout), but its {rows} rows are not a multiple of {n_views}"
+        )
+    xp = be.xp
+    world = be.shard(z)[0]
+    views = xp.reshape(l2_normalize(xp, z), (z.shape[0] // n_views, n_views, z.shape[1]))
+    centroids = xp.mean(views, axis=1)
+    # The nuclear norm couples every sample of the global batch: each worker computes it
+    # on the gathered centroids and contributes 1/world of it to a sum, so that the value
+    # is the global one and each worker's gradient reaches its own centroids exactly once.
+    everyone = be.to_local(be.all_gather(centroids))
+    global_nuc = be.all_reduce_sum(xp.sum(xp.linalg.svdvals(everyone)) / world)
+    if lmbda == 0.0:
+        # As the official code: the per-sample nuclear norms are not computed at all.
+        return GLFParts(_zero_like(be, global_nuc), -global_nuc)
+    local_nuc = xp.sum(xp.linalg.svdvals(views), axis=1)
+    return GLFParts(lmbda * batch_average(be, local_nuc), -global_nuc)
+
+
+def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
+    r"""MMCR: maximise the nuclear norm of the per-sample centroids of the views.
+
+    .. math:: \frac{\lambda}{B}\sum_b \lVert U_b\rVert_* - \lVert C\rVert_*, \qquad
+       C_b = \frac{1}{K}\sum_{k} U_{b,k}, \quad U_{b,k} = n(z_{bK + k})
+
+    for B samples of K = ``n_views`` views each, as ``MMCR_Loss`` in
+    ``ThomasYerxa/mmcr: mmcr/cifar_stl/loss_mmcr.py`` (rows in its ``(B N) C`` order:
+    the K views of a sample are consecutive rows; the local term is computed only when
+    lambda is not 0, as there). Under :func:`glf_losses.data_parallel` each worker holds
+    whole samples and C is the centroids of the global batch, as the official gather.
+    GLF: the local term pulls each sample's views together (align); the centroid norm
+    spreads the samples (constrain), though it also rewards aligned views, since a centroid
+    of unit vectors is longest when they agree.
+
+    Args:
+      z: (B * n_views, D) projections, the views of each sample in consecutive rows.
+      n_views: K, views per sample (40 on CIFAR officially).
+      lmbda: weight of the per-sample nuclear norms (0 officially).
+
+    References:
+      Yerxa et al., "Learning Efficient Coding of Natural Images with Maximum Manifold
+      Capacity Representations", NeurIPS 2023.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> z = np.repeat(np.eye(3), 2, axis=0)  # 3 samples, 2 identical views each
+      >>> float(glf_losses.mmcr_loss(z, n_views=2))  # centroids I: nuclear norm 3
+      -3.0
+    """
+    return mmcr_parts(z, n_views, lmbda=lmbda).total
+
+
+# --- NNCLR ----------------------------------------------------------------------------
+
+
+def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: float) -> GLFParts:
+    """One direction: the support-set neighbours of ``u_z`` against the global ``u_p``."""
+    xp = be.xp
+    # Neighbours under stop-gradient: the support set is a constant, and which element is
+    # nearest is piecewise constant in z.
+    scores = matmul(be, be.stop_gradient(u_z), xp.matrix_transpose(support))
+    neighbours = l2_normalize(xp, xp.take(support, xp.argmax(scores, axis=1), axis=0))
+    columns = be.to_local(be.all_gather(u_p))
+    logits = matmul(be, neighbours, xp.matrix_transpose(columns)) / temperature
+    positive = xp.sum(neighbours * u_p, axis=1) / temperature
+    return GLFParts(
+        -0.5 * batch_average(be, positive),
+        0.5 * batch_average(be, be.logsumexp(logits, axis=1)),
+    )
+
+
+def nnclr_parts(
+    p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any, temperature: float = 0.1
+) -> GLFParts:
+    """:func:`nnclr_loss` as ``GLFParts(positive term, log-sum-exp over the batch)``."""
+    names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
+    be = _checks.backend_of(**names, support=support)
+    for name in ("p_b", "z_a", "z_b"):
+        _checks.same_shape(p_a, names[name], "p_a", name)
+    p_a, p_b, z_a, z_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
+    temperature = _checks.check_positive(temperature, "temperature")
+    support = _checks.float_matrix(be, support, "support")
+    if _checks.shape_of(support)[1] != _checks.shape_of(z_a)[1]:
+        raise ValueError(
+            f"support must have one column per embedding dimension "
+            f"({_checks.shape_of(z_a)[1]}), got shape {_checks.shape_of(support)}; it holds "
+            f"earlier projections as rows, shape (Q, D)"
+        )
+    xp = be.xp
+    support = xp.astype(be.stop_gradient(support), z_a.dtype)
+    u_za, u_zb = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    u_pa, u_pb = l2_normalize(xp, p_a), l2_normalize(xp, p_b)
+    ab = _nnclr_direction(be, u_za, u_pb, support, temperature)
+    ba = _nnclr_direction(be, u_zb, u_pa, support, temperature)
+    return GLFParts(ab.align + ba.align, ab.constrain + ba.constrain)
+
+
+def nnclr_loss(
+    p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any, temperature: float = 0.1
+) -> Any:
+    r"""NNCLR: InfoNCE between each view's nearest support-set neighbour and the other
+    view's prediction.
+
+    .. math:: \frac{1}{2}\Bigl[\mathrm{CE}\bigl(n(\mathrm{NN}(z^a)) n(p^b)^\top/T\bigr) +
+       \mathrm{CE}\bigl(n(\mathrm{NN}(z^b)) n(p^a)^\top/T\bigr)\Bigr], \quad
+       \mathrm{NN}(z_i) = Q_{\arg\max_j n(z_i)\cdot Q_j}
+
+    with :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i [\log\sum_k e^{L_{ik}} - L_{ii}]` over
+    the predictions of the global batch (eq. 3 of the paper). The authors released no
+    code; this follows the paper, as solo-learn's ``nnclr_loss_func`` does (negatives:
+    the other view's predictions only). ``lightly`` differs: its ``NTXentLoss`` puts both
+    views in the denominator. The neighbours are constants (no gradient reaches ``z``
+    or the support set); :func:`nnclr_enqueue` adds view a's projections to the support
+    set afterwards.
+
+    Args:
+      p_a: (N, D) predictor outputs of view a.
+      p_b: (N, D) predictor outputs of view b.
+      z_a: (N, D) projections of view a (used only to find neighbours).
+      z_b: (N, D) projections of view b, likewise.
+      support: (Q, D) support set of earlier projections, one per row, normalised
+        (98304 rows in the paper).
+      temperature: T (0.1).
+
+    References:
+      Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive
+      Learning of Visual Representations", ICCV 2021.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> q = np.eye(2)  # each projection's neighbour is itself; predictions orthogonal
+      >>> loss = glf_losses.nnclr_loss(q, q, q, q, q, temperature=1.0)
+      >>> bool(np.isclose(float(loss), np.log(np.e + 1) - 1))
+      True
+    """
+    return nnclr_parts(p_a, p_b, z_a, z_b, support, temperature=temperature).total
+
+
+def nnclr_enqueue(support: Any, z: Any) -> Any:
+    """NNCLR's support set after a step: view a's normalised projections in, the oldest
+    out, first-in first-out over the global batch (see :func:`moco_enqueue`, which this
+    is, with the support set as the queue).
+
+    Args:
+      support: (Q, D) the support set.
+      z: (N, D) this step's projections of view a (the local shard under data
+        parallelism).
+
+    Returns:
+      (Q, D) the new support set, without gradient.
+
+    Example:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> glf_losses.nnclr_enqueue(np.zeros((3, 2)), np.array([[0.0, 2.0]]))[-1].tolist()
+      [0.0, 1.0]
+    """
+    be = _checks.backend_of(support=support, z=z)
+    z = _checks.float_matrix(be, z, "z")
+    support = _checks.float_matrix(be, support, "support")
+    if _checks.shape_of(support)[1] != _checks.shape_of(z)[1]:
+        raise ValueError(
+            f"support must have one column per embedding dimension ({_checks.shape_of(z)[1]}"
+            f"), got shape {_checks.shape_of(support)}"
+        )
+    return moco_enqueue(support, z)
 
 
 def _check_adc(adc: Any) -> ADC | None:

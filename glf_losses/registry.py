@@ -136,7 +136,16 @@ class Method:
     @property
     def class_name(self) -> str:
         """The front-ends' class name: ``barlow_twins`` -> ``BarlowTwinsLoss``."""
-        words = {"byol": "BYOL", "simclr": "SimCLR", "swav": "SwAV", "adc": "ADC"}
+        words = {
+            "byol": "BYOL",
+            "simclr": "SimCLR",
+            "swav": "SwAV",
+            "adc": "ADC",
+            "simsiam": "SimSiam",
+            "vicreg": "VICReg",
+            "dcl": "DCL",
+            "dclw": "DCLW",
+        }
         return "".join(words.get(w, w.capitalize()) for w in self.name.split("_")) + "Loss"
 
     def hyperparameter_values(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,4 +306,65 @@ register(Method(
     paper="Caron et al., Unsupervised Learning of Visual Features by Contrasting Cluster "
     "Assignments, NeurIPS 2020 (arXiv 2006.09882)",
     source="facebookresearch/swav: main_swav.py",
+))
+
+register(Method(
+    name="simsiam",
+    parts=methods.simsiam_parts,
+    inputs=("p_a", "p_b", "z_a", "z_b"),
+    # The predictions: the outputs that carry gradient (the targets are stop-gradient).
+    adc_inputs=("p_a", "p_b"),
+    predictor=True,
+    projector_layers=3,
+    title="SimSiam",
+    paper="Chen and He, Exploring Simple Siamese Representation Learning, CVPR 2021 "
+    "(arXiv 2011.10566)",
+    source="facebookresearch/simsiam: main_simsiam.py",
+))
+
+register(Method(
+    name="vicreg",
+    parts=methods.vicreg_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0, "eps": 1e-4},
+    projector_layers=3,
+    title="VICReg",
+    paper="Bardes, Ponce and LeCun, VICReg, ICLR 2022 (arXiv 2105.04906)",
+    source="facebookresearch/vicreg: main_vicreg.py",
+))
+
+register(Method(
+    name="dcl",
+    parts=methods.dcl_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"temperature": 0.1},
+    title="DCL",
+    paper="Yeh et al., Decoupled Contrastive Learning, ECCV 2022 (arXiv 2110.06848)",
+    source="no authors' code: the paper, as raminnakhli/Decoupled-Contrastive-Learning: "
+    "loss/dcl.py",
+))
+
+register(Method(
+    name="dclw",
+    parts=methods.dclw_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"temperature": 0.1, "sigma": 0.5},
+    title="DCLW",
+    paper="Yeh et al., Decoupled Contrastive Learning, ECCV 2022 (arXiv 2110.06848)",
+    source="no authors' code: the paper; weights as lightly's negative_mises_fisher_weights",
+))
+
+register(Method(
+    name="alignment_uniformity",
+    parts=methods.alignment_uniformity_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"alpha": 2.0, "t": 2.0, "align_weight": 1.0, "uniform_weight": 1.0},
+    title="Alignment and uniformity",
+    paper="Wang and Isola, Understanding Contrastive Representation Learning through "
+    "Alignment and Uniformity on the Hypersphere, ICML 2020 (arXiv 2005.10242)",
+    source="SsnL/align_uniform: main.py",
 ))

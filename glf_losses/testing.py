@@ -375,7 +375,8 @@ def value_and_grad(
     raw = tape.gradient(
         value, [xs[i] for i in argnums], unconnected_gradients=fw.UnconnectedGradients.ZERO
     )
-    return float(to_numpy(value)), tuple(to_numpy(g) for g in raw)
+    # An input read through a gather (W-MSE's permutations) gets IndexedSlices.
+    return float(to_numpy(value)), tuple(to_numpy(fw.convert_to_tensor(g)) for g in raw)
 
 
 def central_difference_grad(

@@ -36,7 +36,7 @@ def batch() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(N_GLOBAL, DIM))
     scores = np.tanh(rng.normal(size=(2, N_GLOBAL, PROTOTYPES)))
-    return {
+    out = {
         "z_a": base + 0.3 * rng.normal(size=base.shape),
         "z_b": base + 0.3 * rng.normal(size=base.shape),
         "p_a": rng.normal(size=base.shape),
@@ -45,6 +45,26 @@ def batch() -> dict[str, np.ndarray]:
         "s_b": scores[1],
         "prior": rng.integers(0, 256, size=(N_GLOBAL, 1, 3, 3)).astype(np.uint8),
     }
+    # Two-column views, so that W-MSE's sub-batches of 4 rows (a worker's shard at world
+    # size 2, straddling workers at 4) have full-rank covariances.
+    base2 = rng.normal(size=(N_GLOBAL, 2))
+    out["w_a"] = base2 + 0.3 * rng.normal(size=base2.shape)
+    out["w_b"] = base2 + 0.3 * rng.normal(size=base2.shape)
+    return out
+
+
+# MoCo's queue: state every worker holds the same copy of, not a batch to shard.
+QUEUE = np.random.default_rng(1).normal(size=(12, DIM))
+QUEUE /= np.linalg.norm(QUEUE, axis=1, keepdims=True)
+# TiCo's running covariance, likewise replicated.
+COVARIANCE = QUEUE.T @ QUEUE / len(QUEUE)
+
+
+def _replicated(like: Any, value: np.ndarray) -> Any:
+    """``value`` as a constant of ``like``'s framework (the same on every worker)."""
+    import glf_losses
+
+    return glf_losses.get_namespace(like).asarray(value, dtype=like.dtype)
 
 
 def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]]:
@@ -77,6 +97,75 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
                 a["z_a"], a["z_b"], a["prior"], bandwidth=0.5, prior_bandwidth=3000.0
             ),
             views,
+        ),
+        "simsiam": (
+            lambda a: glf_losses.simsiam_loss(a["p_a"], a["p_b"], a["z_a"], a["z_b"]),
+            ("p_a", "p_b"),
+        ),
+        "vicreg": (lambda a: glf_losses.vicreg_loss(a["z_a"], a["z_b"]), views),
+        # One sub-batch, the whole global batch: its whitening is global.
+        "wmse": (
+            lambda a: glf_losses.wmse_loss(a["w_a"], a["w_b"], w_size=None),
+            ("w_a", "w_b"),
+        ),
+        "wmse_sub_batches": (
+            lambda a: glf_losses.wmse_loss(a["w_a"], a["w_b"], w_size=4),
+            ("w_a", "w_b"),
+        ),
+        "moco": (
+            lambda a: glf_losses.moco_loss(a["p_a"], a["z_a"], _replicated(a["p_a"], QUEUE)),
+            ("p_a",),
+        ),
+        # The keys of every worker enter the queue, so the next step sees them all.
+        "moco_enqueued": (
+            lambda a: glf_losses.moco_loss(
+                a["p_a"],
+                a["z_a"],
+                glf_losses.moco_enqueue(_replicated(a["p_a"], QUEUE), a["z_b"]),
+                temperature=0.5,
+            ),
+            ("p_a",),
+        ),
+        "moco_in_batch": (lambda a: glf_losses.moco_loss(a["p_a"], a["z_a"]), ("p_a",)),
+        "dcl": (lambda a: glf_losses.dcl_loss(a["z_a"], a["z_b"], temperature=0.5), views),
+        "dclw": (lambda a: glf_losses.dclw_loss(a["z_a"], a["z_b"], temperature=0.5), views),
+        "alignment_uniformity": (
+            lambda a: glf_losses.alignment_uniformity_loss(a["z_a"], a["z_b"], alpha=1.5),
+            views,
+        ),
+        # Neighbours are searched in the global batch, and gradients reach them there.
+        "koleo": (lambda a: glf_losses.constrain.koleo(a["z_a"]), ("z_a",)),
+        "tico": (
+            lambda a: glf_losses.tico_loss(
+                a["z_a"], a["z_b"], _replicated(a["z_a"], COVARIANCE), rho=8.0
+            ),
+            views,
+        ),
+        # The new state is over the global batch, so the next step sees every worker's.
+        "tico_state": (
+            lambda a: glf_losses.tico_loss(
+                a["p_a"],
+                a["p_b"],
+                glf_losses.tico_covariance(a["z_a"], _replicated(a["z_a"], COVARIANCE)),
+                beta=1.0,
+            ),
+            ("p_a", "p_b"),
+        ),
+        # Whole samples (2 consecutive views) per worker; the centroids' nuclear norm is
+        # over the global batch.
+        "mmcr": (lambda a: glf_losses.mmcr_loss(a["z_a"], n_views=2, lmbda=0.5), ("z_a",)),
+        # The support set is replicated state; negatives are the global predictions.
+        "nnclr": (
+            lambda a: glf_losses.nnclr_loss(
+                a["p_a"], a["p_b"], a["z_a"], a["z_b"], _replicated(a["p_a"], QUEUE)
+            ),
+            ("p_a", "p_b"),
+        ),
+        "mocov3": (
+            lambda a: glf_losses.mocov3_loss(
+                a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5
+            ),
+            ("p_a", "p_b"),
         ),
     }
 

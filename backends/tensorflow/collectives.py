@@ -42,6 +42,8 @@ def all_gather(x: Any) -> Any:
     def gather(v: Any) -> Any:
         def grad(upstream: Any) -> Any:
             rows = tf.shape(v)[0]
+            # Dense: rows read by a gather (KoLeo's neighbours) arrive as IndexedSlices.
+            upstream = tf.convert_to_tensor(upstream)
             return upstream[ctx.replica_id_in_sync_group * rows :][:rows]
 
         return ctx.all_gather(v, axis=0), grad
@@ -71,7 +73,7 @@ def to_local(x: Any) -> Any:
     @tf.custom_gradient
     def local(v: Any) -> Any:
         return tf.identity(v), lambda upstream: ctx.all_reduce(
-            tf.distribute.ReduceOp.SUM, upstream
+            tf.distribute.ReduceOp.SUM, tf.convert_to_tensor(upstream)
         )
 
     return local(x)

@@ -103,6 +103,21 @@ def _arg_reduce(op: Callable[..., Any], x: Any, axis: int | None, keepdims: bool
 class _Linalg:
     """The ``linalg`` extension, as far as the losses need it."""
 
+    @staticmethod
+    def cholesky(x: Any, /, *, upper: bool = False) -> Any:
+        """Cholesky factor of each symmetric positive-definite matrix in the last two axes."""
+        factor = tf.linalg.cholesky(x)
+        return tf.linalg.matrix_transpose(factor) if upper else factor
+
+    @staticmethod
+    def inv(x: Any, /) -> Any:
+        """Inverse of each square matrix in the last two axes."""
+        return tf.linalg.inv(x)
+
+    @staticmethod
+    def svdvals(x: Any, /) -> Any:
+        """Singular values of each matrix in the last two axes, in descending order."""
+        return tf.linalg.svd(x, compute_uv=False)
 
 
 class _DTypesAndConstants:
