@@ -13,6 +13,7 @@ import array_api_strict as xp
 import numpy as np
 
 from glf_losses._lib import (
+    generic_log_softmax,
     generic_logsumexp,
     generic_select_kth,
     python_loop,
@@ -26,6 +27,7 @@ __all__ = [
     "all_reduce_sum",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "name",
     "select_kth",
@@ -49,6 +51,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return generic_log_softmax(sys.modules[__name__], x, axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

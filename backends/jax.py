@@ -29,6 +29,7 @@ __all__ = [
     "byol_loss",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "name",
     "select_kth",
@@ -56,6 +57,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return jax.nn.log_softmax(x, axis=axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

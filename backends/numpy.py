@@ -9,6 +9,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from glf_losses._lib import (
+    generic_log_softmax,
     generic_logsumexp,
     python_loop,
     single_process_collective,
@@ -21,6 +22,7 @@ __all__ = [
     "all_reduce_sum",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "name",
     "select_kth",
@@ -44,6 +46,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return generic_log_softmax(sys.modules[__name__], x, axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -36,6 +36,7 @@ __all__ = [
     "all_reduce_sum",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "name",
     "select_kth",
@@ -59,6 +60,12 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    # One fused kernel forward and one backward, where x - logsumexp(x) allocates and
+    # traverses several (rows, columns) temporaries in eager mode.
+    return torch.log_softmax(x, dim=axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

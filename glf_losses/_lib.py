@@ -19,6 +19,7 @@ __all__ = [
     "batch_average",
     "column_mean",
     "entropy",
+    "generic_log_softmax",
     "generic_logsumexp",
     "generic_select_kth",
     "global_rows",
@@ -167,6 +168,11 @@ def generic_logsumexp(be: ModuleType, x: Any, axis: int, keepdims: bool = False)
     m = be.stop_gradient(xp.max(x, axis=axis, keepdims=True))
     out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def generic_log_softmax(be: ModuleType, x: Any, axis: int) -> Any:
+    """``x - logsumexp(x)`` along ``axis``: log-probabilities of a softmax."""
+    return x - be.logsumexp(x, axis=axis, keepdims=True)
 
 
 def generic_select_kth(xp: Any, x: Any, ks: tuple[int, ...]) -> Any:

@@ -9,7 +9,8 @@ The spec never imports a framework: it asks :func:`get_backend` for the module o
     ``"tensorflow"``);
 ``xp``
     an array-API namespace for the framework's arrays;
-``stop_gradient(x)``, ``logsumexp(x, axis, keepdims)``, ``select_kth(x, ks)``
+``stop_gradient(x)``, ``logsumexp(x, axis, keepdims)``, ``log_softmax(x, axis)``,
+``select_kth(x, ks)``
     the few operations the array API standard lacks (or has no fast path for);
 ``all_reduce_sum(x)``, ``all_reduce_max(x)``, ``all_gather(x)``
     data-parallel collectives; identities outside a distributed context;
