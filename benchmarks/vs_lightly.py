@@ -26,6 +26,7 @@ not glf-losses, e.g.::
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -72,7 +73,7 @@ def import_glf_losses() -> Any:
     backends = importlib.util.module_from_spec(spec)
     sys.modules["glf_losses.backends"] = backends
     spec.loader.exec_module(backends)
-    glf_losses.backends = backends  # type: ignore[attr-defined]
+    glf_losses.backends = backends
     return glf_losses
 
 
@@ -169,7 +170,8 @@ def time_pairs(
     for _ in range(warmup):
         ours()
         theirs()
-    t_ours, t_theirs = [], []
+    t_ours: list[float] = []
+    t_theirs: list[float] = []
     for i in range(pairs):
         order = [(ours, t_ours), (theirs, t_theirs)]
         for fn, times in order if i % 2 == 0 else order[::-1]:
@@ -231,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             disagreed = True
             continue
         t_ours, t_theirs = time_pairs(
-            lambda term=term, inputs=inputs: value_and_grad(ours[term], inputs),
-            lambda term=term, inputs=inputs: value_and_grad(theirs[term], inputs),
+            functools.partial(value_and_grad, ours[term], inputs),
+            functools.partial(value_and_grad, theirs[term], inputs),
             args.pairs, args.warmup,
         )
         ratio = quartiles([a / b for a, b in zip(t_ours, t_theirs, strict=True)])
