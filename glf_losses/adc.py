@@ -201,8 +201,12 @@ def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n
         beta = xp.exp(mid)
         weights = xp.exp(-beta * shifted)
         norm = xp.sum(weights, axis=1, keepdims=True)
-        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z.
-        h = beta * xp.sum(weights * shifted, axis=1, keepdims=True) / norm + xp.log(norm)
+        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z. The product
+        # w d is taken in place: everything here is under stop-gradient, and in eager
+        # PyTorch a fresh (M, M) result per step (40 in all) costs more in page faults
+        # than the product itself. Immutable arrays (JAX, TensorFlow) just rebind.
+        weights *= shifted
+        h = beta * xp.sum(weights, axis=1, keepdims=True) / norm + xp.log(norm)
         too_flat = h > target
         return xp.where(too_flat, mid, lo), xp.where(too_flat, hi, mid)
 
@@ -293,7 +297,9 @@ def bandwidth(
 
 
 def _calibration(be: ModuleType, d: Any, mask: Any, sigma2: Any) -> tuple[Any, Any]:
-    return masked_log_softmax(be, be.stop_gradient(-d / (2.0 * sigma2)), mask)
+    # Stop-gradient before the arithmetic, so that no autograd record is made of it.
+    logits = be.stop_gradient(-be.stop_gradient(d) / (2.0 * sigma2))
+    return masked_log_softmax(be, logits, mask, no_grad=True)
 
 
 def _data(be: ModuleType, d: Any, mask: Any, sigma2: Any, rho: float) -> tuple[Any, Any]:
@@ -303,7 +309,7 @@ def _data(be: ModuleType, d: Any, mask: Any, sigma2: Any, rho: float) -> tuple[A
 
 
 def _prior(be: ModuleType, r: Any, mask: Any, tau: Any) -> tuple[Any, Any]:
-    return masked_log_softmax(be, be.stop_gradient(-r / tau), mask)
+    return masked_log_softmax(be, be.stop_gradient(-r / tau), mask, no_grad=True)
 
 
 def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any, mask: Any) -> Any:
