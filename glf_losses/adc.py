@@ -186,12 +186,15 @@ def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n
     """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (rows, 1)."""
     xp = be.xp
     d = be.stop_gradient(dist)
-    row_min = xp.min(xp.where(mask, d, math.inf), axis=1, keepdims=True)
-    row_range = xp.max(xp.where(mask, d - row_min, 0.0), axis=1, keepdims=True)
     # Masked entries sit at a huge distance: their weight exp(-beta * far) is exactly 0 and
     # 0 * far adds nothing, so the loop below needs no mask. After the shift each row's
-    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1.
-    shifted = xp.where(mask, d - row_min, _FAR)
+    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1. One masked copy,
+    # shifted in place (no gradient here): far exceeds every distance, so it is not a row
+    # minimum, and far - row_min still weighs exactly 0.
+    shifted = xp.where(mask, d, _FAR)
+    row_min = xp.min(shifted, axis=1, keepdims=True)
+    shifted -= row_min
+    row_range = xp.max(xp.where(mask, shifted, 0.0), axis=1, keepdims=True)
     base = -xp.log(xp.clip(row_range, min=_TINY))
     target = math.log(perplexity)
 
