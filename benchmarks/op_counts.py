@@ -68,6 +68,43 @@ def torch_counts(term: str, arrays: list[Any], big: int) -> tuple[tuple[int, int
     return count(ours[term]), count(NATIVES[term])
 
 
+def torch_profile(term: str, arrays: list[Any], rounds: int, top: int) -> list[str]:
+    """The ATen operators whose self CPU time differs most between ours and native."""
+    import torch
+    from natives.torch import NATIVES
+    from torch.profiler import ProfilerActivity, profile
+
+    ours = losses.ours(NATIVES["swav_score"])
+    per_op: dict[str, dict[str, tuple[int, float]]] = {}
+    for name, fn in (("ours", ours[term]), ("native", NATIVES[term])):
+        xs = [torch.tensor(a) for a in arrays]
+        for t in xs[:2]:
+            t.requires_grad_(True)
+        torch.autograd.grad(fn(*xs), xs[:2])
+        totals: dict[str, tuple[int, float]] = {}
+        for _ in range(rounds):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                torch.autograd.grad(fn(*xs), xs[:2])
+            for e in prof.key_averages():
+                _, ms = totals.get(e.key, (0, 0.0))
+                totals[e.key] = (e.count, ms + e.self_cpu_time_total / 1e3 / rounds)
+        per_op[name] = totals
+    keys = set(per_op["ours"]) | set(per_op["native"])
+
+    def gap(key: str) -> float:
+        return per_op["ours"].get(key, (0, 0.0))[1] - per_op["native"].get(key, (0, 0.0))[1]
+
+    lines = [f"  {'operator':<36} {'ours calls':>10} {'ours ms':>8} {'native calls':>12} "
+             f"{'native ms':>9}"]
+    for key in sorted(keys, key=gap, reverse=True)[:top]:
+        (oc, oms), (nc, nms) = per_op["ours"].get(key, (0, 0.0)), per_op["native"].get(
+            key, (0, 0.0))
+        lines.append(f"  {key[:36]:<36} {oc:>10} {oms:>8.1f} {nc:>12} {nms:>9.1f}")
+    total = {k: sum(ms for _, ms in v.values()) for k, v in per_op.items()}
+    lines.append(f"  self CPU total: ours {total['ours']:.1f} ms, native {total['native']:.1f} ms")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="batch size N")
@@ -79,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", type=int, default=None,
                         help="float32 elements from which an allocation counts as large "
                         "(default N * N)")
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="torch: also list the TOP operators whose self CPU time "
+                        "differs most between ours and native (mean of 3 profiled calls)")
     args = parser.parse_args(argv)
     big = args.big or args.n * args.n
     print(f"N={args.n}, D={args.d}, K={args.prototypes}, P={args.prior_dim}; large: "
@@ -94,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(f"torch ATen calls ours {o_ops} / native {n_ops}, large results "
                          f"ours {o_big} / native {n_big}")
         print(f"- {term}: " + "; ".join(parts))
+        if args.profile and "torch" in args.frameworks:
+            print("\n".join(torch_profile(term, arrays, 3, args.profile)))
     return 0
 
 
