@@ -229,9 +229,14 @@ def masked_log_softmax(
     return shifted - xp.log1p(rest), e / (1.0 + rest)
 
 
-def entropy(xp: Any, p: Any, log_p: Any, mask: Any) -> Any:
-    """Row entropies ``-sum_j p_j log p_j`` over masked-in entries (0 log 0 = 0)."""
-    return -xp.sum(xp.where(mask, p * log_p, 0.0), axis=-1)
+def entropy(xp: Any, p: Any, log_p: Any) -> Any:
+    """Row entropies ``-sum_j p_j log p_j``.
+
+    For distributions from :func:`masked_log_softmax` (or with ``log_p`` clipped finite):
+    ``p`` is exactly 0 on the masked-out entries and ``log_p`` is finite there, so they
+    add exactly 0 without a ``where`` (as in :func:`kl_divergence`).
+    """
+    return -xp.sum(p * log_p, axis=-1)
 
 
 def kl_divergence(xp: Any, p: Any, log_p: Any, log_q: Any) -> Any:

@@ -135,8 +135,10 @@ def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     r = sq_distances(
         xp, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
     )
+    # Each anchor's own column (and its other view's) holds its sample's zero distance to
+    # itself, so the tiles need no further masking.
     r = xp.concat([r, r], axis=1)
-    return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
+    return xp.concat([r, r], axis=0)
 
 
 def feature_distances(z_a: Any, z_b: Any, normalize: bool = True) -> Any:
@@ -315,9 +317,10 @@ def _prior(be: ModuleType, r: Any, mask: Any, tau: Any) -> tuple[Any, Any]:
     return masked_log_softmax(be, be.stop_gradient(-r / tau), mask, no_grad=True)
 
 
-def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any, mask: Any) -> Any:
+def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any) -> Any:
+    # p_pre is exactly 0 off its mask and log_p_pre finite there (see entropy).
     xp = be.xp
-    inv_h = 1.0 / xp.clip(entropy(xp, p_pre, log_p_pre, mask), min=_TINY)
+    inv_h = 1.0 / xp.clip(entropy(xp, p_pre, log_p_pre), min=_TINY)
     return be.stop_gradient(inv_h / batch_average(be, inv_h))
 
 
@@ -361,9 +364,10 @@ def anchor_weights(prior_probs: Any) -> Any:
     be = _checks.backend_of(prior_probs=prior_probs)
     p = _square(be, prior_probs, "prior_probs")
     xp = be.xp
-    mask = off_diagonal(be, p.shape[0], p)
+    # The diagonal is left out: zeroed, it adds 0 log(1e-12) = 0 to the entropies.
+    p = xp.where(off_diagonal(be, p.shape[0], p), p, 0.0)
     log_p = xp.log(xp.clip(p, min=_TINY))
-    return _anchor_weights(be, p, log_p, mask)
+    return _anchor_weights(be, p, log_p)
 
 
 # --- the loss -----------------------------------------------------------------------------
@@ -406,7 +410,7 @@ def _adc(
     log_q, _ = _data(be, d, mask, sigma2, rho)
     log_pre, p_pre = _prior(be, r, prior_mask, tau)
     log_cal, p_cal = _calibration(be, d, mask, sigma2)
-    weights = _anchor_weights(be, p_pre, log_pre, prior_mask)
+    weights = _anchor_weights(be, p_pre, log_pre)
     l_dcm = batch_average(be, weights * kl_divergence(xp, p_cal, log_cal, log_q))
     l_lpm = batch_average(be, kl_divergence(xp, p_pre, log_pre, log_q))
     return ADCParts(nu * l_dcm, upsilon * l_lpm)
