@@ -75,20 +75,22 @@ def torch_profile(term: str, arrays: list[Any], rounds: int, top: int) -> list[s
     from torch.profiler import ProfilerActivity, profile
 
     ours = losses.ours(NATIVES["swav_score"])
-    per_op: dict[str, dict[str, tuple[int, float]]] = {}
-    for name, fn in (("ours", ours[term]), ("native", NATIVES[term])):
-        xs = [torch.tensor(a) for a in arrays]
-        for t in xs[:2]:
-            t.requires_grad_(True)
+    fns = {"ours": ours[term], "native": NATIVES[term]}
+    xs = [torch.tensor(a) for a in arrays]
+    for t in xs[:2]:
+        t.requires_grad_(True)
+    per_op: dict[str, dict[str, tuple[int, float]]] = {name: {} for name in fns}
+    for fn in fns.values():
         torch.autograd.grad(fn(*xs), xs[:2])
-        totals: dict[str, tuple[int, float]] = {}
-        for _ in range(rounds):
+    # Alternating, so that a change of the machine's load touches both alike.
+    for _ in range(rounds):
+        for name, fn in fns.items():
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 torch.autograd.grad(fn(*xs), xs[:2])
+            totals = per_op[name]
             for e in prof.key_averages():
                 _, ms = totals.get(e.key, (0, 0.0))
                 totals[e.key] = (e.count, ms + e.self_cpu_time_total / 1e3 / rounds)
-        per_op[name] = totals
     keys = set(per_op["ours"]) | set(per_op["native"])
 
     def gap(key: str) -> float:
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default N * N)")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP",
                         help="torch: also list the TOP operators whose self CPU time "
-                        "differs most between ours and native (mean of 3 profiled calls)")
+                        "differs most between ours and native (mean of 3 profiled calls each, "
+                        "alternating)")
     args = parser.parse_args(argv)
     big = args.big or args.n * args.n
     print(f"N={args.n}, D={args.d}, K={args.prototypes}, P={args.prior_dim}; large: "
