@@ -76,7 +76,7 @@ from _timing import (
     ratio_summary,
     summary_ms,
 )
-from natives import ADC_STEPS, LAMBD, SIMCLR_T, SWAV_EPS, SWAV_ITERS, SWAV_T
+from natives import ADC_STEPS
 
 import glf_losses
 from glf_losses import testing
@@ -151,39 +151,17 @@ def ours(score: Callable[[Any, Any], Any]) -> dict[str, Callable[..., Any]]:
 
 # --- lightly (PyTorch) ----------------------------------------------------------------------
 
-# Where lightly's formula is ours: BarlowTwinsLoss with lambda_param=0.0051 (its default is
-# 5e-3; it standardises with F.batch_norm, eps 1e-5, as we do); NTXentLoss(temperature=0.2)
-# is NT-Xent over the 2N rows without memory bank; SwaVLoss on [s_a, s_b] with no
-# low-resolution crops is the symmetrised swapped prediction (its Sinkhorn has no max
-# shift, which cancels in exact arithmetic); BYOL is composed from
-# NegativeCosineSimilarity as 4 + 2 (ncs(p_a, sg z_b) + ncs(p_b, sg z_a)), which is our
-# mean of |n(p) - n(z)|^2 = 2 - 2 cos per direction.
-
 
 def lightly_contenders(score: Callable[[Any, Any], Any]) -> tuple[dict[str, Any], str | None]:
-    try:
-        import lightly.loss as ll
-    except ImportError as err:
-        try:
-            import lightly  # noqa: F401
-        except ImportError:
-            return {}, f"lightly is not installed ({err})"
-        return {}, f"lightly is installed but lightly.loss does not import: {err}"
-    bt = ll.BarlowTwinsLoss(lambda_param=LAMBD)
-    ntxent = ll.NTXentLoss(temperature=SIMCLR_T)
-    swav = ll.SwaVLoss(temperature=SWAV_T, sinkhorn_iterations=SWAV_ITERS,
-                       sinkhorn_epsilon=SWAV_EPS)
-    ncs = ll.NegativeCosineSimilarity()
+    """lightly's losses as contenders (see ``vs_lightly.py``), SwAV on the shared scores."""
+    import torch
+    from vs_lightly import lightly_losses
 
-    def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
-        return 4.0 + 2.0 * (ncs(p_a, z_b.detach()) + ncs(p_b, z_a.detach()))
-
-    return {
-        "byol": byol,
-        "barlow_twins": bt,
-        "swav": lambda z_a, z_b, w: swav([score(z_a, w), score(z_b, w)], []).reshape(()),
-        "simclr": ntxent,
-    }, None
+    theirs, why_not = lightly_losses(torch)
+    if why_not is None:
+        swav = theirs["swav"]
+        theirs["swav"] = lambda z_a, z_b, w: swav(score(z_a, w), score(z_b, w)).reshape(())
+    return theirs, why_not
 
 
 # --- harnesses: one per framework -----------------------------------------------------------

@@ -78,7 +78,16 @@ def import_glf_losses() -> Any:
 
 
 def lightly_losses(torch: Any) -> tuple[dict[str, Callable[..., Any]], str | None]:
-    """lightly's losses configured to our formulas, or ``({}, why not)``."""
+    """lightly's losses configured to our formulas, or ``({}, why not)``.
+
+    Where lightly's formula is ours: ``BarlowTwinsLoss`` with ``lambda_param=0.0051`` (its
+    default is 5e-3; it standardises with ``F.batch_norm``, eps 1e-5, as we do);
+    ``NTXentLoss(temperature=0.2)`` is NT-Xent over the 2N rows without memory bank;
+    ``SwaVLoss`` on ``[s_a, s_b]`` with no low-resolution crops is the symmetrised swapped
+    prediction (its Sinkhorn has no max shift, which cancels in exact arithmetic); BYOL is
+    composed from ``NegativeCosineSimilarity`` as ``4 + 2 (ncs(p_a, sg z_b) + ncs(p_b,
+    sg z_a))``, our mean of ``|n(p) - n(z)|^2 = 2 - 2 cos`` per direction.
+    """
     try:
         import lightly.loss as ll
     except ImportError as err:

@@ -1,8 +1,6 @@
-"""Hand-written JAX versions of the benchmarked losses.
+"""The benchmarked losses written directly in JAX (``jax.numpy``, ``jax.nn``, ``lax``).
 
-Each function computes exactly glf-losses' formula (docs/glf.md, docs/adc.md), written
-directly in JAX as one would without glf-losses; see :mod:`natives` for the
-conventions shared by the three frameworks.
+Hyperparameters are the package's (``hp``), whose docstring gives the shared rules.
 """
 
 from __future__ import annotations
@@ -14,20 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from natives import (
-    ADC_NU,
-    ADC_PERPLEXITY,
-    ADC_RHO,
-    ADC_STEPS,
-    ADC_UPSILON,
-    BN_EPS,
-    LAMBD,
-    SIMCLR_T,
-    SWAV_EPS,
-    SWAV_ITERS,
-    SWAV_T,
-    TINY,
-)
+import natives as hp
 
 sg = jax.lax.stop_gradient
 
@@ -49,20 +34,20 @@ def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
 
 
 def batch_norm(z: Any) -> Any:
-    return (z - z.mean(axis=0)) / jnp.sqrt(z.var(axis=0) + BN_EPS)
+    return (z - z.mean(axis=0)) / jnp.sqrt(z.var(axis=0) + hp.BN_EPS)
 
 
 def barlow_twins(z_a: Any, z_b: Any) -> Any:
     c = batch_norm(z_a).T @ batch_norm(z_b) / z_a.shape[0]
     on_diag = jnp.sum((jnp.diagonal(c) - 1.0) ** 2)
-    return on_diag + LAMBD * jnp.sum(off_diagonal(c) ** 2)
+    return on_diag + hp.LAMBD * jnp.sum(off_diagonal(c) ** 2)
 
 
 def sinkhorn(scores: Any) -> Any:
-    q = jnp.exp(sg(scores) / SWAV_EPS).T
+    q = jnp.exp(sg(scores) / hp.SWAV_EPS).T
     q = q / q.sum()
     k, b = q.shape
-    for _ in range(SWAV_ITERS):
+    for _ in range(hp.SWAV_ITERS):
         q = q / q.sum(axis=1, keepdims=True) / k
         q = q / q.sum(axis=0, keepdims=True) / b
     return (q * b).T
@@ -74,15 +59,15 @@ def score(z: Any, w: Any) -> Any:
 
 def swav_of_scores(s_a: Any, s_b: Any) -> Any:
     q_a, q_b = sinkhorn(s_a), sinkhorn(s_b)
-    ce_a = jnp.mean(jnp.sum(q_a * jax.nn.log_softmax(s_b / SWAV_T, axis=1), axis=1))
-    ce_b = jnp.mean(jnp.sum(q_b * jax.nn.log_softmax(s_a / SWAV_T, axis=1), axis=1))
+    ce_a = jnp.mean(jnp.sum(q_a * jax.nn.log_softmax(s_b / hp.SWAV_T, axis=1), axis=1))
+    ce_b = jnp.mean(jnp.sum(q_b * jax.nn.log_softmax(s_a / hp.SWAV_T, axis=1), axis=1))
     return -0.5 * (ce_a + ce_b)
 
 
 def simclr(z_a: Any, z_b: Any) -> Any:
     n = z_a.shape[0]
     u = normalize(jnp.concatenate([z_a, z_b]))
-    logits = u @ u.T / SIMCLR_T
+    logits = u @ u.T / hp.SIMCLR_T
     logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
     labels = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
     log_p = jax.nn.log_softmax(logits, axis=1)
@@ -96,8 +81,8 @@ def sq_dist(x: Any) -> Any:
 
 def perplexity_scale(d: Any) -> Any:
     d = d - d.min(axis=1, keepdims=True)
-    base = -jnp.log(jnp.maximum(d.max(axis=1, keepdims=True), TINY))
-    target = math.log(ADC_PERPLEXITY)
+    base = -jnp.log(jnp.maximum(d.max(axis=1, keepdims=True), hp.TINY))
+    target = math.log(hp.ADC_PERPLEXITY)
 
     def bisect(_: Any, bracket: tuple[Any, Any]) -> tuple[Any, Any]:
         lo, hi = bracket
@@ -108,8 +93,8 @@ def perplexity_scale(d: Any) -> Any:
         flat = beta * jnp.sum(w * d, axis=1, keepdims=True) / z + jnp.log(z) > target
         return jnp.where(flat, mid, lo), jnp.where(flat, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, ADC_STEPS, bisect, (base - 10.0, base + 20.0))
-    return jnp.maximum(jnp.exp(-(lo + hi) / 2.0), TINY)
+    lo, hi = jax.lax.fori_loop(0, hp.ADC_STEPS, bisect, (base - 10.0, base + 20.0))
+    return jnp.maximum(jnp.exp(-(lo + hi) / 2.0), hp.TINY)
 
 
 def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
@@ -117,18 +102,18 @@ def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
     d = off_diagonal(sq_dist(normalize(jnp.concatenate([z_a, z_b]))))
     e = prior.reshape(n, -1).astype(z_a.dtype)
     r = off_diagonal(jnp.tile(sq_dist(e - e.mean(axis=0)), (2, 2)))
-    sigma2 = sg(jnp.maximum(perplexity_scale(sg(d)) / 2.0, TINY))
+    sigma2 = sg(jnp.maximum(perplexity_scale(sg(d)) / 2.0, hp.TINY))
     tau = perplexity_scale(r)
     log_cal = sg(jax.nn.log_softmax(-d / (2.0 * sigma2), axis=1))
     log_pre = jax.nn.log_softmax(-r / tau, axis=1)
     p_cal, p_pre = jnp.exp(log_cal), jnp.exp(log_pre)
-    inv_h = 1.0 / jnp.maximum(-jnp.sum(p_pre * log_pre, axis=1), TINY)
+    inv_h = 1.0 / jnp.maximum(-jnp.sum(p_pre * log_pre, axis=1), hp.TINY)
     weights = inv_h / inv_h.mean()
-    scaled = d * ((ADC_RHO - 2.0) / ADC_RHO**2) / sigma2
-    log_q = jax.nn.log_softmax(-0.5 * (ADC_RHO + 1.0) * jnp.log1p(scaled), axis=1)
+    scaled = d * ((hp.ADC_RHO - 2.0) / hp.ADC_RHO**2) / sigma2
+    log_q = jax.nn.log_softmax(-0.5 * (hp.ADC_RHO + 1.0) * jnp.log1p(scaled), axis=1)
     dcm = jnp.mean(weights * jnp.sum(p_cal * (log_cal - log_q), axis=1))
     lpm = jnp.mean(jnp.sum(p_pre * (log_pre - log_q), axis=1))
-    return ADC_NU * dcm + ADC_UPSILON * lpm
+    return hp.ADC_NU * dcm + hp.ADC_UPSILON * lpm
 
 
 def swav(z_a: Any, z_b: Any, w: Any) -> Any:

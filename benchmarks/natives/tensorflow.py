@@ -1,8 +1,7 @@
-"""Hand-written TensorFlow versions of the benchmarked losses.
+"""The benchmarked losses as TensorFlow code writes them (``tf.nn``, ``tf.math``).
 
-Each function computes exactly glf-losses' formula (docs/glf.md, docs/adc.md), written
-directly in TensorFlow as one would without glf-losses; see :mod:`natives` for the
-conventions shared by the three frameworks.
+See the package docstring for what the three framework modules share; ``hp`` holds the
+hyperparameters.
 """
 
 from __future__ import annotations
@@ -13,20 +12,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from natives import (
-    ADC_NU,
-    ADC_PERPLEXITY,
-    ADC_RHO,
-    ADC_STEPS,
-    ADC_UPSILON,
-    BN_EPS,
-    LAMBD,
-    SIMCLR_T,
-    SWAV_EPS,
-    SWAV_ITERS,
-    SWAV_T,
-    TINY,
-)
+import natives as hp
 
 
 def off_diagonal(x: Any) -> Any:
@@ -45,21 +31,21 @@ def byol(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
 
 def batch_norm(z: Any) -> Any:
     mean, var = tf.nn.moments(z, axes=[0])
-    return (z - mean) / tf.sqrt(var + BN_EPS)
+    return (z - mean) / tf.sqrt(var + hp.BN_EPS)
 
 
 def barlow_twins(z_a: Any, z_b: Any) -> Any:
     n = tf.cast(tf.shape(z_a)[0], z_a.dtype)
     c = tf.matmul(batch_norm(z_a), batch_norm(z_b), transpose_a=True) / n
     on_diag = tf.reduce_sum((tf.linalg.diag_part(c) - 1.0) ** 2)
-    return on_diag + LAMBD * tf.reduce_sum(off_diagonal(c) ** 2)
+    return on_diag + hp.LAMBD * tf.reduce_sum(off_diagonal(c) ** 2)
 
 
 def sinkhorn(scores: Any) -> Any:
-    q = tf.transpose(tf.exp(tf.stop_gradient(scores) / SWAV_EPS))
+    q = tf.transpose(tf.exp(tf.stop_gradient(scores) / hp.SWAV_EPS))
     q = q / tf.reduce_sum(q)
     k, b = q.shape
-    for _ in range(SWAV_ITERS):
+    for _ in range(hp.SWAV_ITERS):
         q = q / tf.reduce_sum(q, axis=1, keepdims=True) / k
         q = q / tf.reduce_sum(q, axis=0, keepdims=True) / b
     return tf.transpose(q * b)
@@ -71,15 +57,15 @@ def score(z: Any, w: Any) -> Any:
 
 def swav_of_scores(s_a: Any, s_b: Any) -> Any:
     q_a, q_b = sinkhorn(s_a), sinkhorn(s_b)
-    ce_a = tf.reduce_mean(tf.reduce_sum(q_a * tf.nn.log_softmax(s_b / SWAV_T), axis=1))
-    ce_b = tf.reduce_mean(tf.reduce_sum(q_b * tf.nn.log_softmax(s_a / SWAV_T), axis=1))
+    ce_a = tf.reduce_mean(tf.reduce_sum(q_a * tf.nn.log_softmax(s_b / hp.SWAV_T), axis=1))
+    ce_b = tf.reduce_mean(tf.reduce_sum(q_b * tf.nn.log_softmax(s_a / hp.SWAV_T), axis=1))
     return -0.5 * (ce_a + ce_b)
 
 
 def simclr(z_a: Any, z_b: Any) -> Any:
     n = z_a.shape[0]
     u = tf.math.l2_normalize(tf.concat([z_a, z_b], axis=0), axis=1)
-    logits = tf.matmul(u, u, transpose_b=True) / SIMCLR_T
+    logits = tf.matmul(u, u, transpose_b=True) / hp.SIMCLR_T
     logits = tf.where(tf.eye(2 * n, dtype=tf.bool), float("-inf"), logits)
     labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], axis=0)
     return tf.reduce_mean(
@@ -95,11 +81,11 @@ def sq_dist(x: Any) -> Any:
 
 def perplexity_scale(d: Any) -> Any:
     d = d - tf.reduce_min(d, axis=1, keepdims=True)
-    base = -tf.math.log(tf.maximum(tf.reduce_max(d, axis=1, keepdims=True), TINY))
+    base = -tf.math.log(tf.maximum(tf.reduce_max(d, axis=1, keepdims=True), hp.TINY))
     lo, hi = base - 10.0, base + 20.0
-    target = math.log(ADC_PERPLEXITY)
+    target = math.log(hp.ADC_PERPLEXITY)
     # tf.range: a tf.while_loop under tf.function (AutoGraph), as TF code writes loops.
-    for _ in tf.range(ADC_STEPS):
+    for _ in tf.range(hp.ADC_STEPS):
         mid = (lo + hi) / 2.0
         beta = tf.exp(mid)
         w = tf.exp(-beta * d)
@@ -107,7 +93,7 @@ def perplexity_scale(d: Any) -> Any:
         h = beta * tf.reduce_sum(w * d, axis=1, keepdims=True) / z + tf.math.log(z)
         flat = h > target
         lo, hi = tf.where(flat, mid, lo), tf.where(flat, hi, mid)
-    return tf.maximum(tf.exp(-(lo + hi) / 2.0), TINY)
+    return tf.maximum(tf.exp(-(lo + hi) / 2.0), hp.TINY)
 
 
 def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
@@ -115,18 +101,18 @@ def adc(z_a: Any, z_b: Any, prior: Any) -> Any:
     d = off_diagonal(sq_dist(tf.math.l2_normalize(tf.concat([z_a, z_b], axis=0), axis=1)))
     e = tf.cast(tf.reshape(prior, [n, -1]), z_a.dtype)
     r = off_diagonal(tf.tile(sq_dist(e - tf.reduce_mean(e, axis=0)), [2, 2]))
-    sigma2 = tf.stop_gradient(tf.maximum(perplexity_scale(tf.stop_gradient(d)) / 2.0, TINY))
+    sigma2 = tf.stop_gradient(tf.maximum(perplexity_scale(tf.stop_gradient(d)) / 2.0, hp.TINY))
     tau = perplexity_scale(r)
     log_cal = tf.stop_gradient(tf.nn.log_softmax(-d / (2.0 * sigma2)))
     log_pre = tf.nn.log_softmax(-r / tau)
     p_cal, p_pre = tf.exp(log_cal), tf.exp(log_pre)
-    inv_h = 1.0 / tf.maximum(-tf.reduce_sum(p_pre * log_pre, axis=1), TINY)
+    inv_h = 1.0 / tf.maximum(-tf.reduce_sum(p_pre * log_pre, axis=1), hp.TINY)
     weights = inv_h / tf.reduce_mean(inv_h)
-    scaled = d * ((ADC_RHO - 2.0) / ADC_RHO**2) / sigma2
-    log_q = tf.nn.log_softmax(-0.5 * (ADC_RHO + 1.0) * tf.math.log1p(scaled))
+    scaled = d * ((hp.ADC_RHO - 2.0) / hp.ADC_RHO**2) / sigma2
+    log_q = tf.nn.log_softmax(-0.5 * (hp.ADC_RHO + 1.0) * tf.math.log1p(scaled))
     dcm = tf.reduce_mean(weights * tf.reduce_sum(p_cal * (log_cal - log_q), axis=1))
     lpm = tf.reduce_mean(tf.reduce_sum(p_pre * (log_pre - log_q), axis=1))
-    return ADC_NU * dcm + ADC_UPSILON * lpm
+    return hp.ADC_NU * dcm + hp.ADC_UPSILON * lpm
 
 
 def swav(z_a: Any, z_b: Any, w: Any) -> Any:
