@@ -13,6 +13,7 @@ import array_api_strict as xp
 import numpy as np
 
 from glf_losses._lib import (
+    generic_log_softmax,
     generic_logsumexp,
     generic_select_kth,
     plain_matmul,
@@ -27,6 +28,7 @@ __all__ = [
     "all_reduce_sum",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "matmul",
     "name",
@@ -51,6 +53,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return generic_log_softmax(sys.modules[__name__], x, axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

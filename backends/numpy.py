@@ -9,6 +9,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from glf_losses._lib import (
+    generic_log_softmax,
     generic_logsumexp,
     plain_matmul,
     python_loop,
@@ -22,6 +23,7 @@ __all__ = [
     "all_reduce_sum",
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "matmul",
     "name",
@@ -46,6 +48,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return generic_log_softmax(sys.modules[__name__], x, axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -41,8 +41,12 @@ def interleaved(
 
 
 def summary_ms(samples: list[float]) -> tuple[float, float, float]:
-    """Median and the 25th/75th percentiles, in milliseconds."""
-    q = statistics.quantiles(samples, n=4)
+    """Median and the 25th/75th percentiles, in milliseconds.
+
+    Inclusive quartiles: they lie between the smallest and largest sample even for a few
+    rounds (the exclusive method extrapolates beyond them, e.g. below zero for two).
+    """
+    q = statistics.quantiles(samples, n=4, method="inclusive")
     return statistics.median(samples) * 1e3, q[0] * 1e3, q[2] * 1e3
 
 
@@ -55,7 +59,7 @@ def ratio_summary(numerator: list[float], denominator: list[float]) -> tuple[flo
     ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
     if len(ratios) == 1:
         return ratios[0], ratios[0], ratios[0]
-    q = statistics.quantiles(ratios, n=4)
+    q = statistics.quantiles(ratios, n=4, method="inclusive")
     return statistics.median(ratios), q[0], q[2]
 
 

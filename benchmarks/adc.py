@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _timing import interleaved, summary_ms
 
 import glf_losses
+from glf_losses import testing
 
 KWARGS: dict[str, object] = {}
+
+
+def adc(z_a: Any, z_b: Any, x: Any) -> Any:
+    return glf_losses.adc_loss(z_a, z_b, x, **KWARGS)
 
 
 def torch_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]:
@@ -31,17 +37,9 @@ def torch_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]
     zb = torch.tensor(z_b, requires_grad=True)
     x = torch.tensor(prior)
 
-    def adc(z_a: torch.Tensor, z_b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return glf_losses.adc_loss(z_a, z_b, x, **KWARGS)
-
-    compiled = torch.compile(adc, fullgraph=True)
-
-    def run(fn: Callable[..., torch.Tensor]) -> Callable[[], object]:
-        def step() -> None:
-            za.grad = zb.grad = None
-            fn(za, zb, x).backward()
-
-        return step
+    def run(compiled: bool) -> Callable[[], object]:
+        vg = testing.value_and_grad_fn("torch", adc, argnums=(0, 1), compiled=compiled)
+        return lambda: vg(za, zb, x)
 
     encoder = SmallCNN(in_channels=1, image_size=28)
     head = projector(encoder.feature_dim, 512, z_a.shape[1])
@@ -56,8 +54,8 @@ def torch_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]
         opt.step()
 
     return {
-        "torch eager": run(adc),
-        "torch compiled": run(compiled),
+        "torch eager": run(False),
+        "torch compiled": run(True),
         "torch small-CNN step (Barlow Twins, no ADC)": cnn_step,
     }
 
@@ -68,11 +66,8 @@ def jax_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], object]]:
     jax.config.update("jax_enable_x64", False)
     za, zb, x = jax.numpy.asarray(z_a), jax.numpy.asarray(z_b), jax.numpy.asarray(prior)
 
-    def adc(z_a, z_b, x):
-        return glf_losses.adc_loss(z_a, z_b, x, **KWARGS)
-
-    eager = jax.value_and_grad(adc, argnums=(0, 1))
-    jitted = jax.jit(eager)
+    eager = testing.value_and_grad_fn("jax", adc, argnums=(0, 1))
+    jitted = testing.value_and_grad_fn("jax", adc, argnums=(0, 1), compiled=True)
     return {
         "jax eager": lambda: jax.block_until_ready(eager(za, zb, x)),
         "jax jit": lambda: jax.block_until_ready(jitted(za, zb, x)),
@@ -84,15 +79,10 @@ def tensorflow_contenders(z_a, z_b, prior, n: int) -> dict[str, Callable[[], obj
 
     za, zb, x = tf.constant(z_a), tf.constant(z_b), tf.constant(prior)
 
-    def value_and_grad(z_a, z_b, x):
-        with tf.GradientTape() as tape:
-            tape.watch([z_a, z_b])
-            loss = glf_losses.adc_loss(z_a, z_b, x, **KWARGS)
-        return loss, tape.gradient(loss, [z_a, z_b])
-
-    xla = tf.function(value_and_grad, jit_compile=True)
+    eager = testing.value_and_grad_fn("tensorflow", adc, argnums=(0, 1))
+    xla = testing.value_and_grad_fn("tensorflow", adc, argnums=(0, 1), compiled=True)
     return {
-        "tensorflow eager": lambda: [t.numpy() for t in value_and_grad(za, zb, x)[1]],
+        "tensorflow eager": lambda: [t.numpy() for t in eager(za, zb, x)[1]],
         "tensorflow XLA": lambda: [t.numpy() for t in xla(za, zb, x)[1]],
     }
 

@@ -51,6 +51,10 @@ class Backend(Protocol):
         """``log(sum(exp(x)))`` along ``axis``, stabilised."""
         ...
 
+    def log_softmax(self, x: Any, axis: int) -> Any:
+        """``x - logsumexp(x)`` along ``axis``, one fused kernel where the framework has one."""
+        ...
+
     def matmul(self, x1: Any, x2: Any) -> Any:
         """``x1 @ x2`` in the operands' own dtype (PyTorch's turns autocast off around it)."""
         ...

@@ -24,6 +24,7 @@ __all__ = [
     "column_mean",
     "dim",
     "entropy",
+    "generic_log_softmax",
     "generic_logsumexp",
     "generic_select_kth",
     "global_rows",
@@ -229,6 +230,11 @@ def generic_logsumexp(be: ModuleType, x: Any, axis: int, keepdims: bool = False)
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
+def generic_log_softmax(be: ModuleType, x: Any, axis: int) -> Any:
+    """``x - logsumexp(x)`` along ``axis``: log-probabilities of a softmax."""
+    return x - be.logsumexp(x, axis=axis, keepdims=True)
+
+
 def generic_select_kth(xp: Any, x: Any, ks: tuple[int, ...]) -> Any:
     """Values at 0-based positions ``ks`` of ``sort(x)`` for a 1-D ``x``, by sorting."""
     ordered = xp.sort(x)
@@ -248,15 +254,26 @@ def masked_logsumexp(be: ModuleType, x: Any, mask: Any) -> Any:
     return xp.squeeze(xp.log(xp.sum(e, axis=-1, keepdims=True)) + m, axis=-1)
 
 
-def masked_log_softmax(be: ModuleType, logits: Any, mask: Any) -> tuple[Any, Any]:
+def masked_log_softmax(
+    be: ModuleType, logits: Any, mask: Any, *, no_grad: bool = False
+) -> tuple[Any, Any]:
     """Row-wise softmax over the entries where ``mask`` is True.
 
     Returns ``(log_p, p)``: ``p`` is exactly 0 on masked entries; ``log_p`` is finite
     everywhere (its masked entries are meaningless and must be masked by the caller).
+
+    ``no_grad``: the caller promises that ``logits`` carries no gradient (it is under
+    stop-gradient), so the (rows, columns) intermediates are updated in place instead of
+    allocated afresh: the same arithmetic, three fewer fresh buffers (page faults on new
+    memory dominate eager PyTorch on a CPU). Immutable arrays (JAX, TensorFlow) rebind.
     """
     xp = be.xp
     m = be.stop_gradient(xp.max(xp.where(mask, logits, -math.inf), axis=-1, keepdims=True))
-    shifted = xp.where(mask, logits, m) - m
+    shifted = xp.where(mask, logits, m)
+    if no_grad:
+        shifted -= m
+    else:
+        shifted = shifted - m
     e = xp.where(mask, xp.exp(shifted), 0.0)
     # The normaliser is 1 (a row maximum) + the rest. Summing the rest apart and taking
     # log1p keeps a nearly one-hot row accurate, where log(1 + tiny) would round tiny
@@ -265,12 +282,21 @@ def masked_log_softmax(be: ModuleType, logits: Any, mask: Any) -> tuple[Any, Any
     rest = xp.sum(xp.where(at_max, e - 1.0, e), axis=-1, keepdims=True) + (
         xp.sum(xp.astype(at_max, e.dtype), axis=-1, keepdims=True) - 1.0
     )
+    if no_grad:
+        shifted -= xp.log1p(rest)
+        e /= 1.0 + rest
+        return shifted, e
     return shifted - xp.log1p(rest), e / (1.0 + rest)
 
 
-def entropy(xp: Any, p: Any, log_p: Any, mask: Any) -> Any:
-    """Row entropies ``-sum_j p_j log p_j`` over masked-in entries (0 log 0 = 0)."""
-    return -xp.sum(xp.where(mask, p * log_p, 0.0), axis=-1)
+def entropy(xp: Any, p: Any, log_p: Any) -> Any:
+    """Row entropies ``-sum_j p_j log p_j``.
+
+    For distributions from :func:`masked_log_softmax` (or with ``log_p`` clipped finite):
+    ``p`` is exactly 0 on the masked-out entries and ``log_p`` is finite there, so they
+    add exactly 0 without a ``where`` (as in :func:`kl_divergence`).
+    """
+    return -xp.sum(p * log_p, axis=-1)
 
 
 def kl_divergence(xp: Any, p: Any, log_p: Any, log_q: Any) -> Any:

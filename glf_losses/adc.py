@@ -148,8 +148,10 @@ def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:
     r = sq_distances(
         be, e, be.stop_gradient(be.all_gather(e)), not_self(be, own, layout.n_global, e)
     )
+    # Each anchor's own column (and its other view's) holds its sample's zero distance to
+    # itself, so the tiles need no further masking.
     r = xp.concat([r, r], axis=1)
-    return xp.where(layout.mask, xp.concat([r, r], axis=0), 0.0)
+    return xp.concat([r, r], axis=0)
 
 
 def feature_distances(z_a: Array, z_b: Array, normalize: bool = True) -> Array:
@@ -199,12 +201,15 @@ def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n
     """Per-row b with exp(H(softmax_j(-d_ij / b))) = perplexity; shape (rows, 1)."""
     xp = be.xp
     d = be.stop_gradient(dist)
-    row_min = xp.min(xp.where(mask, d, math.inf), axis=1, keepdims=True)
-    row_range = xp.max(xp.where(mask, d - row_min, 0.0), axis=1, keepdims=True)
     # Masked entries sit at a huge distance: their weight exp(-beta * far) is exactly 0 and
     # 0 * far adds nothing, so the loop below needs no mask. After the shift each row's
-    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1.
-    shifted = xp.where(mask, d - row_min, _FAR)
+    # nearest neighbour has weight exp(0) = 1, so the normaliser is >= 1. One masked copy,
+    # shifted in place (no gradient here): far exceeds every distance, so it is not a row
+    # minimum, and far - row_min still weighs exactly 0.
+    shifted = xp.where(mask, d, _FAR)
+    row_min = xp.min(shifted, axis=1, keepdims=True)
+    shifted -= row_min
+    row_range = xp.max(xp.where(mask, shifted, 0.0), axis=1, keepdims=True)
     base = -xp.log(xp.clip(row_range, min=_TINY))
     target = math.log(perplexity)
 
@@ -214,8 +219,12 @@ def _perplexity_scale(be: ModuleType, dist: Any, mask: Any, perplexity: float, n
         beta = xp.exp(mid)
         weights = xp.exp(-beta * shifted)
         norm = xp.sum(weights, axis=1, keepdims=True)
-        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z.
-        h = beta * xp.sum(weights * shifted, axis=1, keepdims=True) / norm + xp.log(norm)
+        # H(p) for p = w / Z with w = exp(-beta d): beta E_p[d] + log Z. The product
+        # w d is taken in place: everything here is under stop-gradient, and in eager
+        # PyTorch a fresh (M, M) result per step (40 in all) costs more in page faults
+        # than the product itself. Immutable arrays (JAX, TensorFlow) just rebind.
+        weights *= shifted
+        h = beta * xp.sum(weights, axis=1, keepdims=True) / norm + xp.log(norm)
         too_flat = h > target
         return xp.where(too_flat, mid, lo), xp.where(too_flat, hi, mid)
 
@@ -307,7 +316,9 @@ def bandwidth(
 
 
 def _calibration(be: ModuleType, d: Any, mask: Any, sigma2: Any) -> tuple[Any, Any]:
-    return masked_log_softmax(be, be.stop_gradient(-d / (2.0 * sigma2)), mask)
+    # Stop-gradient before the arithmetic, so that no autograd record is made of it.
+    logits = be.stop_gradient(-be.stop_gradient(d) / (2.0 * sigma2))
+    return masked_log_softmax(be, logits, mask, no_grad=True)
 
 
 def _data(be: ModuleType, d: Any, mask: Any, sigma2: Any, rho: float) -> tuple[Any, Any]:
@@ -317,12 +328,13 @@ def _data(be: ModuleType, d: Any, mask: Any, sigma2: Any, rho: float) -> tuple[A
 
 
 def _prior(be: ModuleType, r: Any, mask: Any, tau: Any) -> tuple[Any, Any]:
-    return masked_log_softmax(be, be.stop_gradient(-r / tau), mask)
+    return masked_log_softmax(be, be.stop_gradient(-r / tau), mask, no_grad=True)
 
 
-def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any, mask: Any) -> Any:
+def _anchor_weights(be: ModuleType, p_pre: Any, log_p_pre: Any) -> Any:
+    # p_pre is exactly 0 off its mask and log_p_pre finite there (see entropy).
     xp = be.xp
-    inv_h = 1.0 / xp.clip(entropy(xp, p_pre, log_p_pre, mask), min=_TINY)
+    inv_h = 1.0 / xp.clip(entropy(xp, p_pre, log_p_pre), min=_TINY)
     return be.stop_gradient(inv_h / batch_average(be, inv_h))
 
 
@@ -366,9 +378,10 @@ def anchor_weights(prior_probs: Array) -> Array:
     be = _checks.backend_of(prior_probs=prior_probs)
     p = _square(be, prior_probs, "prior_probs")
     xp = be.xp
-    mask = off_diagonal(be, rows(be, p), p)
+    # The diagonal is left out: zeroed, it adds 0 log(1e-12) = 0 to the entropies.
+    p = xp.where(off_diagonal(be, rows(be, p), p), p, 0.0)
     log_p = xp.log(xp.clip(p, min=_TINY))
-    return _anchor_weights(be, p, log_p, mask)
+    return _anchor_weights(be, p, log_p)
 
 
 # --- the loss -----------------------------------------------------------------------------
@@ -411,7 +424,7 @@ def _adc(
     log_q, _ = _data(be, d, mask, sigma2, rho)
     log_pre, p_pre = _prior(be, r, prior_mask, tau)
     log_cal, p_cal = _calibration(be, d, mask, sigma2)
-    weights = _anchor_weights(be, p_pre, log_pre, prior_mask)
+    weights = _anchor_weights(be, p_pre, log_pre)
     l_dcm = batch_average(be, weights * kl_divergence(xp, p_cal, log_cal, log_q))
     l_lpm = batch_average(be, kl_divergence(xp, p_pre, log_pre, log_q))
     return ADCParts(nu * l_dcm, upsilon * l_lpm)

@@ -128,10 +128,11 @@ def _swapped_prediction(
     be: ModuleType, scores_a: Any, scores_b: Any, codes_a: Any, codes_b: Any, temperature: float
 ) -> Any:
     xp = be.xp
-    log_pa = scores_a / temperature
-    log_pa = log_pa - be.logsumexp(log_pa, axis=1, keepdims=True)
-    log_pb = scores_b / temperature
-    log_pb = log_pb - be.logsumexp(log_pb, axis=1, keepdims=True)
+    # The backend's log_softmax: one kernel forward and one backward in eager PyTorch and
+    # TensorFlow, where subtracting a logsumexp allocates and traverses several (N, K)
+    # temporaries each way.
+    log_pa = be.log_softmax(scores_a / temperature, axis=1)
+    log_pb = be.log_softmax(scores_b / temperature, axis=1)
     cross = xp.sum(codes_a * log_pb, axis=1) + xp.sum(codes_b * log_pa, axis=1)
     return -0.5 * batch_average(be, cross)
 

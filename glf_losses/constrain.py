@@ -103,14 +103,22 @@ def _sinkhorn(be: ModuleType, scores: Any, epsilon: float, n_iters: int) -> Any:
     n = as_divisor(be, rows(be, s) * be.shard(s)[0], s)
     # A per-prototype shift cancels in the first row normalisation, so it gives the same
     # codes as a global one; it also keeps every prototype's largest entry at exp(0) = 1.
-    q = xp.exp((s - be.all_reduce_max(xp.max(s, axis=0, keepdims=True))) / epsilon)
-    q = q / be.all_reduce_sum(xp.sum(q))
+    q = s - be.all_reduce_max(xp.max(s, axis=0, keepdims=True))
+    # No gradient flows through the codes, so every rescaling below is in place: an
+    # out-of-place (N, K) result is a fresh allocation, which in eager PyTorch costs
+    # more than the division itself (page faults on new memory). ``q`` never aliases
+    # ``scores``: the subtraction above made it. Frameworks with immutable arrays (JAX,
+    # TensorFlow) rebind the name, which is the same computation.
+    q /= epsilon
+    q = xp.exp(q)
+    q /= be.all_reduce_sum(xp.sum(q))
     # Prototype sums run over the global batch (the equipartition constraint is global);
     # each sample's own normalisation needs no communication.
     for _ in range(n_iters):
-        q = q / (be.all_reduce_sum(xp.sum(q, axis=0, keepdims=True)) * k)
-        q = q / (xp.sum(q, axis=1, keepdims=True) * n)
-    return q * n
+        q /= be.all_reduce_sum(xp.sum(q, axis=0, keepdims=True)) * k
+        q /= xp.sum(q, axis=1, keepdims=True) * n
+    q *= n
+    return q
 
 
 def sinkhorn(scores: Array, epsilon: float = 0.05, n_iters: int = 3) -> Array:

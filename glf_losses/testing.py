@@ -58,6 +58,7 @@ __all__ = [
     "to_numpy",
     "tolerance",
     "value_and_grad",
+    "value_and_grad_fn",
 ]
 
 BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "jax", "tensorflow")
@@ -311,10 +312,6 @@ def assert_close(
 # --- gradients --------------------------------------------------------------------------
 
 
-def _zeros_like_np(x: np.ndarray) -> np.ndarray:
-    return np.zeros(x.shape, dtype=x.dtype)
-
-
 def value_and_grad(
     name: str,
     fn: Callable[..., Any],
@@ -344,39 +341,85 @@ def value_and_grad(
       ``argnums``. An input the value does not depend on (e.g. behind a stop-gradient)
       gets an all-zero gradient, as JAX reports it.
     """
-    if name not in AUTODIFF_BACKENDS:
-        raise ValueError(f"backend {name!r} has no autodiff; use one of {AUTODIFF_BACKENDS}")
     argnums = tuple(argnums)
-    fw = _require(name)
     xs = [
         to_backend(name, a, requires_grad=name == "torch" and i in argnums)
         for i, a in enumerate(arrays_np)
     ]
+    vg = value_and_grad_fn(name, fn, argnums=argnums, compiled=jax_jit and name == "jax",
+                           **kwargs)
+    value, grads = vg(*xs)
+    return float(to_numpy(value)), tuple(to_numpy(g) for g in grads)
+
+
+def value_and_grad_fn(
+    name: str,
+    fn: Callable[..., Any],
+    *,
+    argnums: Sequence[int] = (0,),
+    compiled: bool = False,
+    **static_kwargs: Any,
+) -> Callable[..., tuple[Any, tuple[Any, ...]]]:
+    """``fn``'s value and gradients as a function of backend ``name``'s arrays.
+
+    The returned callable takes the backend's arrays positionally and returns
+    ``(value, grads)`` as backend arrays, one gradient per entry of ``argnums`` (all
+    zeros for an input the value does not depend on, as JAX reports it). Nothing is
+    copied to the host or waited for, so it is what a benchmark times:
+
+    - jax: ``jax.value_and_grad``; with ``compiled``, ``jax.jit`` of it;
+    - tensorflow: ``tf.GradientTape``; with ``compiled``, ``tf.function(jit_compile=True)``
+      around the tape;
+    - torch: ``torch.autograd.grad`` of ``fn``'s value; with ``compiled``, of the value of
+      :func:`compile_fn`'s ``torch.compile`` of ``fn`` (its backward is compiled by
+      AOTAutograd). The inputs in ``argnums`` must have ``requires_grad=True``.
+
+    ``static_kwargs`` are passed to ``fn`` unchanged (static under ``jax.jit``).
+
+    Example:
+      >>> import numpy as np
+      >>> from glf_losses import testing
+      >>> import glf_losses
+      >>> if "jax" in testing.available_backends(autodiff_only=True):
+      ...     vg = testing.value_and_grad_fn("jax", glf_losses.simclr_loss, argnums=(0, 1))
+      ...     z = testing.to_backend("jax", np.eye(4), "float32")
+      ...     value, (g_a, g_b) = vg(z, z[::-1])
+      ...     assert g_a.shape == (4, 4)
+    """
+    if name not in AUTODIFF_BACKENDS:
+        raise ValueError(f"backend {name!r} has no autodiff; use one of {AUTODIFF_BACKENDS}")
+    argnums = tuple(argnums)
+    fw = _require(name)
+    bound = functools.partial(fn, **static_kwargs)
     if name == "jax":
-        vg = fw.value_and_grad(functools.partial(fn, **kwargs), argnums=argnums)
-        value, grads = (fw.jit(vg) if jax_jit else vg)(*xs)
-        return float(to_numpy(value)), tuple(to_numpy(g) for g in grads)
-    if name == "torch":
-        value = fn(*xs, **kwargs)
+        vg = fw.value_and_grad(bound, argnums=argnums)
+        return compile_fn("jax", vg) if compiled else vg
+    if name == "tensorflow":
+
+        def tape_value_and_grad(*xs: Any) -> tuple[Any, tuple[Any, ...]]:
+            wrt = [xs[i] for i in argnums]
+            with fw.GradientTape() as tape:
+                tape.watch(wrt)
+                value = bound(*xs)
+            grads = tape.gradient(value, wrt, unconnected_gradients=fw.UnconnectedGradients.ZERO)
+            # An input read through a gather (W-MSE's permutations) gets IndexedSlices.
+            return value, tuple(fw.convert_to_tensor(g) for g in grads)
+
+        return compile_fn("tensorflow", tape_value_and_grad) if compiled else tape_value_and_grad
+    forward = compile_fn("torch", bound) if compiled else bound
+
+    def autograd_value_and_grad(*xs: Any) -> tuple[Any, tuple[Any, ...]]:
+        value = forward(*xs)
         wrt = [xs[i] for i in argnums]
         if value.requires_grad:
             raw = fw.autograd.grad(value, wrt, allow_unused=True)
         else:
             raw = (None,) * len(wrt)
-        grads = tuple(
-            _zeros_like_np(to_numpy(x)) if g is None else to_numpy(g)
-            for x, g in zip(wrt, raw, strict=True)
+        return value, tuple(
+            fw.zeros_like(x) if g is None else g for x, g in zip(wrt, raw, strict=True)
         )
-        return float(to_numpy(value)), grads
-    with fw.GradientTape() as tape:
-        for i in argnums:
-            tape.watch(xs[i])
-        value = fn(*xs, **kwargs)
-    raw = tape.gradient(
-        value, [xs[i] for i in argnums], unconnected_gradients=fw.UnconnectedGradients.ZERO
-    )
-    # An input read through a gather (W-MSE's permutations) gets IndexedSlices.
-    return float(to_numpy(value)), tuple(to_numpy(fw.convert_to_tensor(g)) for g in raw)
+
+    return autograd_value_and_grad
 
 
 def central_difference_grad(

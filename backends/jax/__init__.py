@@ -23,6 +23,7 @@ from .frontends import adc_loss, front_end
 from .namespace import (
     device,
     fori_loop,
+    log_softmax,
     logsumexp,
     matmul,
     name,
@@ -33,7 +34,7 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul", "select_kth", "fori_loop",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "adc_loss", "front_end", *(f"{m}_loss" for m in registry.names()),
 ]

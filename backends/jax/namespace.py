@@ -17,6 +17,7 @@ from glf_losses._lib import plain_matmul
 __all__ = [
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "matmul",
     "name",
@@ -40,6 +41,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    return jax.nn.log_softmax(x, axis=axis)
 
 
 # XLA computes a product in its operands' dtype (at the default matmul precision).

@@ -24,6 +24,7 @@ from .namespace import (
     device,
     dynamic_dim,
     fori_loop,
+    log_softmax,
     logsumexp,
     matmul,
     name,
@@ -34,7 +35,7 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul", "select_kth", "fori_loop",
     "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",
     "to_local",
     "ADCLoss", "MethodLoss", "front_end",

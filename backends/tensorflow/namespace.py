@@ -22,6 +22,7 @@ __all__ = [
     "device",
     "dynamic_dim",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "matmul",
     "name",
@@ -346,6 +347,11 @@ def stop_gradient(x: Any) -> Any:
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     """``log(sum(exp(x)))`` along ``axis``, max-shifted by TF itself."""
     return tf.reduce_logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    """Log-probabilities of a softmax along ``axis``, one TF kernel."""
+    return tf.nn.log_softmax(x, axis=axis)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -16,6 +16,7 @@ from glf_losses._lib import python_loop
 __all__ = [
     "device",
     "fori_loop",
+    "log_softmax",
     "logsumexp",
     "matmul",
     "name",
@@ -38,6 +39,12 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    # One fused kernel forward and one backward, where x - logsumexp(x) allocates and
+    # traverses several (rows, columns) temporaries in eager mode.
+    return torch.log_softmax(x, dim=axis)
 
 
 def matmul(x1: Any, x2: Any) -> Any:

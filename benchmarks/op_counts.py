@@ -1,0 +1,146 @@
+"""How many operations one forward+backward dispatches: ours against the native forms.
+
+Run::
+
+    python benchmarks/op_counts.py [--n 256] [--d 128] [--terms byol,barlow_twins,...]
+
+In eager mode every operation is dispatched on its own, so where a call is small its time
+follows the number of operations rather than the arithmetic. For each term this prints,
+for ours and for the native implementation of ``benchmarks/natives``:
+
+- jax: the primitives of ``jax.make_jaxpr(jax.value_and_grad(loss))`` (a fixed-count loop
+  is one ``fori_loop`` primitive in both);
+- torch: the ATen operator calls that ``torch.profiler`` records (nested calls included)
+  and the allocations of at least ``--big`` float32 elements (each a fresh buffer: on a
+  CPU, page faults on new memory can cost more than a pass over it).
+
+Inputs are those of ``benchmarks/losses.py`` (``make_inputs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import losses
+
+
+def jax_counts(term: str, arrays: list[Any]) -> tuple[int, int]:
+    import jax
+    import jax.numpy as jnp
+    from natives.jax import NATIVES
+
+    xs = [jnp.asarray(a) for a in arrays]
+    ours = losses.ours(NATIVES["swav_score"])
+    return tuple(  # type: ignore[return-value]
+        len(jax.make_jaxpr(jax.value_and_grad(f, argnums=(0, 1)))(*xs).jaxpr.eqns)
+        for f in (ours[term], NATIVES[term])
+    )
+
+
+def torch_counts(term: str, arrays: list[Any], big: int) -> tuple[tuple[int, int], ...]:
+    import torch
+    from natives.torch import NATIVES
+    from torch.profiler import ProfilerActivity, profile
+
+    ours = losses.ours(NATIVES["swav_score"])
+
+    def count(fn: Callable[..., Any]) -> tuple[int, int]:
+        xs = [torch.tensor(a) for a in arrays]
+        for t in xs[:2]:
+            t.requires_grad_(True)
+        torch.autograd.grad(fn(*xs), xs[:2])  # warm-up: lazy imports, caches
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            torch.autograd.grad(fn(*xs), xs[:2])
+        ops = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+        # The CPU allocator's events: a positive size is an allocation (a private API,
+        # as in losses.py's peak memory).
+        large = sum(
+            1 for e in prof.profiler.kineto_results.events()
+            if e.name() == "[memory]" and e.nbytes() >= 4 * big
+        )
+        return ops, large
+
+    return count(ours[term]), count(NATIVES[term])
+
+
+def torch_profile(term: str, arrays: list[Any], rounds: int, top: int) -> list[str]:
+    """The ATen operators whose self CPU time differs most between ours and native."""
+    import torch
+    from natives.torch import NATIVES
+    from torch.profiler import ProfilerActivity, profile
+
+    ours = losses.ours(NATIVES["swav_score"])
+    fns = {"ours": ours[term], "native": NATIVES[term]}
+    xs = [torch.tensor(a) for a in arrays]
+    for t in xs[:2]:
+        t.requires_grad_(True)
+    per_op: dict[str, dict[str, tuple[int, float]]] = {name: {} for name in fns}
+    for fn in fns.values():
+        torch.autograd.grad(fn(*xs), xs[:2])
+    # Alternating, so that a change of the machine's load touches both alike.
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                torch.autograd.grad(fn(*xs), xs[:2])
+            totals = per_op[name]
+            for e in prof.key_averages():
+                _, ms = totals.get(e.key, (0, 0.0))
+                totals[e.key] = (e.count, ms + e.self_cpu_time_total / 1e3 / rounds)
+    keys = set(per_op["ours"]) | set(per_op["native"])
+
+    def gap(key: str) -> float:
+        return per_op["ours"].get(key, (0, 0.0))[1] - per_op["native"].get(key, (0, 0.0))[1]
+
+    lines = [f"  {'operator':<36} {'ours calls':>10} {'ours ms':>8} {'native calls':>12} "
+             f"{'native ms':>9}"]
+    for key in sorted(keys, key=gap, reverse=True)[:top]:
+        (oc, oms), (nc, nms) = per_op["ours"].get(key, (0, 0.0)), per_op["native"].get(
+            key, (0, 0.0))
+        lines.append(f"  {key[:36]:<36} {oc:>10} {oms:>8.1f} {nc:>12} {nms:>9.1f}")
+    total = {k: sum(ms for _, ms in v.values()) for k, v in per_op.items()}
+    lines.append(f"  self CPU total: ours {total['ours']:.1f} ms, native {total['native']:.1f} ms")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=256, help="batch size N")
+    parser.add_argument("--d", type=int, default=128, help="projection dimension D")
+    parser.add_argument("--prototypes", type=int, default=300, help="SwAV prototypes K")
+    parser.add_argument("--prior-dim", type=int, default=784, help="ADC prior columns P")
+    parser.add_argument("--terms", default=",".join(losses.TERMS))
+    parser.add_argument("--frameworks", default="jax,torch")
+    parser.add_argument("--big", type=int, default=None,
+                        help="float32 elements from which an allocation counts as large "
+                        "(default N * N)")
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="torch: also list the TOP operators whose self CPU time "
+                        "differs most between ours and native (mean of 3 profiled calls each, "
+                        "alternating)")
+    args = parser.parse_args(argv)
+    big = args.big or args.n * args.n
+    print(f"N={args.n}, D={args.d}, K={args.prototypes}, P={args.prior_dim}; large: "
+          f">= {big} elements")
+    for term in args.terms.split(","):
+        arrays = losses.make_inputs(term, args.n, args.d, args.prototypes, args.prior_dim)
+        parts = []
+        if "jax" in args.frameworks:
+            o, n = jax_counts(term, arrays)
+            parts.append(f"jax primitives ours {o} / native {n}")
+        if "torch" in args.frameworks:
+            (o_ops, o_big), (n_ops, n_big) = torch_counts(term, arrays, big)
+            parts.append(f"torch ATen calls ours {o_ops} / native {n_ops}, large results "
+                         f"ours {o_big} / native {n_big}")
+        print(f"- {term}: " + "; ".join(parts))
+        if args.profile and "torch" in args.frameworks:
+            print("\n".join(torch_profile(term, arrays, 3, args.profile)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
