@@ -34,7 +34,8 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul", "select_kth", "fori_loop",
+    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
+    "select_kth", "fori_loop",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "adc_loss", "front_end", *(f"{m}_loss" for m in registry.names()),
 ]
