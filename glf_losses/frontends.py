@@ -46,12 +46,25 @@ class MethodFrontEnd:
         """Check and store the settings; returns the shapes of the arrays to own."""
         entry = self.method
         names = tuple(entry.sizes)
-        # Sizes positionally, in the declared order, or by name.
+        # Sizes positionally, in the declared order, or by name; positional arguments after
+        # the sizes are hyperparameters, in the declared order (SimCLRLoss(0.5)).
+        extra = sizes[len(names):]
+        if len(extra) > len(entry.hyperparameters):
+            raise TypeError(
+                f"{type(self).__name__} takes at most {len(names) + len(entry.hyperparameters)}"
+                f" positional arguments ({', '.join((*names, *entry.hyperparameters))}), got "
+                f"{len(sizes)}"
+            )
+        for key, value in zip(entry.hyperparameters, extra, strict=False):
+            if key in hyperparameters:
+                raise TypeError(f"{type(self).__name__} got {key} twice")
+            hyperparameters[key] = value
+        sizes = sizes[: len(names)]
         given = dict(zip(names, sizes, strict=False))
         for n in names[len(sizes):]:
             if n in hyperparameters:
                 given[n] = hyperparameters.pop(n)
-        if len(sizes) > len(names) or len(given) != len(names):
+        if len(given) != len(names):
             raise TypeError(
                 f"{type(self).__name__} takes {len(names)} size argument(s) "
                 f"({', '.join(names) or 'none'}), got {len(sizes)} positional and "

@@ -49,7 +49,7 @@ CHECK = textwrap.dedent(
 
 
 # What the wheel is built from (a copy: setuptools writes a build/ folder beside it).
-SOURCES = ("pyproject.toml", "README.md", "glf_losses", "backends", "glf_train")
+SOURCES = ("pyproject.toml", "README.md", "glf_losses", "backends", "reference_training")
 
 
 def test_wheel_with_numpy_alone(tmp_path: Path) -> None:
