@@ -292,9 +292,9 @@ def masked_log_softmax(
 def entropy(xp: Any, p: Any, log_p: Any) -> Any:
     """Row entropies ``-sum_j p_j log p_j``.
 
-    For distributions from :func:`masked_log_softmax` (or with ``log_p`` clipped finite):
+    For distributions from ``masked_log_softmax`` (or with ``log_p`` clipped finite):
     ``p`` is exactly 0 on the masked-out entries and ``log_p`` is finite there, so they
-    add exactly 0 without a ``where`` (as in :func:`kl_divergence`).
+    add exactly 0 without a ``where`` (as in ``kl_divergence``).
     """
     return -xp.sum(p * log_p, axis=-1)
 

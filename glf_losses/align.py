@@ -230,10 +230,12 @@ def _negative_cosine(be: ModuleType, p: Any, z: Any) -> Any:
 def negative_cosine(p: Any, z: Any) -> Any:
     r"""Minus the mean cosine similarity of paired rows (SimSiam's ``D(p, z)``).
 
-    .. math:: -\frac{1}{N}\sum_i n(p_i)\cdot n(z_i) \in [-1, 1]
+    $$
+    -\frac{1}{N}\sum_i n(p_i)\cdot n(z_i) \in [-1, 1]
+    $$
 
-    with :math:`n` as in :func:`normalized_mse` (it equals ``normalized_mse / 2 - 1``).
-    No stop-gradient is applied here: :func:`glf_losses.simsiam_loss` stops the gradient
+    with $n$ as in ``normalized_mse`` (it equals ``normalized_mse / 2 - 1``).
+    No stop-gradient is applied here: ``glf_losses.simsiam_loss`` stops the gradient
     of its targets.
 
     Args:
@@ -243,7 +245,7 @@ def negative_cosine(p: Any, z: Any) -> Any:
     References:
       Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> p = np.array([[1.0, 0.0], [0.0, 2.0]])
@@ -265,10 +267,12 @@ def _mean_squared_error(be: ModuleType, z_a: Any, z_b: Any) -> Any:
 def mean_squared_error(z_a: Any, z_b: Any) -> Any:
     r"""VICReg's invariance term: the mean squared difference of the two views.
 
-    .. math:: \frac{1}{N D}\sum_{i, d} (z^a_{id} - z^b_{id})^2
+    $$
+    \frac{1}{N D}\sum_{i, d} (z^a_{id} - z^b_{id})^2
+    $$
 
     (``F.mse_loss(x, y)`` in ``facebookresearch/vicreg: main_vicreg.py``), averaged over
-    the global batch under :func:`glf_losses.data_parallel`.
+    the global batch under ``glf_losses.data_parallel``.
 
     Args:
       z_a: (N, D) embeddings of view a.
@@ -278,7 +282,7 @@ def mean_squared_error(z_a: Any, z_b: Any) -> Any:
       Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
       Self-Supervised Learning", ICLR 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> float(align.mean_squared_error(np.zeros((2, 2)), np.ones((2, 2))))
@@ -307,7 +311,9 @@ def _alignment(be: ModuleType, u_a: Any, u_b: Any, alpha: float) -> Any:
 def alignment(z_a: Any, z_b: Any, alpha: float = 2.0) -> Any:
     r"""Wang and Isola's alignment: the mean distance of positive pairs, to the alpha.
 
-    .. math:: \frac{1}{N}\sum_i \lVert n(z^a_i) - n(z^b_i)\rVert_2^\alpha
+    $$
+    \frac{1}{N}\sum_i \lVert n(z^a_i) - n(z^b_i)\rVert_2^\alpha
+    $$
 
     as ``align_loss`` in ``SsnL/align_uniform`` (whose encoder ends in an L2
     normalisation; here the rows are normalised first).
@@ -322,7 +328,7 @@ def alignment(z_a: Any, z_b: Any, alpha: float = 2.0) -> Any:
       Wang and Isola, "Understanding Contrastive Representation Learning through
       Alignment and Uniformity on the Hypersphere", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import align
       >>> float(align.alignment(np.eye(2), -np.eye(2)))

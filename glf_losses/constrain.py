@@ -227,9 +227,11 @@ def _off_diagonal_covariance(be: ModuleType, centred: Any) -> Any:
 def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
     r"""VICReg's variance term: a hinge keeping every dimension's batch std above 1.
 
-    .. math:: \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^a_{:,d}) +
-       \epsilon}\bigr) + \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^b_{:,d})
-       + \epsilon}\bigr)
+    $$
+    \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^a_{:,d}) +
+    \epsilon}\bigr) + \frac{1}{2D}\sum_d \max\bigl(0, 1 - \sqrt{\mathrm{Var}(z^b_{:,d})
+    + \epsilon}\bigr)
+    $$
 
     with the unbiased batch variance (``torch.var``), over the global batch, as
     ``std_loss`` in ``facebookresearch/vicreg: main_vicreg.py``.
@@ -242,7 +244,7 @@ def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
     References:
       Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> float(constrain.variance(np.zeros((4, 3)), np.zeros((4, 3)), eps=0.0))
@@ -256,10 +258,12 @@ def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
 def covariance(z_a: Any, z_b: Any) -> Any:
     r"""VICReg's covariance term: squared off-diagonal covariances, divided by D.
 
-    .. math:: \frac{1}{D}\sum_{i \ne j} C(z^a)_{ij}^2 + \frac{1}{D}\sum_{i \ne j}
-       C(z^b)_{ij}^2, \qquad C(z) = \tfrac{1}{N - 1}\,\bar z^\top \bar z
+    $$
+    \frac{1}{D}\sum_{i \ne j} C(z^a)_{ij}^2 + \frac{1}{D}\sum_{i \ne j}
+    C(z^b)_{ij}^2, \qquad C(z) = \tfrac{1}{N - 1}\,\bar z^\top \bar z
+    $$
 
-    with :math:`\bar z` centred over the global batch, as ``cov_loss`` in
+    with $\bar z$ centred over the global batch, as ``cov_loss`` in
     ``facebookresearch/vicreg: main_vicreg.py`` (the two views are summed, not averaged).
 
     Args:
@@ -269,7 +273,7 @@ def covariance(z_a: Any, z_b: Any) -> Any:
     References:
       Bardes, Ponce and LeCun, "VICReg", ICLR 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> z = np.array([[1.0, 1.0], [-1.0, -1.0]])  # both columns equal: cov 2 off-diagonal
@@ -301,13 +305,15 @@ def _log_gaussian_potential(be: ModuleType, u: Any, t: float) -> Any:
 def gaussian_uniformity(z_a: Any, z_b: Any, t: float = 2.0) -> Any:
     r"""Wang and Isola's uniformity: log of the mean Gaussian potential, both views averaged.
 
-    .. math:: \frac{1}{2}\sum_{v \in \{a, b\}} \log \frac{1}{N(N-1)}\sum_{i \ne j}
-       e^{-t \lVert u^v_i - u^v_j\rVert^2}, \qquad u^v = n(z^v)
+    $$
+    \frac{1}{2}\sum_{v \in \{a, b\}} \log \frac{1}{N(N-1)}\sum_{i \ne j}
+    e^{-t \lVert u^v_i - u^v_j\rVert^2}, \qquad u^v = n(z^v)
+    $$
 
     as ``(uniform_loss(x) + uniform_loss(y)) / 2`` in ``SsnL/align_uniform: main.py``
     (``torch.pdist`` lists each unordered pair once; the mean is the same over ordered
-    pairs). Over the global batch under :func:`glf_losses.data_parallel`. Not to be
-    confused with :func:`uniformity`, SimCLR's log-sum-exp.
+    pairs). Over the global batch under ``glf_losses.data_parallel``. Not to be
+    confused with ``uniformity``, SimCLR's log-sum-exp.
 
     Args:
       z_a: (N, D) features of view a, N >= 2.
@@ -318,7 +324,7 @@ def gaussian_uniformity(z_a: Any, z_b: Any, t: float = 2.0) -> Any:
       Wang and Isola, "Understanding Contrastive Representation Learning through
       Alignment and Uniformity on the Hypersphere", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> z = np.array([[1.0, 0.0], [-1.0, 0.0]])  # antipodal: |u_i - u_j|^2 = 4
@@ -340,15 +346,17 @@ def gaussian_uniformity(z_a: Any, z_b: Any, t: float = 2.0) -> Any:
 def koleo(z: Any, eps: float = 1e-8) -> Any:
     r"""The KoLeo regulariser: minus the mean log distance to the nearest neighbour.
 
-    .. math:: -\frac{1}{N}\sum_i \log\bigl(\lVert u_i - u_{\nu(i)} + \epsilon\rVert_2
-       + \epsilon\bigr), \qquad \nu(i) = \arg\max_{j \ne i} u_i\cdot u_j,\ u = n(z)
+    $$
+    -\frac{1}{N}\sum_i \log\bigl(\lVert u_i - u_{\nu(i)} + \epsilon\rVert_2
+    + \epsilon\bigr), \qquad \nu(i) = \arg\max_{j \ne i} u_i\cdot u_j,\ u = n(z)
+    $$
 
     the Kozachenko-Leonenko differential-entropy estimator, as ``KoLeoLoss`` in
     ``facebookresearch/dinov2: dinov2/loss/koleo_loss.py`` (``nn.PairwiseDistance``
     adds ``eps`` to the difference, and the log to the distance; gradients flow into both
     the sample and its neighbour; the neighbour's index does not move). DINOv2 weights it
     0.1 and applies it to each GPU's batch; here, under
-    :func:`glf_losses.data_parallel`, neighbours are searched in the global batch. Rows
+    ``glf_losses.data_parallel``, neighbours are searched in the global batch. Rows
     are normalised with a squared-norm floor of 1e-12 (DINOv2: a norm floor of
     ``eps``), the same for any row of norm above 1e-6.
 
@@ -361,7 +369,7 @@ def koleo(z: Any, eps: float = 1e-8) -> Any:
       Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision",
       TMLR 2024.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import constrain
       >>> z = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])

@@ -460,7 +460,7 @@ def with_adc(parts: GLFParts, adc: ADC | None, z_a: Array, z_b: Array, prior: Ar
 
 
 def simsiam_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
-    """:func:`simsiam_loss` as ``GLFParts(negative_cosine, 0)``.
+    """``simsiam_loss`` as ``GLFParts(negative_cosine, 0)``.
 
     SimSiam's constraint is implicit (predictor and stop-gradient, no EMA), so GLF reports
     a zero constraining part.
@@ -478,8 +478,10 @@ def simsiam_parts(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> GLFParts:
 def simsiam_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
     r"""SimSiam's symmetrised negative cosine to stop-gradient targets.
 
-    .. math:: -\frac{1}{2N}\sum_i \bigl[n(p^a_i)\cdot n(\mathrm{sg}(z^b_i))
-       + n(p^b_i)\cdot n(\mathrm{sg}(z^a_i))\bigr] \in [-1, 1]
+    $$
+    -\frac{1}{2N}\sum_i \bigl[n(p^a_i)\cdot n(\mathrm{sg}(z^b_i))
+    + n(p^b_i)\cdot n(\mathrm{sg}(z^a_i))\bigr] \in [-1, 1]
+    $$
 
     As ``facebookresearch/simsiam: main_simsiam.py``: ``-(cos(p1, z2).mean() +
     cos(p2, z1).mean()) * 0.5`` with ``nn.CosineSimilarity(dim=1)``, the targets detached
@@ -496,7 +498,7 @@ def simsiam_loss(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
     References:
       Chen and He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(4)
@@ -517,7 +519,7 @@ def vicreg_parts(
     cov_coeff: float = 1.0,
     eps: float = 1e-4,
 ) -> GLFParts:
-    """:func:`vicreg_loss` as ``GLFParts(sim_coeff * invariance, std_coeff * variance +
+    """``vicreg_loss`` as ``GLFParts(sim_coeff * invariance, std_coeff * variance +
     cov_coeff * covariance)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     sim_coeff = _checks.check_nonnegative(sim_coeff, "sim_coeff")
@@ -542,31 +544,33 @@ def vicreg_loss(
 ) -> Any:
     r"""VICReg: invariance + variance + covariance (``facebookresearch/vicreg``).
 
-    .. math:: \lambda\,\mathrm{MSE}(z^a, z^b) + \mu\,\tfrac{1}{2}\bigl[v(z^a) + v(z^b)
-       \bigr] + \nu\,\bigl[c(z^a) + c(z^b)\bigr]
+    $$
+    \lambda\,\mathrm{MSE}(z^a, z^b) + \mu\,\tfrac{1}{2}\bigl[v(z^a) + v(z^b)
+    \bigr] + \nu\,\bigl[c(z^a) + c(z^b)\bigr]
+    $$
 
-    with :math:`\mathrm{MSE}` the mean over all N D entries
-    (:func:`glf_losses.align.mean_squared_error`), :math:`v(z) = \frac{1}{D}\sum_d
-    \max(0, 1 - \sqrt{\mathrm{Var}(z_{:,d}) + \epsilon})` with the unbiased variance
-    (:func:`glf_losses.constrain.variance`) and :math:`c(z) = \frac{1}{D}\sum_{i\ne j}
-    C_{ij}^2`, :math:`C = \bar z^\top \bar z / (N - 1)`
-    (:func:`glf_losses.constrain.covariance`), exactly as ``VICReg.forward`` in
+    with $\mathrm{MSE}$ the mean over all N D entries
+    (``glf_losses.align.mean_squared_error``), $v(z) = \frac{1}{D}\sum_d
+    \max(0, 1 - \sqrt{\mathrm{Var}(z_{:,d}) + \epsilon})$ with the unbiased variance
+    (``glf_losses.constrain.variance``) and $c(z) = \frac{1}{D}\sum_{i\ne j}
+    C_{ij}^2$, $C = \bar z^\top \bar z / (N - 1)$
+    (``glf_losses.constrain.covariance``), exactly as ``VICReg.forward`` in
     ``facebookresearch/vicreg: main_vicreg.py``; every statistic is over the global batch
     (the official code gathers the embeddings of all GPUs).
 
     Args:
       z_a: (N, D) expander outputs of view a, N >= 2.
       z_b: (N, D) expander outputs of view b, the same shape as ``z_a``.
-      sim_coeff: invariance weight :math:`\lambda` (25).
-      std_coeff: variance weight :math:`\mu` (25).
-      cov_coeff: covariance weight :math:`\nu` (1).
+      sim_coeff: invariance weight $\lambda$ (25).
+      std_coeff: variance weight $\mu$ (25).
+      cov_coeff: covariance weight $\nu$ (1).
       eps: added to the variance under the square root (1e-4).
 
     References:
       Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
       Self-Supervised Learning", ICLR 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * np.sqrt(3)
@@ -584,7 +588,7 @@ def vicreg_loss(
 def wmse_parts(
     z_a: Any, z_b: Any, permutations: Any = None, w_size: int | None = 128, eps: float = 0.0
 ) -> GLFParts:
-    """:func:`wmse_loss` as ``GLFParts(normalised MSE of the whitened views, 0)``.
+    """``wmse_loss`` as ``GLFParts(normalised MSE of the whitened views, 0)``.
 
     W-MSE's constraint is the whitening itself, applied to the views before the aligning
     term, not a term added to it; so the constraining part is 0.
@@ -620,11 +624,13 @@ def wmse_loss(
 
     For each whitening iteration (one row of ``permutations``), each view is reordered by
     that permutation, cut into contiguous sub-batches of ``w_size`` rows, and each
-    sub-batch is whitened by :func:`glf_losses.whitening.cholesky_whiten` (inverse
+    sub-batch is whitened by ``glf_losses.whitening.cholesky_whiten`` (inverse
     Cholesky factor of its unbiased covariance); then
 
-    .. math:: \frac{1}{w_{iter}}\sum_{it}\Bigl[2 - \frac{2}{N}\sum_i
-       n(\tilde z^a_i)\cdot n(\tilde z^b_i)\Bigr] \in [0, 4]
+    $$
+    \frac{1}{w_{iter}}\sum_{it}\Bigl[2 - \frac{2}{N}\sum_i
+    n(\tilde z^a_i)\cdot n(\tilde z^b_i)\Bigr] \in [0, 4]
+    $$
 
     as ``WMSE.forward`` with ``norm_mse_loss`` in ``htdt/self-supervised: methods/w_mse.py``
     (two views). The official code draws ``torch.randperm`` inside the loss; here the
@@ -644,7 +650,7 @@ def wmse_loss(
       Ermolov, Siarohin, Sangineto and Sebe, "Whitening for Self-Supervised
       Representation Learning", ICML 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.random.default_rng(0).normal(size=(8, 3))
@@ -670,7 +676,7 @@ def _mocov3_direction(be: Any, u_q: Any, u_k: Any, temperature: float) -> tuple[
 def mocov3_parts(
     q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0
 ) -> GLFParts:
-    """:func:`mocov3_loss` as ``GLFParts(positive term, log-sum-exp over keys)``."""
+    """``mocov3_loss`` as ``GLFParts(positive term, log-sum-exp over keys)``."""
     names = {"q_a": q_a, "q_b": q_b, "k_a": k_a, "k_b": k_b}
     be = _checks.backend_of(**names)
     for name in ("q_b", "k_a", "k_b"):
@@ -689,15 +695,17 @@ def mocov3_parts(
 def mocov3_loss(q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0) -> Any:
     r"""MoCo v3: symmetrised InfoNCE against the momentum keys of the batch, times 2T.
 
-    .. math:: 2T\,\Bigl[\mathrm{CE}\bigl(n(q^a) n(\mathrm{sg}\,k^b)^\top / T\bigr) +
-       \mathrm{CE}\bigl(n(q^b) n(\mathrm{sg}\,k^a)^\top / T\bigr)\Bigr]
+    $$
+    2T\,\Bigl[\mathrm{CE}\bigl(n(q^a) n(\mathrm{sg}\,k^b)^\top / T\bigr) +
+    \mathrm{CE}\bigl(n(q^b) n(\mathrm{sg}\,k^a)^\top / T\bigr)\Bigr]
+    $$
 
-    where :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i \bigl[\log\sum_j e^{L_{ij}} -
-    L_{ii}\bigr]` takes the keys of the global batch as the columns (the official code
+    where $\mathrm{CE}(L) = \frac{1}{N}\sum_i \bigl[\log\sum_j e^{L_{ij}} -
+    L_{ii}\bigr]$ takes the keys of the global batch as the columns (the official code
     gathers them from every GPU) and the matching key as the positive, exactly as
     ``MoCo.contrastive_loss`` in ``facebookresearch/moco-v3: moco/builder.py``.
-    The align part is the positive term :math:`-2\,\overline{n(q)\cdot n(k^+)}` per
-    direction; the constrain part is :math:`2T` times the mean log-sum-exp.
+    The align part is the positive term $-2\,\overline{n(q)\cdot n(k^+)}$ per
+    direction; the constrain part is $2T$ times the mean log-sum-exp.
 
     Args:
       q_a: (N, D) online (predictor) outputs of view a.
@@ -710,7 +718,7 @@ def mocov3_loss(q_a: Any, q_b: Any, k_a: Any, k_b: Any, temperature: float = 1.0
       Chen, Xie and He, "An Empirical Study of Training Self-Supervised Vision
       Transformers", ICCV 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> q = np.eye(2)
@@ -735,7 +743,7 @@ def _moco_queue(be: Any, queue: Any, width: int, dtype: Any) -> Any:
 
 
 def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> GLFParts:
-    """:func:`moco_loss` as ``GLFParts(positive term, log-sum-exp over the keys)``."""
+    """``moco_loss`` as ``GLFParts(positive term, log-sum-exp over the keys)``."""
     be = _checks.backend_of(q=q, k=k, queue=queue)
     _checks.same_shape(q, k, "q", "k")
     q = _checks.float_matrix(be, q, "q")
@@ -761,13 +769,15 @@ def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> G
 def moco_loss(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> Any:
     r"""MoCo v2: InfoNCE of the queries against their momentum key and a queue of keys.
 
-    .. math:: \frac{1}{N}\sum_i \Bigl[-\frac{u_i\cdot v_i}{T} + \log\Bigl(e^{u_i\cdot
-       v_i/T} + \sum_{j=1}^{K} e^{u_i\cdot Q_j/T}\Bigr)\Bigr], \quad u = n(q),\ v =
-       n(\mathrm{sg}(k))
+    $$
+    \frac{1}{N}\sum_i \Bigl[-\frac{u_i\cdot v_i}{T} + \log\Bigl(e^{u_i\cdot
+    v_i/T} + \sum_{j=1}^{K} e^{u_i\cdot Q_j/T}\Bigr)\Bigr], \quad u = n(q),\ v =
+    n(\mathrm{sg}(k))
+    $$
 
     as ``MoCo.forward`` in ``facebookresearch/moco: moco/builder.py`` (logits
     ``[l_pos, l_neg] / T``, cross-entropy with label 0). The queue rows are used as
-    given (the official queue holds normalised keys; :func:`moco_enqueue` stores them
+    given (the official queue holds normalised keys; ``moco_enqueue`` stores them
     so), under stop-gradient. With ``queue=None`` the negatives are the other keys of
     the (global) batch instead, the positive included in the denominator.
 
@@ -784,7 +794,7 @@ def moco_loss(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> An
       CVPR 2020; Chen et al., "Improved Baselines with Momentum Contrastive Learning",
       arXiv 2003.04297.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> q = np.eye(2)
@@ -805,7 +815,7 @@ def moco_enqueue(queue: Any, k: Any) -> Any:
     overwrites a ring buffer at a moving pointer instead (K a multiple of the global
     batch size, which it asserts); started from the same queue, this one is always that
     ring buffer rotated by its pointer, so it holds the same keys at every step, and the
-    loss does not depend on their order. Under :func:`glf_losses.data_parallel` the keys
+    loss does not depend on their order. Under ``glf_losses.data_parallel`` the keys
     of every worker are enqueued, in worker order, and every worker returns the same
     queue.
 
@@ -816,7 +826,7 @@ def moco_enqueue(queue: Any, k: Any) -> Any:
     Returns:
       (K, D) the new queue, in ``queue``'s dtype, without gradient.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> queue = np.zeros((4, 2))
@@ -866,7 +876,7 @@ def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -
 
 
 def dcl_parts(z_a: Any, z_b: Any, temperature: float = 0.1) -> GLFParts:
-    """:func:`dcl_loss` as ``GLFParts(positive term, decoupled log-sum-exp)``."""
+    """``dcl_loss`` as ``GLFParts(positive term, decoupled log-sum-exp)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
@@ -876,9 +886,11 @@ def dcl_parts(z_a: Any, z_b: Any, temperature: float = 0.1) -> GLFParts:
 def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
     r"""Decoupled contrastive loss: NT-Xent without the positive in the denominator.
 
-    .. math:: \sum_{v \in \{a, b\}} \frac{1}{N}\sum_i \Bigl[-\frac{u^v_i\cdot
-       u^{\bar v}_i}{t} + \log \sum_{k \ne i} \bigl(e^{u^v_i\cdot u^a_k/t} +
-       e^{u^v_i\cdot u^b_k/t}\bigr)\Bigr], \qquad u^v = n(z^v)
+    $$
+    \sum_{v \in \{a, b\}} \frac{1}{N}\sum_i \Bigl[-\frac{u^v_i\cdot
+    u^{\bar v}_i}{t} + \log \sum_{k \ne i} \bigl(e^{u^v_i\cdot u^a_k/t} +
+    e^{u^v_i\cdot u^b_k/t}\bigr)\Bigr], \qquad u^v = n(z^v)
+    $$
 
     (the two one-way losses summed, each over the 2N - 2 negatives of the global batch).
     The authors released no code; this follows the paper's equation and the
@@ -894,7 +906,7 @@ def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
     References:
       Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(2)  # two orthogonal negatives per anchor: 2 (-1/t + log 2)
@@ -906,7 +918,7 @@ def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
 
 
 def dclw_parts(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> GLFParts:
-    """:func:`dclw_loss` as ``GLFParts(weighted positive term, decoupled log-sum-exp)``."""
+    """``dclw_loss`` as ``GLFParts(weighted positive term, decoupled log-sum-exp)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
     sigma = _checks.check_positive(sigma, "sigma")
@@ -915,14 +927,16 @@ def dclw_parts(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5)
 
 
 def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> Any:
-    r""":func:`dcl_loss` with von Mises-Fisher weights on the positive term (DCLW).
+    r"""``dcl_loss`` with von Mises-Fisher weights on the positive term (DCLW).
 
     The positive term of sample i is multiplied by
 
-    .. math:: w_i = 2 - N\,\frac{e^{u^a_i\cdot u^b_i/\sigma}}{\sum_j e^{u^a_j\cdot
-       u^b_j/\sigma}}
+    $$
+    w_i = 2 - N\,\frac{e^{u^a_i\cdot u^b_i/\sigma}}{\sum_j e^{u^a_j\cdot
+    u^b_j/\sigma}}
+    $$
 
-    (the paper's :math:`2 - e^{s_i/\sigma} / \mathbb{E}_j e^{s_j/\sigma}`, over the global
+    (the paper's $2 - e^{s_i/\sigma} / \mathbb{E}_j e^{s_j/\sigma}$, over the global
     batch), held constant: no gradient flows through the weights, as in
     ``lightly.loss.dcl_loss.negative_mises_fisher_weights``.
     ``raminnakhli/Decoupled-Contrastive-Learning`` differs in two ways: it leaves out the
@@ -937,7 +951,7 @@ def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) 
     References:
       Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(2)  # equal similarities: every weight is 1, as in DCL
@@ -959,7 +973,7 @@ def alignment_uniformity_parts(
     align_weight: float = 1.0,
     uniform_weight: float = 1.0,
 ) -> GLFParts:
-    """:func:`alignment_uniformity_loss` as ``GLFParts(align_weight * alignment,
+    """``alignment_uniformity_loss`` as ``GLFParts(align_weight * alignment,
     uniform_weight * gaussian_uniformity)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     alpha = _checks.check_positive(alpha, "alpha")
@@ -982,11 +996,13 @@ def alignment_uniformity_loss(
 ) -> Any:
     r"""Wang and Isola's objective: alignment of positive pairs + uniformity of each view.
 
-    .. math:: w_a\,\frac{1}{N}\sum_i \lVert u^a_i - u^b_i\rVert^\alpha + w_u\,\frac{1}{2}
-       \sum_{v} \log \frac{1}{N(N-1)}\sum_{i\ne j} e^{-t\lVert u^v_i - u^v_j\rVert^2}
+    $$
+    w_a\,\frac{1}{N}\sum_i \lVert u^a_i - u^b_i\rVert^\alpha + w_u\,\frac{1}{2}
+    \sum_{v} \log \frac{1}{N(N-1)}\sum_{i\ne j} e^{-t\lVert u^v_i - u^v_j\rVert^2}
+    $$
 
-    with :math:`u = n(z)` (:func:`glf_losses.align.alignment`,
-    :func:`glf_losses.constrain.gaussian_uniformity`), as the training loss of
+    with $u = n(z)$ (``glf_losses.align.alignment``,
+    ``glf_losses.constrain.gaussian_uniformity``), as the training loss of
     ``SsnL/align_uniform: main.py`` (``align_loss * align_w + (uniform_loss(x) +
     uniform_loss(y)) / 2 * unif_w``, defaults ``align_alpha=2``, ``unif_t=2``,
     ``align_w=unif_w=1``).
@@ -1003,7 +1019,7 @@ def alignment_uniformity_loss(
       Wang and Isola, "Understanding Contrastive Representation Learning through
       Alignment and Uniformity on the Hypersphere", ICML 2020.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.array([[1.0, 0.0], [-1.0, 0.0]])  # aligned, antipodal: 0 + log e^-8
@@ -1052,7 +1068,7 @@ def _tico_checked(
 def tico_parts(
     z_a: Any, z_b: Any, covariance: Any, beta: float = 0.9, rho: float = 20.0
 ) -> GLFParts:
-    """:func:`tico_loss` as ``GLFParts(-mean cosine, rho * covariance contrast)``."""
+    """``tico_loss`` as ``GLFParts(-mean cosine, rho * covariance contrast)``."""
     be, z_a, z_b, state, beta = _tico_checked(z_a, z_b, covariance, beta)
     rho = _checks.check_nonnegative(rho, "rho")
     xp = be.xp
@@ -1070,15 +1086,17 @@ def tico_loss(
 ) -> Any:
     r"""TiCo: invariance plus a contrast against a running covariance (the state).
 
-    .. math:: C' = \beta C + (1 - \beta)\tfrac{1}{N} u^{a\top} u^a, \qquad
-       -\frac{1}{N}\sum_i u^a_i\cdot u^b_i + \rho\,\frac{1}{N}\sum_i u^{a\top}_i C' u^a_i,
-       \qquad u = n(z)
+    $$
+    C' = \beta C + (1 - \beta)\tfrac{1}{N} u^{a\top} u^a, \qquad
+    -\frac{1}{N}\sum_i u^a_i\cdot u^b_i + \rho\,\frac{1}{N}\sum_i u^{a\top}_i C' u^a_i,
+    \qquad u = n(z)
+    $$
 
     as Algorithm 1 of the paper (no code was released by the authors): the new
-    covariance :math:`C'` is used with the gradient of the current batch's term, and is
-    the state the caller keeps for the next step (:func:`tico_covariance`, detached).
+    covariance $C'$ is used with the gradient of the current batch's term, and is
+    the state the caller keeps for the next step (``tico_covariance``, detached).
     ``lightly.loss.TiCoLoss`` differs: it adds the constant 1 and detaches the batch term.
-    Under :func:`glf_losses.data_parallel` the batch term is over the global batch.
+    Under ``glf_losses.data_parallel`` the batch term is over the global batch.
 
     Args:
       z_a: (N, D) projections of view a (the one in the covariance, as the paper).
@@ -1092,7 +1110,7 @@ def tico_loss(
       Zhu et al., "TiCo: Transformation Invariance and Covariance Contrast for
       Self-Supervised Visual Representation Learning", arXiv 2206.10698.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.eye(2)
@@ -1104,10 +1122,10 @@ def tico_loss(
 
 
 def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
-    r"""TiCo's state after a step: :math:`\beta C + (1 - \beta)\frac{1}{N} u^\top u`.
+    r"""TiCo's state after a step: $\beta C + (1 - \beta)\frac{1}{N} u^\top u$.
 
-    The covariance :func:`tico_loss` used, without gradient, over the global batch under
-    :func:`glf_losses.data_parallel` (every worker returns the same matrix).
+    The covariance ``tico_loss`` used, without gradient, over the global batch under
+    ``glf_losses.data_parallel`` (every worker returns the same matrix).
 
     Args:
       z_a: (N, D) projections of view a (the local shard under data parallelism).
@@ -1117,7 +1135,7 @@ def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
     Returns:
       (D, D) the new running covariance.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> glf_losses.tico_covariance(np.eye(2), np.eye(2), beta=0.5).tolist()
@@ -1140,7 +1158,7 @@ def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
 
 
 def mmcr_parts(z: Any, n_views: int, lmbda: float = 0.0) -> GLFParts:
-    """:func:`mmcr_loss` as ``GLFParts(lmbda * mean local nuclear norm, -centroid nuclear
+    """``mmcr_loss`` as ``GLFParts(lmbda * mean local nuclear norm, -centroid nuclear
     norm)``."""
     be = _checks.backend_of(z=z)
     z = _checks.float_matrix(be, z, "z")
@@ -1171,13 +1189,15 @@ def mmcr_parts(z: Any, n_views: int, lmbda: float = 0.0) -> GLFParts:
 def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
     r"""MMCR: maximise the nuclear norm of the per-sample centroids of the views.
 
-    .. math:: \frac{\lambda}{B}\sum_b \lVert U_b\rVert_* - \lVert C\rVert_*, \qquad
-       C_b = \frac{1}{K}\sum_{k} U_{b,k}, \quad U_{b,k} = n(z_{bK + k})
+    $$
+    \frac{\lambda}{B}\sum_b \lVert U_b\rVert_* - \lVert C\rVert_*, \qquad
+    C_b = \frac{1}{K}\sum_{k} U_{b,k}, \quad U_{b,k} = n(z_{bK + k})
+    $$
 
     for B samples of K = ``n_views`` views each, as ``MMCR_Loss`` in
     ``ThomasYerxa/mmcr: mmcr/cifar_stl/loss_mmcr.py`` (rows in its ``(B N) C`` order:
     the K views of a sample are consecutive rows; the local term is computed only when
-    lambda is not 0, as there). Under :func:`glf_losses.data_parallel` each worker holds
+    lambda is not 0, as there). Under ``glf_losses.data_parallel`` each worker holds
     whole samples and C is the centroids of the global batch, as the official gather.
     GLF: the local term pulls each sample's views together (align); the centroid norm
     spreads the samples (constrain), though it also rewards aligned views, since a centroid
@@ -1192,7 +1212,7 @@ def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
       Yerxa et al., "Learning Efficient Coding of Natural Images with Maximum Manifold
       Capacity Representations", NeurIPS 2023.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> z = np.repeat(np.eye(3), 2, axis=0)  # 3 samples, 2 identical views each
@@ -1224,7 +1244,7 @@ def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: flo
 def nnclr_parts(
     p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any, temperature: float = 0.1
 ) -> GLFParts:
-    """:func:`nnclr_loss` as ``GLFParts(positive term, log-sum-exp over the batch)``."""
+    """``nnclr_loss`` as ``GLFParts(positive term, log-sum-exp over the batch)``."""
     names = {"p_a": p_a, "p_b": p_b, "z_a": z_a, "z_b": z_b}
     be = _checks.backend_of(**names, support=support)
     for name in ("p_b", "z_a", "z_b"):
@@ -1253,16 +1273,18 @@ def nnclr_loss(
     r"""NNCLR: InfoNCE between each view's nearest support-set neighbour and the other
     view's prediction.
 
-    .. math:: \frac{1}{2}\Bigl[\mathrm{CE}\bigl(n(\mathrm{NN}(z^a)) n(p^b)^\top/T\bigr) +
-       \mathrm{CE}\bigl(n(\mathrm{NN}(z^b)) n(p^a)^\top/T\bigr)\Bigr], \quad
-       \mathrm{NN}(z_i) = Q_{\arg\max_j n(z_i)\cdot Q_j}
+    $$
+    \frac{1}{2}\Bigl[\mathrm{CE}\bigl(n(\mathrm{NN}(z^a)) n(p^b)^\top/T\bigr) +
+    \mathrm{CE}\bigl(n(\mathrm{NN}(z^b)) n(p^a)^\top/T\bigr)\Bigr], \quad
+    \mathrm{NN}(z_i) = Q_{\arg\max_j n(z_i)\cdot Q_j}
+    $$
 
-    with :math:`\mathrm{CE}(L) = \frac{1}{N}\sum_i [\log\sum_k e^{L_{ik}} - L_{ii}]` over
+    with $\mathrm{CE}(L) = \frac{1}{N}\sum_i [\log\sum_k e^{L_{ik}} - L_{ii}]$ over
     the predictions of the global batch (eq. 3 of the paper). The authors released no
     code; this follows the paper, as solo-learn's ``nnclr_loss_func`` does (negatives:
     the other view's predictions only). ``lightly`` differs: its ``NTXentLoss`` puts both
     views in the denominator. The neighbours are constants (no gradient reaches ``z``
-    or the support set); :func:`nnclr_enqueue` adds view a's projections to the support
+    or the support set); ``nnclr_enqueue`` adds view a's projections to the support
     set afterwards.
 
     Args:
@@ -1278,7 +1300,7 @@ def nnclr_loss(
       Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive
       Learning of Visual Representations", ICCV 2021.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> q = np.eye(2)  # each projection's neighbour is itself; predictions orthogonal
@@ -1291,7 +1313,7 @@ def nnclr_loss(
 
 def nnclr_enqueue(support: Any, z: Any) -> Any:
     """NNCLR's support set after a step: view a's normalised projections in, the oldest
-    out, first-in first-out over the global batch (see :func:`moco_enqueue`, which this
+    out, first-in first-out over the global batch (see ``moco_enqueue``, which this
     is, with the support set as the queue).
 
     Args:
@@ -1302,7 +1324,7 @@ def nnclr_enqueue(support: Any, z: Any) -> Any:
     Returns:
       (Q, D) the new support set, without gradient.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> import glf_losses
       >>> glf_losses.nnclr_enqueue(np.zeros((3, 2)), np.array([[0.0, 2.0]]))[-1].tolist()

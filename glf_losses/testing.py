@@ -371,12 +371,12 @@ def value_and_grad_fn(
     - tensorflow: ``tf.GradientTape``; with ``compiled``, ``tf.function(jit_compile=True)``
       around the tape;
     - torch: ``torch.autograd.grad`` of ``fn``'s value; with ``compiled``, of the value of
-      :func:`compile_fn`'s ``torch.compile`` of ``fn`` (its backward is compiled by
+      ``compile_fn``'s ``torch.compile`` of ``fn`` (its backward is compiled by
       AOTAutograd). The inputs in ``argnums`` must have ``requires_grad=True``.
 
     ``static_kwargs`` are passed to ``fn`` unchanged (static under ``jax.jit``).
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses import testing
       >>> import glf_losses

@@ -98,17 +98,19 @@ def cholesky_whiten(
 ) -> Any:
     r"""Whiten the rows of ``z`` within sub-batches of ``w_size`` rows (W-MSE's whitening).
 
-    For each sub-batch :math:`X` (rows ``permutation[k w : (k + 1) w]``):
+    For each sub-batch $X$ (rows ``permutation[k w : (k + 1) w]``):
 
-    .. math:: \bar X = X - \mathrm{mean}(X), \quad
-       \Sigma = (1 - \varepsilon)\tfrac{1}{w - 1}\bar X^\top \bar X + \varepsilon I, \quad
-       \Sigma = L L^\top, \quad \mathrm{whiten}(X) = \bar X L^{-\top}
+    $$
+    \bar X = X - \mathrm{mean}(X), \quad
+    \Sigma = (1 - \varepsilon)\tfrac{1}{w - 1}\bar X^\top \bar X + \varepsilon I, \quad
+    \Sigma = L L^\top, \quad \mathrm{whiten}(X) = \bar X L^{-\top}
+    $$
 
     so each whitened sub-batch has mean 0 and (unbiased) covariance
-    :math:`(1-\varepsilon)^{-1}`-close to the identity (exactly I for ``eps = 0``).
+    $(1-\varepsilon)^{-1}$-close to the identity (exactly I for ``eps = 0``).
 
     Args:
-      z: (N, D) embeddings; under :func:`glf_losses.data_parallel` the local shard, and
+      z: (N, D) embeddings; under ``glf_losses.data_parallel`` the local shard, and
         sub-batches are drawn from the global batch.
       w_size: rows per sub-batch; must divide N (global) and be at least D + 1 (the
         official code uses 128, with D = 64). ``None``: the whole batch.
@@ -124,7 +126,7 @@ def cholesky_whiten(
       Ermolov et al., "Whitening for Self-Supervised Representation Learning", ICML 2021;
       ``htdt/self-supervised: methods/whitening.py``.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from glf_losses.whitening import cholesky_whiten
       >>> z = np.random.default_rng(0).normal(size=(16, 3))

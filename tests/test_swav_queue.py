@@ -199,7 +199,6 @@ def _saved_arrays(framework: str, path: Path) -> dict[str, np.ndarray]:
     if framework == "jax":
         import flax.serialization
         import jax
-
         from glf_train.checksum import CHECKSUM_KEY
 
         raw = flax.serialization.msgpack_restore(path.read_bytes())
