@@ -19,10 +19,8 @@ from glf_losses.adc import ADC, ADCParts
 __all__ = ["ADCFrontEnd", "MethodFrontEnd", "check_adc", "front_end_class", "module_getattr"]
 
 
-def check_adc(adc: Any) -> ADC | None:
-    """``adc`` as given if it is an [`glf_losses.ADC`][glf_losses.ADC] or ``None``; else a clear
-    error."""
-    return methods._check_adc(adc)
+# The one check of ``adc=``, shared with ``with_adc``: an ADC or None, else a clear error.
+check_adc = methods._check_adc
 
 
 class MethodFrontEnd:

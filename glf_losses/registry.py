@@ -30,7 +30,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -49,7 +48,6 @@ __all__ = [
     "method_parts",
     "names",
     "register",
-    "replace",
     "unregister",
 ]
 
@@ -242,11 +240,6 @@ def method_parts(
     optional = dict(zip(entry.optional_inputs, inputs[n_required:], strict=False))
     parts = entry.parts(*inputs[:n_required], **optional, **arrays, **settings)
     return methods.with_adc(parts, adc, *entry.adc_pair(inputs[:n_required]), prior)
-
-
-def replace(method: str | Method, **changes: Any) -> Method:
-    """A copy of a declaration with some attributes changed (e.g. for a variant)."""
-    return dataclasses.replace(get(method), **changes)
 
 
 # --- the methods ---------------------------------------------------------------------------
