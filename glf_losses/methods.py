@@ -15,7 +15,9 @@ from typing import Any
 from glf_losses import _checks
 from glf_losses._lib import (
     GLFParts,
+    as_divisor,
     batch_average,
+    dim,
     global_rows,
     l2_normalize,
     masked_logsumexp,
@@ -61,6 +63,9 @@ __all__ = [
     "dcl_parts",
     "dclw_loss",
     "dclw_parts",
+    "dino_center",
+    "dino_loss",
+    "dino_parts",
     "mmcr_loss",
     "mmcr_parts",
     "moco_enqueue",
@@ -261,6 +266,8 @@ def swav_parts(
     sinkhorn_iters: int = 3,
     queue_a: Array = None,
     queue_b: Array = None,
+    *,
+    local_scores: Array = None,
 ) -> GLFParts:
     """[`swav_loss`][glf_losses.methods.swav_loss] as ``GLFParts(swapped_prediction, 0)``.
 
@@ -268,7 +275,11 @@ def swav_parts(
     the loss, so the constraining part is 0.
     """
     be = _checks.backend_of(
-        scores_a=scores_a, scores_b=scores_b, queue_a=queue_a, queue_b=queue_b
+        scores_a=scores_a,
+        scores_b=scores_b,
+        queue_a=queue_a,
+        queue_b=queue_b,
+        local_scores=local_scores,
     )
     _checks.same_shape(scores_a, scores_b, "scores_a", "scores_b")
     # Queues join the scores' common dtype: float64 anywhere computes in float64.
@@ -279,9 +290,15 @@ def swav_parts(
     temperature = _checks.check_positive(temperature, "temperature")
     epsilon = _checks.check_positive(epsilon, "epsilon")
     sinkhorn_iters = _checks.check_count(sinkhorn_iters, "sinkhorn_iters", minimum=1)
+    if local_scores is not None:
+        local = _swav_local_scores(be, local_scores, sa)
+        sa, sb, queue_a, queue_b, local = _promoted(be, [sa, sb, queue_a, queue_b, local])
     codes_a = _codes(be, sa, queue_a, "queue_a", epsilon, sinkhorn_iters)
     codes_b = _codes(be, sb, queue_b, "queue_b", epsilon, sinkhorn_iters)
-    align = _swapped_prediction(be, sa, sb, codes_a, codes_b, temperature)
+    if local_scores is None:
+        align = _swapped_prediction(be, sa, sb, codes_a, codes_b, temperature)
+    else:
+        align = _multi_crop_prediction(be, sa, sb, local, codes_a, codes_b, temperature)
     return GLFParts(align, _zero_like(be, align))
 
 
@@ -293,8 +310,10 @@ def swav_loss(
     sinkhorn_iters: int = 3,
     queue_a: Array = None,
     queue_b: Array = None,
+    *,
+    local_scores: Array = None,
 ) -> Array:
-    r"""SwAV with two crops (official facebookresearch convention).
+    r"""SwAV with two crops, or multi-crop (official facebookresearch convention).
 
     Codes $q^v = \mathrm{sinkhorn}(\mathrm{sg}(s^v))$, then
     [`glf_losses.align.swapped_prediction`][glf_losses.align.swapped_prediction]:
@@ -315,6 +334,20 @@ def swav_loss(
         against the current prototypes, prepended to Sinkhorn's input; only the
         current batch's codes are used (SwAV's queue for small batches).
       queue_b: the same for view b.
+      local_scores: optional (L, N, K) scores of L further (local, low-resolution)
+        crops of the same images, for multi-crop. They predict both global crops'
+        codes but get none of their own: codes come only from ``scores_a`` and
+        ``scores_b`` (the official ``crops_for_assign``), with their queues.
+
+    With local crops, $V = 2 + L$ crops in all, and each global crop's codes are
+    predicted by each of the $V - 1$ other crops, as the loop of ``main_swav.py``:
+
+    $$
+    -\frac{1}{2(V - 1)N}\sum_{c \in \{a, b\}}\sum_{v \ne c}\sum_i \sum_k
+    q^c_{ik}\log\mathrm{softmax}(s^v_i/t)_k
+    $$
+
+    which for $L = 0$ is the two-crop loss above.
 
     References:
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
@@ -326,6 +359,9 @@ def swav_loss(
       >>> s = np.array([[0.9, -0.2], [-0.1, 0.8], [0.7, 0.0], [0.1, 0.6]])
       >>> bool(np.isfinite(glf_losses.swav_loss(s, s)))
       True
+      >>> local = np.stack([s[::-1], -s])  # L = 2 local crops
+      >>> bool(np.isfinite(glf_losses.swav_loss(s, s, local_scores=local)))
+      True
     """
     return swav_parts(
         scores_a,
@@ -335,6 +371,7 @@ def swav_loss(
         sinkhorn_iters=sinkhorn_iters,
         queue_a=queue_a,
         queue_b=queue_b,
+        local_scores=local_scores,
     ).total
 
 
@@ -347,6 +384,8 @@ def swav_prototype_parts(
     temperature: float = 0.1,
     epsilon: float = 0.05,
     sinkhorn_iters: int = 3,
+    *,
+    local_z: Array = None,
 ) -> GLFParts:
     """SwAV from projections and prototypes: [`swav_parts`][glf_losses.methods.swav_parts] of ``n(z)
     n(W)^T``.
@@ -362,6 +401,8 @@ def swav_prototype_parts(
       temperature: softmax temperature (0.1).
       epsilon: Sinkhorn regularisation (0.05).
       sinkhorn_iters: Sinkhorn iterations (3).
+      local_z: optional (L, N, D) projections of L local crops of the same images,
+        scored against the same prototypes (multi-crop: see ``swav_loss``).
 
     Examples:
       >>> import numpy as np
@@ -371,9 +412,13 @@ def swav_prototype_parts(
       >>> parts = glf_losses.swav_prototype_parts(z_a, z_b, w)
       >>> bool(np.isfinite(parts.total))
       True
+      >>> local_z = rng.normal(size=(4, 8, 4))  # 4 local crops
+      >>> parts = glf_losses.swav_prototype_parts(z_a, z_b, w, local_z=local_z)
+      >>> bool(np.isfinite(parts.total))
+      True
     """
-    _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
-                       queue_b=queue_b)
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, prototypes=prototypes, queue_a=queue_a,
+                            queue_b=queue_b, local_z=local_z)
     _checks.same_shape(z_a, z_b, "z_a", "z_b")
 
     def scores(z: Any, name: str) -> Any:
@@ -382,6 +427,9 @@ def swav_prototype_parts(
     return swav_parts(
         scores(z_a, "z_a"), scores(z_b, "z_b"), temperature, epsilon, sinkhorn_iters,
         scores(queue_a, "queue_a"), scores(queue_b, "queue_b"),
+        local_scores=None if local_z is None else _local_prototype_scores(
+            be, local_z, z_a, prototypes
+        ),
     )
 
 
@@ -1350,3 +1398,267 @@ def _check_adc(adc: Any) -> ADC | None:
         "adc must be a glf_losses.ADC (e.g. ADC() or ADC.for_method('simclr')) or None, "
         f"got {_checks.type_name(adc)} {adc!r}"
     )
+
+
+# --- Multi-crop: stacks of crops -------------------------------------------------------
+
+
+def _crop_stack(be: Any, x: Any, name: str, layout: str) -> Any:
+    """``x`` checked to be a 3-D floating-point stack of crops and cast to its compute
+    dtype (narrow floats to float32, as `_checks.float_matrix` does for matrices)."""
+    shape = _checks.shape_of(x)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{name} must be a 3-D array of shape {layout}, one (N, K) slice per crop, "
+            f"got shape {shape}: stack the crops' outputs along a new first axis, e.g. "
+            f"xp.stack([crop_1, crop_2, ...])"
+        )
+    if not _checks.is_real_floating(be.xp, x.dtype):
+        raise TypeError(
+            f"{name} must have a real floating-point dtype (float16, bfloat16, float32 or "
+            f"float64), got {x.dtype}: cast it to float32 first"
+        )
+    target = _checks.compute_dtype(be.xp, x.dtype)
+    return x if x.dtype == target else be.xp.astype(x, target)
+
+
+def _promoted(be: Any, arrays: list[Any]) -> list[Any]:
+    """Arrays already in their compute dtypes, cast to the common one: float64 if any is
+    (the array API's promotion), else they are all float32. ``None`` stays ``None``."""
+    xp = be.xp
+    if not any(x is not None and x.dtype == xp.float64 for x in arrays):
+        return arrays
+    return [x if x is None or x.dtype == xp.float64 else xp.astype(x, xp.float64)
+            for x in arrays]
+
+
+def _matching(shape: tuple[int | None, ...], want: tuple[int | None, ...]) -> bool:
+    """Equal sizes where both are known (``None``: unknown until the graph runs)."""
+    return len(shape) == len(want) and all(
+        a is None or b is None or a == b for a, b in zip(shape, want, strict=True)
+    )
+
+
+def _swav_local_scores(be: Any, local_scores: Any, sa: Any) -> Any:
+    local = _crop_stack(be, local_scores, "local_scores", "(L, N, K)")
+    n, k = _checks.shape_of(sa)
+    shape = _checks.shape_of(local)
+    if not _matching(shape[1:], (n, k)):
+        raise ValueError(
+            f"local_scores must have shape (L, N, K) = (L, {n}, {k}), the rows and "
+            f"prototypes of scores_a, got shape {shape}: score each local crop of the same "
+            f"images against the same prototypes"
+        )
+    return local
+
+
+def _local_prototype_scores(be: Any, local_z: Any, z_a: Any, prototypes: Any) -> Any:
+    """(L, N, K) scores of the (L, N, D) local crops' projections against the prototypes."""
+    xp = be.xp
+    local_z = _crop_stack(be, local_z, "local_z", "(L, N, D)")
+    shape, n_d = _checks.shape_of(local_z), _checks.shape_of(z_a)
+    if not _matching(shape[1:], n_d):
+        raise ValueError(
+            f"local_z must have shape (L, N, D) = (L, {n_d[0]}, {n_d[1]}), the rows and "
+            f"width of z_a, got shape {shape}: project each local crop of the same images "
+            f"with the same head"
+        )
+    # One (L * N, D) product instead of L: the rows of every crop against the prototypes.
+    flat = _prototype_scores(xp.reshape(local_z, (-1, shape[2])), prototypes, "local_z")
+    return xp.reshape(flat, (shape[0], -1, flat.shape[1]))
+
+
+def _multi_crop_prediction(
+    be: Any, sa: Any, sb: Any, local: Any, codes_a: Any, codes_b: Any, temperature: float
+) -> Any:
+    """SwAV's loss over 2 global crops (the only ones with codes) and L local ones."""
+    xp = be.xp
+    log_pa = be.log_softmax(sa / temperature, axis=-1)
+    log_pb = be.log_softmax(sb / temperature, axis=-1)
+    # Every local crop predicts both global crops' codes: their log-probabilities are
+    # summed once, and each code row meets the sum.
+    log_local = xp.sum(be.log_softmax(local / temperature, axis=-1), axis=0)
+    cross = xp.sum(codes_a * log_pb + codes_b * log_pa + (codes_a + codes_b) * log_local, axis=1)
+    n_crops = 2 + local.shape[0]
+    return -batch_average(be, cross) / (2.0 * (n_crops - 1))
+
+
+# --- DINO -----------------------------------------------------------------------------
+
+
+def _dino_center_state(be: Any, center: Any, k: int | None, dtype: Any) -> Any:
+    """The (K,) centre, checked, under stop-gradient and in ``dtype``."""
+    shape = _checks.shape_of(center)
+    if len(shape) != 1 or (None not in (k, shape[0]) and shape[0] != k):
+        raise ValueError(
+            f"center must have shape (K,) = ({k},), one entry per output dimension of the "
+            f"teacher, got shape {shape}: start from zeros((K,)) (the official (1, K) "
+            f"buffer, reshaped to (K,))"
+        )
+    if not _checks.is_real_floating(be.xp, center.dtype):
+        raise TypeError(
+            f"center must have a real floating-point dtype (float16, bfloat16, float32 or "
+            f"float64), got {center.dtype}: start from zeros((K,), dtype=float32)"
+        )
+    return be.xp.astype(be.stop_gradient(center), dtype)
+
+
+def _check_momentum(momentum: Any) -> float:
+    momentum = _checks.check_finite_number(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(
+            f"momentum must be in [0, 1] (an EMA coefficient: the weight of the old "
+            f"centre), got {momentum}: 0.9 is the paper's"
+        )
+    return momentum
+
+
+def _dino_checked(
+    student: Any, teacher: Any, center: Any
+) -> tuple[Any, Any, Any, Any]:
+    be = _checks.backend_of(student=student, teacher=teacher, center=center)
+    s = _crop_stack(be, student, "student", "(V, N, K)")
+    t = _crop_stack(be, teacher, "teacher", "(G, N, K)")
+    s, t = _promoted(be, [s, t])
+    (v, n, k), (g, n_t, k_t) = _checks.shape_of(s), _checks.shape_of(t)
+    if v is None or v < 2:
+        raise ValueError(
+            f"student must hold at least 2 crops along its first axis (V >= 2), got shape "
+            f"{_checks.shape_of(s)}: each teacher crop is compared with the student's "
+            f"other crops, so one crop gives no pair"
+        )
+    if g is None or not 1 <= g <= v:
+        raise ValueError(
+            f"teacher must hold 1 to V = {v} crops along its first axis (the student's "
+            f"first G crops, the global ones, in the same order), got shape "
+            f"{_checks.shape_of(t)}: pass the teacher's outputs of the global crops only"
+        )
+    if not _matching((n_t, k_t), (n, k)):
+        raise ValueError(
+            f"teacher must have shape (G, N, K) = (G, {n}, {k}), the rows and output "
+            f"dimensions of student, got shape {_checks.shape_of(t)}: pass the two "
+            f"networks' outputs for the same images, from heads of the same width"
+        )
+    return be, s, t, _dino_center_state(be, center, k, s.dtype)
+
+
+def dino_parts(
+    student: Any,
+    teacher: Any,
+    center: Any,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> GLFParts:
+    """``dino_loss`` as ``GLFParts(cross-entropy, 0)``.
+
+    As for SwAV, the constraint against collapse acts on the targets, not in the loss:
+    centring (no output dimension may dominate) and sharpening (the targets may not
+    be uniform) of the stop-gradient teacher, so the constraining part is 0.
+    """
+    be, s, t, c = _dino_checked(student, teacher, center)
+    student_temperature = _checks.check_positive(student_temperature, "student_temperature")
+    teacher_temperature = _checks.check_positive(teacher_temperature, "teacher_temperature")
+    xp = be.xp
+    n_crops, n_global = s.shape[0], t.shape[0]
+    log_p = be.log_softmax(s / student_temperature, axis=-1)
+    targets = xp.exp(be.log_softmax((be.stop_gradient(t) - c) / teacher_temperature, axis=-1))
+    # Teacher crop i meets every student crop but its own: the sum over all crops less
+    # crop i's, one (G, N, K) pass instead of G (V - 1) pairs.
+    others = xp.sum(log_p, axis=0)[None, ...] - log_p[:n_global, ...]
+    per_sample = xp.sum(xp.sum(targets * others, axis=-1), axis=0)
+    align = -batch_average(be, per_sample) / (n_global * (n_crops - 1))
+    return GLFParts(align, _zero_like(be, align))
+
+
+def dino_loss(
+    student: Any,
+    teacher: Any,
+    center: Any,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> Any:
+    r"""DINO: each crop of the student predicts the centred, sharpened teacher of the
+    other global crops.
+
+    $$
+    \frac{1}{G(V - 1)}\sum_{i=1}^{G}\sum_{v \ne i}\frac{1}{N}\sum_n\Bigl[-\sum_k
+    q^i_{nk}\log p^v_{nk}\Bigr], \quad p^v = \mathrm{softmax}(s^v/\tau_s),\ q^i =
+    \mathrm{softmax}\bigl(\mathrm{sg}(t^i - c)/\tau_t\bigr)
+    $$
+
+    as ``DINOLoss.forward`` in ``facebookresearch/dino: main_dino.py`` (its student
+    output is this ``student`` with the crops concatenated, its teacher output this
+    ``teacher``'s global crops, ``chunk`` undone). The centre $c$ is the state from
+    before the step; ``dino_center`` gives the next one, as the official
+    ``update_center`` after the loss. The official warm-up of the teacher temperature
+    (0.04 to 0.07 over the first epochs) is a schedule: the caller passes this step's
+    ``teacher_temperature``. Under ``glf_losses.data_parallel`` the mean is over the
+    global batch.
+
+    Args:
+      student: (V, N, K) student outputs (logits) of V >= 2 crops of N images; the
+        first G are the global crops, in the teacher's order, the rest local crops.
+      teacher: (G, N, K) teacher outputs of the G global crops, 1 <= G <= V (2 in the
+        paper); no gradient flows into them.
+      center: (K,) the running centre of the teacher outputs (zeros at the start), no
+        gradient.
+      student_temperature: $\tau_s$ (0.1).
+      teacher_temperature: $\tau_t$ (0.04, the end of the warm-up's default; 0.07 for
+        long runs).
+
+    References:
+      Caron et al., "Emerging Properties in Self-Supervised Vision Transformers",
+      ICCV 2021.
+
+    Examples:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> s = np.zeros((3, 2, 4))  # a uniform student: log 4 against any target
+      >>> t = np.ones((2, 2, 4))
+      >>> loss = glf_losses.dino_loss(s, t, np.zeros(4))
+      >>> bool(np.isclose(float(loss), np.log(4)))
+      True
+    """
+    return dino_parts(
+        student,
+        teacher,
+        center,
+        student_temperature=student_temperature,
+        teacher_temperature=teacher_temperature,
+    ).total
+
+
+def dino_center(teacher: Any, center: Any, momentum: float = 0.9) -> Any:
+    r"""DINO's centre after a step: $m\,c + (1 - m)\,\bar t$.
+
+    $\bar t$ is the mean of the teacher's (G, N, K) outputs over its crops and rows,
+    over the global batch under ``glf_losses.data_parallel`` (the official
+    ``update_center`` all-reduces it), so every worker returns the same centre.
+
+    Args:
+      teacher: (G, N, K) teacher outputs of the global crops (the local shard under
+        data parallelism).
+      center: (K,) the centre before the step.
+      momentum: m, the EMA coefficient (0.9).
+
+    Returns:
+      (K,) the new centre, in ``center``'s dtype, without gradient.
+
+    Examples:
+      >>> import numpy as np
+      >>> import glf_losses
+      >>> t = np.stack([np.eye(2), np.ones((2, 2))])  # mean over 4 rows: [0.75, 0.75]
+      >>> glf_losses.dino_center(t, np.zeros(2), momentum=0.5).tolist()
+      [0.375, 0.375]
+    """
+    be = _checks.backend_of(teacher=teacher, center=center)
+    t = _crop_stack(be, teacher, "teacher", "(G, N, K)")
+    momentum = _check_momentum(momentum)
+    xp = be.xp
+    # Computed in the wider of the two dtypes, stored in the state's own.
+    dtype = xp.float64 if xp.float64 in (t.dtype, center.dtype) else t.dtype
+    c = _dino_center_state(be, center, _checks.shape_of(t)[2], dtype)
+    t = xp.astype(be.stop_gradient(t), dtype)
+    count = t.shape[0] * dim(be, t, 1) * be.shard(t)[0]
+    mean = be.all_reduce_sum(xp.sum(t, axis=(0, 1))) / as_divisor(be, count, t)
+    return be.stop_gradient(xp.astype(momentum * c + (1.0 - momentum) * mean, center.dtype))

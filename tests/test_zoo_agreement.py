@@ -357,6 +357,121 @@ METHODS += [
         stopped=(2, 3, 4),
     )
 ]
+def _dino_inputs(
+    seed: int, v: int, g: int, n: int, k: int, scale: float
+) -> tuple[np.ndarray, ...]:
+    """Student logits of V crops, teacher logits of the first G, and a running centre."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, k))
+    student = scale * (base + 0.7 * rng.standard_normal((v, n, k)))
+    teacher = base + 0.7 * rng.standard_normal((g, n, k))
+    return student, teacher, 0.3 * rng.standard_normal(k)
+
+
+def dino_draws(max_v: int, max_n: int, max_k: int) -> st.SearchStrategy[Drawn]:
+    arrays = st.integers(2, max_v).flatmap(
+        lambda v: st.builds(
+            _dino_inputs,
+            seed=st.integers(0, 2**32 - 1),
+            v=st.just(v),
+            g=st.integers(1, min(v, 3)),
+            n=st.integers(1, max_n),
+            k=st.integers(2, max_k),
+            scale=st.floats(0.3, 3.0),
+        )
+    )
+    kwargs = st.fixed_dictionaries(
+        {
+            "student_temperature": st.sampled_from([0.1, 0.2, 0.5]),
+            "teacher_temperature": st.sampled_from([0.04, 0.07, 0.3]),
+        }
+    )
+    return st.tuples(arrays, kwargs)
+
+
+def _swav_multicrop_inputs(
+    seed: int, n: int, k: int, n_local: int, q: int, noise: float
+) -> tuple[np.ndarray, ...]:
+    """Cosine scores of 2 global and L local crops; with q > 0, queues of q rows each."""
+    rng = np.random.default_rng(seed)
+    prototypes = ref.unit_rows(rng.standard_normal((k, 6)))
+    base = rng.standard_normal((n, 6))
+
+    def scores(z: np.ndarray) -> np.ndarray:
+        noisy = ref.unit_rows(z + noise * rng.standard_normal(z.shape))
+        return np.clip(noisy @ prototypes.T, -1.0, 1.0)
+
+    global_crops = (scores(base), scores(base))
+    local = np.stack([scores(base) for _ in range(n_local)])
+    if q == 0:
+        return (*global_crops, local)
+    earlier = rng.standard_normal((2, q, 6))
+    return (*global_crops, local, scores(earlier[0]), scores(earlier[1]))
+
+
+def swav_multicrop_draws(max_n: int, max_k: int, max_local: int) -> st.SearchStrategy[Drawn]:
+    arrays = st.builds(
+        _swav_multicrop_inputs,
+        seed=st.integers(0, 2**32 - 1),
+        n=st.integers(2, max_n),
+        k=st.integers(2, max_k),
+        n_local=st.integers(1, max_local),
+        q=st.sampled_from([0, 0, 8]),
+        noise=st.floats(0.05, 2.0),
+    )
+    kwargs = st.fixed_dictionaries(
+        {
+            "temperature": st.floats(0.1, 1.0),
+            "epsilon": st.floats(0.05, 0.5),
+            "sinkhorn_iters": st.integers(1, 4),
+        }
+    )
+    return st.tuples(arrays, kwargs)
+
+
+def swav_multicrop_loss(s_a, s_b, local, queue_a=None, queue_b=None, **kwargs: Any) -> Any:
+    """``swav_loss`` with the local crops' scores third, for the positional harness."""
+    return glf_losses.swav_loss(
+        s_a, s_b, queue_a=queue_a, queue_b=queue_b, local_scores=local, **kwargs
+    )
+
+
+def swav_multicrop_parts(s_a, s_b, local, queue_a=None, queue_b=None, **kwargs: Any) -> Any:
+    return glf_losses.swav_parts(
+        s_a, s_b, queue_a=queue_a, queue_b=queue_b, local_scores=local, **kwargs
+    )
+
+
+def _swav_multicrop_codes(s_a, s_b, local, queue_a=None, queue_b=None, **kwargs: Any) -> dict:
+    codes = ref.ref_swav_multicrop_codes(
+        s_a, s_b, queue_a, queue_b, kwargs["epsilon"], kwargs["sinkhorn_iters"]
+    )
+    return {"codes": codes}
+
+
+METHODS += [
+    Method(
+        "dino",
+        glf_losses.dino_loss,
+        glf_losses.dino_parts,
+        ref.ref_dino,
+        dino_draws(max_v=6, max_n=16, max_k=24),
+        dino_draws(max_v=4, max_n=3, max_k=4),
+        stopped=(1, 2),
+        reference_parts=_zero_constraint(ref.ref_dino),
+    ),
+    Method(
+        "swav_multicrop",
+        swav_multicrop_loss,
+        swav_multicrop_parts,
+        ref.ref_swav_multicrop,
+        swav_multicrop_draws(max_n=16, max_k=16, max_local=4),
+        swav_multicrop_draws(max_n=4, max_k=4, max_local=2),
+        stopped=(3, 4),
+        reference_parts=_zero_constraint(ref.ref_swav_multicrop),
+        frozen=_swav_multicrop_codes,
+    ),
+]
 IDS = [m.name for m in METHODS]
 
 
@@ -502,6 +617,10 @@ def _fixed(method: Method, seed: int) -> Drawn:
         return _nnclr_inputs(seed, n=12, d=6, q=20, scale=1.0), {"temperature": 0.3}
     if method.name == "koleo":
         return (rng.standard_normal((12, 6)),), {}
+    if method.name == "dino":
+        return _dino_inputs(seed, v=4, g=2, n=6, k=5, scale=1.0), {"teacher_temperature": 0.07}
+    if method.name == "swav_multicrop":
+        return _swav_multicrop_inputs(seed, n=6, k=5, n_local=2, q=8, noise=0.5), {}
     count = 4 if method.name in ("simsiam", "mocov3") else 2
     base = rng.standard_normal((12, 6))
     arrays = tuple(base + 0.6 * rng.standard_normal((12, 6)) for _ in range(count))

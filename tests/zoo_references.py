@@ -260,3 +260,100 @@ def ref_nnclr(p_a, p_b, z_a, z_b, support, temperature=0.1) -> float:
         return float(-np.mean([ref_log_softmax_row(logits[i])[i] for i in range(len(u))]))
 
     return 0.5 * direction(z_a, p_b) + 0.5 * direction(z_b, p_a)
+
+
+def ref_softmax_row(row: np.ndarray) -> np.ndarray:
+    e = np.exp(row - row.max())
+    return e / e.sum()
+
+
+def ref_dino(student, teacher, center, student_temperature=0.1, teacher_temperature=0.04):
+    """facebookresearch/dino main_dino.py DINOLoss.forward on the concatenated crops:
+    student_output / student_temp chunked into the V crops, softmax((teacher_output -
+    center) / temp) chunked into the G global crops, then for every teacher crop iq and
+    every student crop v != iq the batch mean of sum(-q * log_softmax(student_v)),
+    summed and divided by the number of terms."""
+    n_crops, n_global = len(student), len(teacher)
+    student_output = np.concatenate(list(student)) / student_temperature
+    teacher_output = np.concatenate(list(teacher))
+    student_out = np.split(student_output, n_crops)
+    teacher_out = np.split(
+        np.stack([ref_softmax_row((row - center) / teacher_temperature) for row in teacher_output]),
+        n_global,
+    )
+    total, n_loss_terms = 0.0, 0
+    for iq, q in enumerate(teacher_out):
+        for v in range(n_crops):
+            if v == iq:
+                continue
+            rows = [-np.sum(q[r] * ref_log_softmax_row(student_out[v][r])) for r in range(len(q))]
+            total += np.mean(rows)
+            n_loss_terms += 1
+    return float(total / n_loss_terms)
+
+
+def ref_dino_center(teacher, center, momentum=0.9) -> np.ndarray:
+    """DINOLoss.update_center on one worker: the sum of the concatenated teacher outputs
+    over their rows divided by their number, then center * m + batch_center * (1 - m)."""
+    teacher_output = np.concatenate(list(teacher))
+    batch_center = np.sum(teacher_output, axis=0) / len(teacher_output)
+    return center * momentum + batch_center * (1 - momentum)
+
+
+def ref_swav_sinkhorn(out, epsilon=0.05, n_iters=3) -> np.ndarray:
+    """facebookresearch/swav main_swav.py distributed_sinkhorn on one worker: Q =
+    exp(out / epsilon)^T (K x B), normalised to sum 1, then per iteration the K rows to
+    sum 1/K and the B columns to sum 1/B; returns (B Q)^T. The scores are shifted by
+    their maximum first, which cancels in the first normalisation."""
+    q = np.exp((out - out.max()) / epsilon).T
+    q /= q.sum()
+    k, b = q.shape
+    for _ in range(n_iters):
+        for row in range(k):
+            q[row] /= q[row].sum() * k
+        for col in range(b):
+            q[:, col] /= q[:, col].sum() * b
+    return (q * b).T
+
+
+def ref_swav_multicrop_codes(s_a, s_b, queue_a=None, queue_b=None, epsilon=0.05, n_iters=3):
+    """The codes of crops_for_assign = [0, 1]: each global crop's scores, the queue's
+    scores in front when there is one, through Sinkhorn; the batch's rows kept."""
+    codes = []
+    for out, queue in ((s_a, queue_a), (s_b, queue_b)):
+        if queue is not None:
+            out = np.concatenate([queue, out])
+        codes.append(ref_swav_sinkhorn(out, epsilon, n_iters)[-len(s_a) :])
+    return codes
+
+
+def ref_swav_multicrop(
+    s_a,
+    s_b,
+    local,
+    queue_a=None,
+    queue_b=None,
+    temperature=0.1,
+    epsilon=0.05,
+    sinkhorn_iters=3,
+    codes=None,
+) -> float:
+    """main_swav.py's training loss with nmb_crops = [2, L] and crops_for_assign = [0, 1]:
+    output is the crops' scores concatenated, bs rows per crop; for each assigned crop
+    its codes, then subloss -= mean(sum(q * log_softmax(output_v / T))) over every other
+    crop v, divided by sum(nmb_crops) - 1; the total divided by len(crops_for_assign).
+    ``codes`` holds the codes fixed (no gradient flows through them)."""
+    output = np.concatenate([s_a, s_b, *local])
+    bs, n_crops = len(s_a), 2 + len(local)
+    if codes is None:
+        codes = ref_swav_multicrop_codes(s_a, s_b, queue_a, queue_b, epsilon, sinkhorn_iters)
+    loss = 0.0
+    for crop_id in (0, 1):
+        q = codes[crop_id]
+        subloss = 0.0
+        for v in np.delete(np.arange(n_crops), crop_id):
+            x = output[bs * v : bs * (v + 1)] / temperature
+            log_p = np.stack([ref_log_softmax_row(row) for row in x])
+            subloss -= np.mean(np.sum(q * log_p, axis=1))
+        loss += subloss / (n_crops - 1)
+    return float(loss / 2)
