@@ -50,6 +50,13 @@ def batch() -> dict[str, np.ndarray]:
     base2 = rng.normal(size=(N_GLOBAL, 2))
     out["w_a"] = base2 + 0.3 * rng.normal(size=base2.shape)
     out["w_b"] = base2 + 0.3 * rng.normal(size=base2.shape)
+    # Multi-crop inputs, rows first so that workers shard them like the rest: DINO's
+    # student (4 crops) and teacher (the first 2), SwAV's local crops (3).
+    crops = np.random.default_rng(2)
+    logits = crops.normal(size=(N_GLOBAL, 1, PROTOTYPES))
+    out["dino_student"] = logits + 0.7 * crops.normal(size=(N_GLOBAL, 4, PROTOTYPES))
+    out["dino_teacher"] = logits + 0.7 * crops.normal(size=(N_GLOBAL, 2, PROTOTYPES))
+    out["s_local"] = np.tanh(crops.normal(size=(N_GLOBAL, 3, PROTOTYPES)))
     return out
 
 
@@ -58,6 +65,17 @@ QUEUE = np.random.default_rng(1).normal(size=(12, DIM))
 QUEUE /= np.linalg.norm(QUEUE, axis=1, keepdims=True)
 # TiCo's running covariance, likewise replicated.
 COVARIANCE = QUEUE.T @ QUEUE / len(QUEUE)
+
+
+# DINO's running centre, replicated state.
+CENTER = 0.3 * np.random.default_rng(3).normal(size=PROTOTYPES)
+
+
+def _crops_first(x: Any) -> Any:
+    """(N, V, K) rows-first crops as the (V, N, K) stack the multi-crop losses take."""
+    import glf_losses
+
+    return glf_losses.get_namespace(x).stack([x[:, v, ...] for v in range(x.shape[1])])
 
 
 def _replicated(like: Any, value: np.ndarray) -> Any:
@@ -166,6 +184,37 @@ def cases() -> dict[str, tuple[Callable[[dict[str, Any]], Any], tuple[str, ...]]
                 a["p_a"], a["p_b"], a["z_a"], a["z_b"], temperature=0.5
             ),
             ("p_a", "p_b"),
+        ),
+        # Crops along axis 0, rows along axis 1: the batch mean is over the global rows.
+        "dino": (
+            lambda a: glf_losses.dino_loss(
+                _crops_first(a["dino_student"]),
+                _crops_first(a["dino_teacher"]),
+                _replicated(a["dino_student"], CENTER),
+                teacher_temperature=0.07,
+            ),
+            ("dino_student",),
+        ),
+        # The new centre is the mean of every worker's teacher outputs.
+        "dino_center": (
+            lambda a: glf_losses.dino_loss(
+                _crops_first(a["dino_student"]),
+                _crops_first(a["dino_teacher"]),
+                glf_losses.dino_center(
+                    _crops_first(a["dino_teacher"]),
+                    _replicated(a["dino_student"], CENTER),
+                    momentum=0.5,
+                ),
+            ),
+            ("dino_student",),
+        ),
+        # Codes from the global crops (Sinkhorn over the global batch), predicted by
+        # every other crop.
+        "swav_multicrop": (
+            lambda a: glf_losses.swav_loss(
+                a["s_a"], a["s_b"], local_scores=_crops_first(a["s_local"])
+            ),
+            ("s_a", "s_b", "s_local"),
         ),
     }
 

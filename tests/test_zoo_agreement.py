@@ -906,3 +906,91 @@ def test_nnclr_support_set_and_neighbours() -> None:
     updated = glf_losses.nnclr_enqueue(support, z_a)
     assert_close(updated[-len(z_a) :], own, "float64", scale=1.0)
     assert_close(updated[: len(support) - len(z_a)], support[len(z_a) :], "float64")
+
+
+def test_swav_without_local_crops_is_the_two_crop_loss() -> None:
+    (s_a, s_b, local, q_a, q_b), _ = _fixed(_method("swav_multicrop"), seed=17)
+    for queues in ({}, {"queue_a": q_a, "queue_b": q_b}):
+        two_crop = glf_losses.swav_loss(s_a, s_b, **queues)
+        # None is exactly today's computation, not merely close to it.
+        assert float(glf_losses.swav_loss(s_a, s_b, **queues, local_scores=None)) == float(
+            two_crop
+        )
+        # No local crops (L = 0) is the two-crop loss too, through the multi-crop path.
+        empty = local[:0]
+        assert_close(
+            glf_losses.swav_loss(s_a, s_b, **queues, local_scores=empty), two_crop, "float64"
+        )
+        assert_close(
+            ref.ref_swav_multicrop(s_a, s_b, empty, **queues), two_crop, "float64", scale=1.0
+        )
+        # Local crops change the loss.
+        with_local = glf_losses.swav_loss(s_a, s_b, **queues, local_scores=local)
+        assert abs(float(with_local) - float(two_crop)) > 1e-6
+    # The local crops predict the global crops' codes and have none of their own: with
+    # one local crop, a copy of crop a, each global crop's codes meet the 2 other crops.
+    q_a, q_b = constrain.sinkhorn(s_a), constrain.sinkhorn(s_b)
+    log_p_a = s_a / 0.1 - np.log(np.sum(np.exp(s_a / 0.1), axis=1, keepdims=True))
+    log_p_b = s_b / 0.1 - np.log(np.sum(np.exp(s_b / 0.1), axis=1, keepdims=True))
+    terms = q_a * (log_p_b + log_p_a) + q_b * (log_p_a + log_p_a)
+    want = -np.mean(np.sum(terms, axis=1)) / (2 * 2)
+    copied = glf_losses.swav_loss(s_a, s_b, local_scores=s_a[None])
+    assert_close(copied, want, "float64", scale=1.0)
+    parts = glf_losses.swav_parts(s_a, s_b, local_scores=local)
+    assert float(parts.constrain) == 0.0
+
+
+def test_swav_prototype_parts_scores_the_local_crops() -> None:
+    rng = np.random.default_rng(18)
+    z_a, z_b, w = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
+    local_z = rng.normal(size=(3, 6, 4))
+
+    def scores(z: np.ndarray) -> np.ndarray:
+        return ref.unit_rows(z) @ ref.unit_rows(w).T
+
+    local = np.stack([scores(z) for z in local_z])
+    got = glf_losses.swav_prototype_parts(z_a, z_b, w, local_z=local_z)
+    want = ref.ref_swav_multicrop(scores(z_a), scores(z_b), local)
+    assert_close(got.total, want, "float64", scale=1.0)
+    without = glf_losses.swav_prototype_parts(z_a, z_b, w)
+    assert_close(without.total, glf_losses.swav_loss(scores(z_a), scores(z_b)), "float64")
+
+
+def test_dino_center_is_the_official_update_and_the_loss_uses_the_old_one() -> None:
+    (student, teacher, _), _ = _fixed(_method("dino"), seed=19)
+    center = np.zeros(teacher.shape[2])
+    for step in range(3):
+        shifted = teacher + step
+        want = ref.ref_dino(student, shifted, center)
+        assert_close(glf_losses.dino_loss(student, shifted, center), want, "float64", scale=1.0)
+        new = glf_losses.dino_center(shifted, center)
+        assert_close(new, ref.ref_dino_center(shifted, center, 0.9), "float64", scale=1.0)
+        center = new
+    assert_close(
+        glf_losses.dino_center(teacher, center, momentum=0.0),
+        teacher.reshape(-1, teacher.shape[2]).mean(axis=0),
+        "float64",
+        scale=1.0,
+    )
+    assert np.array_equal(glf_losses.dino_center(teacher, center, momentum=1.0), center)
+    # The state keeps its dtype; the mean is computed in the wider one.
+    assert glf_losses.dino_center(teacher, center.astype(np.float32)).dtype == np.float32
+
+
+def test_dino_targets_are_centred_and_sharpened() -> None:
+    (student, teacher, center), _ = _fixed(_method("dino"), seed=20)
+    loss = float(glf_losses.dino_loss(student, teacher, center))
+    # Centring: a shift of every teacher output that the centre also made cancels.
+    shift = np.linspace(-1.0, 2.0, teacher.shape[2])
+    assert_close(
+        glf_losses.dino_loss(student, teacher + shift, center + shift), loss, "float64", scale=1.0
+    )
+    # The centre matters otherwise, and so does the teacher temperature.
+    assert abs(float(glf_losses.dino_loss(student, teacher, center + shift)) - loss) > 1e-6
+    hot = float(glf_losses.dino_loss(student, teacher, center, teacher_temperature=1.0))
+    assert abs(hot - loss) > 1e-6
+    # A uniform student costs log K against any target, for every temperature.
+    flat = np.zeros_like(student)
+    assert_close(
+        glf_losses.dino_loss(flat, teacher, center), np.log(teacher.shape[2]), "float64"
+    )

@@ -298,3 +298,108 @@ def test_nnclr_support_set_is_checked(backend: str) -> None:
     if backend != "numpy":
         with pytest.raises(TypeError, match=r"one framework.*\bsupport is a numpy array"):
             glf_losses.nnclr_loss(*arrays, np.eye(D))
+
+
+# --- DINO and multi-crop ------------------------------------------------------------------
+
+K = 5
+
+
+def _dino_valid(backend: str) -> list[Any]:
+    rng = np.random.default_rng(0)
+    arrays = (rng.normal(size=(4, N, K)), rng.normal(size=(2, N, K)), np.zeros(K))
+    return [to_backend(backend, a) for a in arrays]
+
+
+@pytest.mark.parametrize("f", [glf_losses.dino_loss, glf_losses.dino_parts], ids=_name)
+def test_dino_inputs_and_settings_are_checked(backend: str, f: Callable[..., Any]) -> None:
+    student, teacher, center = _dino_valid(backend)
+    out = to_numpy(f(student, teacher, center))
+    assert np.isfinite(float(sum(out) if isinstance(out, tuple) else out))
+
+    def arr(a: np.ndarray) -> Any:
+        return to_backend(backend, a)
+
+    with pytest.raises(ValueError, match=r"student must be a 3-D array of shape \(V, N, K\)"):
+        f(arr(np.ones((N, K))), teacher, center)
+    with pytest.raises(ValueError, match=r"teacher must be a 3-D array of shape \(G, N, K\)"):
+        f(student, arr(np.ones((2, N, K, 1))), center)
+    for bad in (np.zeros((1, K)), np.zeros(K + 1)):
+        with pytest.raises(ValueError, match=r"center must have shape \(K,\) = \(5,\)"):
+            f(student, teacher, arr(bad))
+    for bad in (np.ones((2, N + 1, K)), np.ones((2, N, K + 1))):
+        with pytest.raises(ValueError, match=r"teacher must have shape \(G, N, K\) = \(G, 8, 5\)"):
+            f(student, arr(bad), center)
+    # More teacher crops than student crops, or none.
+    for g in (5, 0):
+        with pytest.raises(ValueError, match=r"teacher must hold 1 to V = 4 crops"):
+            f(student, arr(np.ones((g, N, K))), center)
+    with pytest.raises(ValueError, match=r"student must hold at least 2 crops .*\(1, 8, 5\)"):
+        f(arr(np.ones((1, N, K))), arr(np.ones((1, N, K))), center)
+    good = [student, teacher, center]
+    for i, name in enumerate(("student", "teacher", "center")):
+        args = list(good)
+        args[i] = arr(to_numpy(good[i]).astype(np.int64))
+        with pytest.raises(TypeError, match=rf"\b{name} must have a real floating-point dtype"):
+            f(*args)
+    for keyword in ("student_temperature", "teacher_temperature"):
+        for value in (0.0, -0.1, math.nan, math.inf):
+            with pytest.raises(ValueError, match=rf"\b{keyword} must be"):
+                f(student, teacher, center, **{keyword: value})
+        with pytest.raises(TypeError, match=rf"\b{keyword} must be a real number"):
+            f(student, teacher, center, **{keyword: "0.1"})
+    if backend != "numpy":
+        with pytest.raises(TypeError, match=r"one framework.*\bcenter is a numpy array"):
+            f(student, teacher, np.zeros(K))
+
+
+def test_dino_center_inputs_and_momentum_are_checked(backend: str) -> None:
+    _, teacher, center = _dino_valid(backend)
+    assert to_numpy(glf_losses.dino_center(teacher, center)).shape == (K,)
+    for value in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match=r"\bmomentum must be"):
+            glf_losses.dino_center(teacher, center, momentum=value)
+    with pytest.raises(TypeError, match=r"\bmomentum must be a real number"):
+        glf_losses.dino_center(teacher, center, momentum="0.9")
+    with pytest.raises(ValueError, match=r"center must have shape \(K,\) = \(5,\)"):
+        glf_losses.dino_center(teacher, to_backend(backend, np.zeros(K + 1)))
+    with pytest.raises(ValueError, match=r"teacher must be a 3-D array of shape \(G, N, K\)"):
+        glf_losses.dino_center(to_backend(backend, np.ones((N, K))), center)
+    with pytest.raises(TypeError, match=r"teacher must have a real floating-point dtype"):
+        glf_losses.dino_center(to_backend(backend, np.ones((2, N, K), dtype=np.int64)), center)
+
+
+def test_swav_local_crops_are_checked(backend: str) -> None:
+    rng = np.random.default_rng(0)
+    s_a, s_b = (to_backend(backend, np.tanh(rng.normal(size=(N, K)))) for _ in range(2))
+    local = to_backend(backend, np.tanh(rng.normal(size=(2, N, K))))
+    assert np.isfinite(float(glf_losses.swav_loss(s_a, s_b, local_scores=local)))
+    for f in (glf_losses.swav_loss, glf_losses.swav_parts):
+        with pytest.raises(ValueError, match=r"local_scores must be a 3-D array of shape \(L"):
+            f(s_a, s_b, local_scores=to_backend(backend, np.ones((N, K))))
+        for bad in (np.ones((2, N + 1, K)), np.ones((2, N, K + 1))):
+            with pytest.raises(ValueError, match=r"local_scores must have shape .* \(L, 8, 5\)"):
+                f(s_a, s_b, local_scores=to_backend(backend, bad))
+        with pytest.raises(TypeError, match=r"local_scores must have a real floating-point"):
+            f(s_a, s_b, local_scores=to_backend(backend, np.ones((2, N, K), dtype=np.int64)))
+    z = [to_backend(backend, rng.normal(size=(N, D))) for _ in range(2)]
+    w = to_backend(backend, rng.normal(size=(K, D)))
+    with pytest.raises(ValueError, match=r"local_z must have shape \(L, N, D\) = \(L, 8, 3\)"):
+        glf_losses.swav_prototype_parts(*z, w, local_z=to_backend(backend, np.ones((2, N, 4))))
+    with pytest.raises(ValueError, match=r"local_z must be a 3-D array of shape \(L, N, D\)"):
+        glf_losses.swav_prototype_parts(*z, w, local_z=to_backend(backend, np.ones((N, D))))
+    if backend != "numpy":
+        with pytest.raises(TypeError, match=r"one framework.*\blocal_scores is a numpy array"):
+            glf_losses.swav_loss(s_a, s_b, local_scores=np.ones((2, N, K)))
+        with pytest.raises(TypeError, match=r"one framework.*\blocal_z is a numpy array"):
+            glf_losses.swav_prototype_parts(*z, w, local_z=np.ones((2, N, D)))
+
+
+def test_swav_local_crops_join_the_common_dtype() -> None:
+    rng = np.random.default_rng(0)
+    s_a, s_b = np.tanh(rng.normal(size=(2, N, K))).astype(np.float32)
+    local = np.tanh(rng.normal(size=(2, N, K)))
+    assert glf_losses.swav_loss(s_a, s_b, local_scores=local).dtype == np.float64
+    assert glf_losses.swav_loss(s_a, s_b, local_scores=local.astype(np.float16)).dtype == (
+        np.float32
+    )
