@@ -1591,7 +1591,8 @@ def dino_loss(
     ``teacher``'s global crops, ``chunk`` undone). The centre $c$ is the state from
     before the step; ``dino_center`` gives the next one, as the official
     ``update_center`` after the loss. The official warm-up of the teacher temperature
-    (0.04 to 0.07 over the first epochs) is a schedule: the caller passes this step's
+    (linear from ``warmup_teacher_temp`` to ``teacher_temp`` over the first epochs,
+    e.g. 0.04 to 0.07 over 30) is a schedule: the caller passes each step's
     ``teacher_temperature``. Under ``glf_losses.data_parallel`` the mean is over the
     global batch.
 
@@ -1600,11 +1601,11 @@ def dino_loss(
         first G are the global crops, in the teacher's order, the rest local crops.
       teacher: (G, N, K) teacher outputs of the G global crops, 1 <= G <= V (2 in the
         paper); no gradient flows into them.
-      center: (K,) the running centre of the teacher outputs (zeros at the start), no
-        gradient.
+      center: (K,) the running centre of the teacher outputs (zeros at the start; the
+        official buffer is its (1, K) row), no gradient.
       student_temperature: $\tau_s$ (0.1).
-      teacher_temperature: $\tau_t$ (0.04, the end of the warm-up's default; 0.07 for
-        long runs).
+      teacher_temperature: $\tau_t$ (0.04, the official default; values above 0.07
+        are unstable, the official help says).
 
     References:
       Caron et al., "Emerging Properties in Self-Supervised Vision Transformers",
