@@ -323,6 +323,16 @@ def swav_loss(
     \sum_k q^b_{ik}\log\mathrm{softmax}(s^a_i/t)_k\Bigr]
     $$
 
+    With local crops, $V = 2 + L$ crops in all, and each global crop's codes are
+    predicted by each of the $V - 1$ other crops, as the loop of ``main_swav.py``:
+
+    $$
+    -\frac{1}{2(V - 1)N}\sum_{c \in \{a, b\}}\sum_{v \ne c}\sum_i \sum_k
+    q^c_{ik}\log\mathrm{softmax}(s^v_i/t)_k
+    $$
+
+    which for $L = 0$ is the two-crop loss above.
+
     Args:
       scores_a: (N, K) scores ``n(z) W^T`` of view a against L2-normalised prototypes
         (normalising is the caller's job; the framework front-ends do it).
@@ -338,16 +348,6 @@ def swav_loss(
         crops of the same images, for multi-crop. They predict both global crops'
         codes but get none of their own: codes come only from ``scores_a`` and
         ``scores_b`` (the official ``crops_for_assign``), with their queues.
-
-    With local crops, $V = 2 + L$ crops in all, and each global crop's codes are
-    predicted by each of the $V - 1$ other crops, as the loop of ``main_swav.py``:
-
-    $$
-    -\frac{1}{2(V - 1)N}\sum_{c \in \{a, b\}}\sum_{v \ne c}\sum_i \sum_k
-    q^c_{ik}\log\mathrm{softmax}(s^v_i/t)_k
-    $$
-
-    which for $L = 0$ is the two-crop loss above.
 
     References:
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
