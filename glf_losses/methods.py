@@ -1409,7 +1409,7 @@ def _crop_stack(be: Any, x: Any, name: str, layout: str) -> Any:
     shape = _checks.shape_of(x)
     if len(shape) != 3:
         raise ValueError(
-            f"{name} must be a 3-D array of shape {layout}, one (N, K) slice per crop, "
+            f"{name} must be a 3-D array of shape {layout}, one slice per crop, "
             f"got shape {shape}: stack the crops' outputs along a new first axis, e.g. "
             f"xp.stack([crop_1, crop_2, ...])"
         )
