@@ -41,7 +41,8 @@ class MethodFrontEnd:
     def _configure(
         self, sizes: tuple[Any, ...], adc: Any, hyperparameters: dict[str, Any]
     ) -> dict[str, tuple[int, ...]]:
-        """Check and store the settings; returns the shapes of the arrays to own."""
+        """Check and store the settings; returns the shapes of the arrays to hold (the
+        method's parameters and states, by name)."""
         entry = self.method
         names = tuple(entry.sizes)
         # Sizes positionally, in the declared order, or by name; positional arguments after
@@ -73,18 +74,43 @@ class MethodFrontEnd:
         size = {n: _checks.check_count(v, n, minimum=minimum.get(n, 1)) for n, v in given.items()}
         self.adc = check_adc(adc)
         self.hyperparameters = entry.hyperparameter_values(hyperparameters)
-        return {p.name: tuple(size[n] for n in p.shape) for p in entry.parameters}
+        held: tuple[registry.Parameter | registry.State, ...] = (*entry.parameters, *entry.states)
+        return {h.name: tuple(size[n] for n in h.shape) for h in held}
 
     def owned_arrays(self) -> dict[str, Any]:
-        """The arrays the method owns, by name, as the framework's arrays."""
+        """The arrays the method holds (parameters, then states), by name, as the
+        framework's arrays."""
         return {}
 
+    def _store_states(self, states: dict[str, Any]) -> None:
+        """Keep the method's new states the framework's way."""
+        raise NotImplementedError
+
     def parts(self, *inputs: Any, prior: Any = None) -> GLFParts:
-        """The loss as ``GLFParts(align, constrain)`` (ADC, if set, in ``constrain``)."""
+        """The loss as ``GLFParts(align, constrain)`` (ADC, if set, in ``constrain``).
+
+        The method's states (MoCo's queue) are read, not updated: see `update_state`.
+        """
         return registry.method_parts(
             self.method, *inputs, prior=prior, adc=self.adc, **self.owned_arrays(),
             **self.hyperparameters,
         )
+
+    def update_state(self, *inputs: Any) -> None:
+        """Advance the method's states (MoCo's queue, TiCo's covariance) with this step's
+        inputs, the arrays its loss saw; nothing for a method without states.
+
+        Calling the front-end in training mode does this after computing the loss; call it
+        yourself when you use `parts`.
+        """
+        entry = self.method
+        if not entry.states:
+            return
+        held = self.owned_arrays()
+        states = {s.name: held[s.name] for s in entry.states}
+        self._store_states(registry.method_state(
+            entry, states, *inputs[: len(entry.inputs)], **self.hyperparameters
+        ))
 
 
 def front_end_class(
@@ -110,6 +136,8 @@ def front_end_class(
         f"The loss is `glf_losses.{entry.name}_loss`"
         + (f" (its owned arrays: {', '.join(p.name for p in entry.parameters)})"
            if entry.parameters else "")
+        + (f" (its states, advanced by ``update_state`` and by every call in training "
+           f"mode: {', '.join(s.name for s in entry.states)})" if entry.states else "")
         + f"; ADC, if set, acts on ``{entry.adc_inputs[0]}, {entry.adc_inputs[1]}``.\n\n"
         f"Paper: {entry.paper}. Official code: {entry.source}.\n"
     )

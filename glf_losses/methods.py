@@ -1270,6 +1270,30 @@ def mmcr_loss(z: Any, n_views: int, lmbda: float = 0.0) -> Any:
     return mmcr_parts(z, n_views, lmbda=lmbda).total
 
 
+def mmcr_pair_parts(z_a: Any, z_b: Any, lmbda: float = 0.0) -> GLFParts:
+    """MMCR's parts for two views given as two arrays, as the two-view trainers produce.
+
+    ``mmcr_parts`` of the rows ``z_a[0], z_b[0], z_a[1], z_b[1], ...`` with
+    ``n_views=2``: each sample's two views become consecutive rows, the layout
+    ``mmcr_loss`` takes. Under ``glf_losses.data_parallel`` each worker's rows are then
+    whole samples, as there.
+
+    Examples:
+      >>> import numpy as np
+      >>> from glf_losses.methods import mmcr_pair_parts
+      >>> z = np.eye(3)
+      >>> float(mmcr_pair_parts(z, z).total)  # the centroids are I: nuclear norm 3
+      -3.0
+    """
+    be = _checks.backend_of(z_a=z_a, z_b=z_b)
+    _checks.same_shape(z_a, z_b, "z_a", "z_b")
+    z_a = _checks.float_matrix(be, z_a, "z_a")
+    z_b = _checks.float_matrix(be, z_b, "z_b")
+    xp = be.xp
+    rows = xp.reshape(xp.stack([z_a, z_b], axis=1), (2 * z_a.shape[0], z_a.shape[1]))
+    return mmcr_parts(rows, 2, lmbda=lmbda)
+
+
 # --- NNCLR ----------------------------------------------------------------------------
 
 

@@ -42,10 +42,13 @@ from glf_losses.typing import Array
 __all__ = [
     "EMA_RATE",
     "PARAMETERS_ACTIVE",
+    "SOURCES",
     "Method",
     "Parameter",
+    "State",
     "get",
     "method_parts",
+    "method_state",
     "names",
     "register",
     "unregister",
@@ -54,6 +57,14 @@ __all__ = [
 # The per-step host inputs a method may ask the training loop for.
 EMA_RATE = "ema_rate"  # the momentum target's EMA rate this step (BYOL's tau)
 PARAMETERS_ACTIVE = "parameters_active"  # 0 or 1: whether owned arrays may move this step
+
+# What a trainer feeds each of a method's inputs: the online network's projection of a
+# view, the predictor's output on it, or the target's projection of it (the momentum
+# target's when the method has one, else the online projection, which the loss takes
+# under stop-gradient).
+SOURCES = frozenset(
+    f"{branch}_{view}" for branch in ("online", "predicted", "target") for view in "ab"
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,37 @@ class Parameter:
     min_rows: int = 1
 
 
+@dataclass(frozen=True)
+class State:
+    """An array a method carries from one step to the next, outside the gradient.
+
+    MoCo's queue of keys, NNCLR's support set, TiCo's running covariance: the spec stays
+    functional (the state goes into the loss as an argument, and ``update`` returns the
+    next one); the framework front-ends hold it (torch buffers, Keras non-trainable
+    weights, a JAX pytree the caller threads through its step).
+
+    Attributes:
+      name: the keyword of the method's parts function that receives it.
+      shape: the names of the front-end's size arguments giving its shape, e.g.
+        ``("queue_size", "dim")``.
+      init: ``"zeros"``, or ``"unit_rows"`` (rows drawn from a standard normal and
+        L2-normalised, as MoCo's official queue starts).
+      update: ``update(state, **inputs, **hyperparameters) -> new state``: the method's
+        inputs and hyperparameters by name (it takes the ones it needs and ignores the
+        rest); global under ``glf_losses.data_parallel()``.
+    """
+
+    name: str
+    shape: tuple[str, ...]
+    update: Callable[..., Array]
+    init: str = "zeros"
+
+    def __post_init__(self) -> None:
+        if self.init not in ("zeros", "unit_rows"):
+            raise ValueError(f"State {self.name}: init must be 'zeros' or 'unit_rows', got "
+                             f"{self.init!r}")
+
+
 # Compared and hashed by identity: a declaration is a static argument of jitted functions.
 @dataclass(frozen=True, eq=False)
 class Method:
@@ -91,6 +133,11 @@ class Method:
       hyperparameters: keyword -> default of the loss's settings (the official ones).
       optional_inputs: names of further arrays the loss may take (SwAV's queue).
       parameters: arrays the front-end owns and trains (SwAV's prototypes).
+      states: arrays the front-end carries between steps without gradient (MoCo's
+        queue), each with its update.
+      sources: what a trainer feeds each input (one of `SOURCES` per input):
+        ``"online_a"``, ``"predicted_b"``, ``"target_b"``, ... By default the predictions
+        then the targets of both views with a predictor, else the online projections.
       sizes: the front-end's size arguments (positional, in this order) with trainer
         defaults for those that are not the projection width ``dim``.
       predictor: a trainer puts a predictor head on the online branch; the first two
@@ -113,6 +160,8 @@ class Method:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     optional_inputs: tuple[str, ...] = ()
     parameters: tuple[Parameter, ...] = ()
+    states: tuple[State, ...] = ()
+    sources: tuple[str, ...] = ()
     sizes: Mapping[str, int | None] = field(default_factory=dict)
     predictor: bool = False
     momentum_target: bool = False
@@ -130,6 +179,22 @@ class Method:
         missing = set(self.adc_inputs) - set(self.inputs)
         if missing:
             raise ValueError(f"{self.name}: adc_inputs {sorted(missing)} are not among inputs")
+        if not self.sources:
+            default = ("predicted_a", "predicted_b", "target_a", "target_b") if self.predictor \
+                else ("online_a", "online_b")
+            object.__setattr__(self, "sources", default[: len(self.inputs)])
+        if len(self.sources) != len(self.inputs) or not set(self.sources) <= SOURCES:
+            raise ValueError(
+                f"{self.name}: sources must name one of {sorted(SOURCES)} per input "
+                f"({len(self.inputs)}), got {self.sources}"
+            )
+        if self.predictor != any(s.startswith("predicted") for s in self.sources):
+            raise ValueError(f"{self.name}: predictor=True if and only if a source is predicted_*")
+        held = [*self.inputs, *self.optional_inputs, *(p.name for p in self.parameters),
+                *(s.name for s in self.states)]
+        if len(set(held)) != len(held):
+            raise ValueError(f"{self.name}: inputs, parameters and states must have distinct "
+                             f"names, got {held}")
 
     @property
     def class_name(self) -> str:
@@ -143,6 +208,13 @@ class Method:
             "vicreg": "VICReg",
             "dcl": "DCL",
             "dclw": "DCLW",
+            "moco": "MoCo",
+            "mocov3": "MoCoV3",
+            "nnclr": "NNCLR",
+            "tico": "TiCo",
+            "wmse": "WMSE",
+            "mmcr": "MMCR",
+            "dino": "DINO",
         }
         return "".join(words.get(w, w.capitalize()) for w in self.name.split("_")) + "Loss"
 
@@ -156,6 +228,11 @@ class Method:
                 f"hyperparameters are: {known}"
             )
         return {**self.hyperparameters, **given}
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """The names of the arrays a front-end holds: its parameters, then its states."""
+        return (*(p.name for p in self.parameters), *(s.name for s in self.states))
 
     def adc_pair(self, inputs: tuple[Any, ...]) -> tuple[Any, Any]:
         """The two arrays among ``inputs`` that ADC acts on."""
@@ -207,9 +284,9 @@ def method_parts(
     """A method's ``GLFParts`` from its inputs, with ADC in the constraining part if set.
 
     The one composition every front-end calls: ``inputs`` are the method's
-    [`Method.inputs`][glf_losses.registry.Method.inputs] (then optional inputs, ``None`` for absent
-    ones); ``kwargs`` hold
-    its owned arrays (``prototypes=``) and hyperparameters. With ``adc`` (an
+    [`Method.inputs`][glf_losses.registry.Method.inputs] (then optional inputs, ``None``
+    for absent ones); ``kwargs`` hold the arrays its front-end holds (``prototypes=``,
+    ``queue=``) and hyperparameters. With ``adc`` (an
     [`glf_losses.ADC`][glf_losses.ADC]) the ADC term on
     [`Method.adc_inputs`][glf_losses.registry.Method.adc_inputs] joins the
     constraining part, and ``prior`` must be given.
@@ -230,16 +307,47 @@ def method_parts(
             f"{entry.name} takes the inputs ({', '.join(entry.inputs + entry.optional_inputs)})"
             f"{' (the last optional)' if entry.optional_inputs else ''}, got {len(inputs)} arrays"
         )
-    owned = {p.name for p in entry.parameters}
+    owned = set(entry.held)
     missing = sorted(owned - set(kwargs))
     if missing:
-        raise TypeError(f"{entry.name} needs {', '.join(missing)}= (arrays the front-end owns)")
+        raise TypeError(f"{entry.name} needs {', '.join(missing)}= (arrays the front-end holds)")
     settings = entry.hyperparameter_values({k: v for k, v in kwargs.items() if k not in owned})
     arrays = {k: v for k, v in kwargs.items() if k in owned}
     # Optional inputs by name: the parts function takes owned arrays before them.
     optional = dict(zip(entry.optional_inputs, inputs[n_required:], strict=False))
     parts = entry.parts(*inputs[:n_required], **optional, **arrays, **settings)
     return methods.with_adc(parts, adc, *entry.adc_pair(inputs[:n_required]), prior)
+
+
+def method_state(
+    method: str | Method, states: Mapping[str, Array], *inputs: Array, **hyperparameters: Any
+) -> dict[str, Array]:
+    """A method's states after a step: ``{name: update(states[name], inputs, settings)}``.
+
+    ``inputs`` are the method's [`Method.inputs`][glf_losses.registry.Method.inputs] of the
+    step (the same arrays its loss saw); ``hyperparameters`` override the declared
+    defaults. The new states carry no gradient.
+
+    Examples:
+      >>> import numpy as np
+      >>> from glf_losses import registry
+      >>> q, k = np.eye(2), np.eye(2)[::-1]
+      >>> new = registry.method_state("moco", {"queue": np.zeros((3, 2))}, q, k)
+      >>> new["queue"].tolist()
+      [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+    """
+    entry = get(method)
+    if len(inputs) != len(entry.inputs):
+        raise TypeError(
+            f"{entry.name} states update from its inputs ({', '.join(entry.inputs)}), got "
+            f"{len(inputs)} arrays"
+        )
+    missing = sorted({s.name for s in entry.states} - set(states))
+    if missing:
+        raise TypeError(f"{entry.name} needs its states {', '.join(missing)}")
+    settings = entry.hyperparameter_values(hyperparameters)
+    named = dict(zip(entry.inputs, inputs, strict=True))
+    return {s.name: s.update(states[s.name], **named, **settings) for s in entry.states}
 
 
 # --- the methods ---------------------------------------------------------------------------
@@ -360,4 +468,105 @@ register(Method(
     paper="Wang and Isola, Understanding Contrastive Representation Learning through "
     "Alignment and Uniformity on the Hypersphere, ICML 2020 (arXiv 2005.10242)",
     source="SsnL/align_uniform: main.py",
+))
+
+register(Method(
+    name="wmse",
+    parts=methods.wmse_parts,
+    inputs=("z_a", "z_b"),
+    # The trainer's batches are already shuffled, so contiguous sub-batches are a random
+    # partition, as the official torch.randperm gives (one whitening iteration).
+    optional_inputs=("permutations",),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"w_size": 128, "eps": 0.0},
+    title="W-MSE",
+    paper="Ermolov et al., Whitening for Self-Supervised Representation Learning, ICML 2021 "
+    "(arXiv 2007.06346)",
+    source="htdt/self-supervised: methods/w_mse.py, methods/whitening.py",
+))
+
+register(Method(
+    name="moco",
+    parts=methods.moco_parts,
+    inputs=("q", "k"),
+    # The query from the online network on one view, the key from the momentum target on
+    # the other, as the official (asymmetric) loss.
+    sources=("online_a", "target_b"),
+    adc_inputs=("q", "k"),
+    hyperparameters={"temperature": 0.2},
+    states=(State("queue", ("queue_size", "dim"),
+                  update=lambda queue, k, **_: methods.moco_enqueue(queue, k),
+                  init="unit_rows"),),
+    # 65536 keys officially (ImageNet); the trainer's default fits small datasets.
+    sizes={"dim": None, "queue_size": 4096},
+    momentum_target=True,
+    host_inputs=frozenset({EMA_RATE}),
+    title="MoCo v2",
+    paper="Chen, Fan, Girshick and He, Improved Baselines with Momentum Contrastive Learning, "
+    "arXiv 2003.04297",
+    source="facebookresearch/moco: moco/builder.py",
+))
+
+register(Method(
+    name="mocov3",
+    parts=methods.mocov3_parts,
+    inputs=("q_a", "q_b", "k_a", "k_b"),
+    adc_inputs=("q_a", "q_b"),
+    hyperparameters={"temperature": 1.0},
+    predictor=True,
+    momentum_target=True,
+    projector_layers=3,
+    host_inputs=frozenset({EMA_RATE}),
+    title="MoCo v3",
+    paper="Chen, Xie and He, An Empirical Study of Training Self-Supervised Vision "
+    "Transformers, ICCV 2021 (arXiv 2104.02057)",
+    source="facebookresearch/moco-v3: moco/builder.py",
+))
+
+register(Method(
+    name="nnclr",
+    parts=methods.nnclr_parts,
+    inputs=("p_a", "p_b", "z_a", "z_b"),
+    adc_inputs=("p_a", "p_b"),
+    hyperparameters={"temperature": 0.1},
+    states=(State("support", ("support_size", "dim"),
+                  update=lambda support, z_a, **_: methods.nnclr_enqueue(support, z_a),
+                  init="unit_rows"),),
+    # 98304 in the paper (ImageNet); the trainer's default fits small datasets.
+    sizes={"dim": None, "support_size": 4096},
+    predictor=True,
+    projector_layers=3,
+    title="NNCLR",
+    paper="Dwibedi et al., With a Little Help from My Friends: Nearest-Neighbor Contrastive "
+    "Learning of Visual Representations, ICCV 2021 (arXiv 2104.14548)",
+    source="no authors' code: the paper's eq. 3 (as solo-learn's nnclr_loss_func)",
+))
+
+register(Method(
+    name="tico",
+    parts=methods.tico_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"beta": 0.9, "rho": 20.0},
+    states=(State("covariance", ("dim", "dim"),
+                  update=lambda covariance, z_a, beta, **_: methods.tico_covariance(
+                      z_a, covariance, beta)),),
+    sizes={"dim": None},
+    projector_layers=3,
+    title="TiCo",
+    paper="Zhu et al., TiCo: Transformation Invariance and Covariance Contrast for "
+    "Self-Supervised Visual Representation Learning, arXiv 2206.10698",
+    source="no authors' code: the paper's Algorithm 1",
+))
+
+register(Method(
+    name="mmcr",
+    parts=methods.mmcr_pair_parts,
+    inputs=("z_a", "z_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"lmbda": 0.0},
+    title="MMCR",
+    paper="Yerxa et al., Learning Efficient Coding of Natural Images with Maximum Manifold "
+    "Capacity Representations, NeurIPS 2023 (arXiv 2303.03307)",
+    source="ThomasYerxa/mmcr: mmcr/cifar_stl/loss_mmcr.py",
 ))

@@ -17,7 +17,7 @@ from glf_train.config import RunConfig
 import glf_losses
 from glf_losses import GLFParts
 
-__all__ = ["front_end", "with_controls"]
+__all__ = ["front_end", "method_inputs", "views_through", "with_controls"]
 
 
 def front_end(config: RunConfig, backend: ModuleType) -> Any:
@@ -33,6 +33,33 @@ def front_end(config: RunConfig, backend: ModuleType) -> Any:
     if backend.name == "jax":
         return partial(made, adc=adc, parts=True, **hyperparameters)
     return made(*sizes, adc=adc, **hyperparameters)
+
+
+def views_through(config: RunConfig, branch: str) -> tuple[str, ...]:
+    """The views (``"a"``, ``"b"``) the run's method needs through ``branch``.
+
+    ``branch`` is ``"online"``, ``"predicted"`` or ``"target"``, as the method's
+    [`Method.sources`][glf_losses.registry.Method.sources] name them: a trainer runs its
+    momentum target only on the views the loss takes from it (MoCo's key view).
+    """
+    sources = config.method_entry().sources
+    return tuple(v for v in "ab" if f"{branch}_{v}" in sources)
+
+
+def method_inputs(config: RunConfig, outputs: dict[str, Any]) -> tuple[Any, ...]:
+    """The method's inputs, in order, from the network outputs a trainer computed.
+
+    ``outputs`` maps ``online_a``, ``online_b``, and as the method needs them
+    ``predicted_*`` and ``target_*`` (see `views_through`) to arrays. A ``target_*``
+    the trainer did not compute (no momentum target) is the online projection of that
+    view, which the loss takes under stop-gradient.
+    """
+    inputs = []
+    for source in config.method_entry().sources:
+        if source not in outputs and source.startswith("target_"):
+            source = "online_" + source[-1]
+        inputs.append(outputs[source])
+    return tuple(inputs)
 
 
 def with_controls(config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...]) -> GLFParts:

@@ -4,7 +4,8 @@ The same modules as every framework backend: `.namespace` (the array namespace a
 the operations the standard lacks), `.collectives` (named-axis collectives under
 ``shard_map``) and `.frontends` (plain jitted functions, one per registered method:
 ``byol_loss``, ``barlow_twins_loss``, ``simclr_loss``, ``swav_loss``, ..., and
-``adc_loss``), which can be called eagerly or inside a user's own ``jax.jit``.
+``adc_loss``, and ``update_state`` for the methods that carry state), which can be
+called eagerly or inside a user's own ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .collectives import (
     shard,
     to_local,
 )
-from .frontends import adc_loss, front_end
+from .frontends import adc_loss, front_end, update_state
 from .namespace import (
     device,
     fori_loop,
@@ -37,7 +38,7 @@ __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
     "select_kth", "fori_loop",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
-    "adc_loss", "front_end", *(f"{m}_loss" for m in registry.names()),
+    "adc_loss", "front_end", "update_state", *(f"{m}_loss" for m in registry.names()),
 ]
 
 # barlow_twins_loss, swav_loss, ...: made from the registry on first use.

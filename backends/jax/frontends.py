@@ -4,8 +4,10 @@
 added to [`glf_losses.registry`][glf_losses.registry]) are made from their declarations on first
 use:
 import them from ``glf_losses.backends.jax``. Each takes the method's inputs, then the
-arrays the method owns (SwAV's ``prototypes``), then ``prior`` (needed with ADC); optional
-inputs (SwAV's ``queue_a``/``queue_b``) by keyword. Hyperparameters, ``adc`` (an
+arrays the method owns (SwAV's ``prototypes``) and its states (MoCo's ``queue``), then
+``prior`` (needed with ADC); optional inputs (SwAV's ``queue_a``/``queue_b``) by keyword.
+The states are the caller's to keep: [`update_state`][backends.jax.frontends.update_state]
+gives the next ones. Hyperparameters, ``adc`` (an
 [`glf_losses.ADC`][glf_losses.ADC]) and ``parts`` (return ``GLFParts`` instead of the total) are
 static: they are checked once on the host, and a call inside a user's own ``jax.jit`` is
 traced once per setting.
@@ -31,7 +33,7 @@ from glf_losses import _checks, registry
 from glf_losses.adc import ADC
 from glf_losses.frontends import check_adc
 
-__all__ = ["adc_loss", "front_end"]
+__all__ = ["adc_loss", "front_end", "update_state"]
 
 
 @partial(jax.jit, static_argnames=("method", "adc", "parts", "settings"))
@@ -63,7 +65,7 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
     known = _FUNCTIONS.get(entry.name)
     if known is not None and getattr(known, "method", None) is entry:
         return known
-    n_inputs, owned = len(entry.inputs), tuple(p.name for p in entry.parameters)
+    n_inputs, owned = len(entry.inputs), entry.held
     positional = entry.inputs + owned + ("prior",)
 
     def loss(*arrays: Any, adc: ADC | None = None, parts: bool = False, **kwargs: Any) -> Any:
@@ -96,6 +98,35 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
     loss.method = entry  # type: ignore[attr-defined]
     _FUNCTIONS[entry.name] = loss
     return loss
+
+
+@partial(jax.jit, static_argnames=("method", "settings"))
+def _update(
+    states: dict[str, Any], inputs: tuple[Any, ...], *, method: registry.Method,
+    settings: tuple[tuple[str, Any], ...],
+) -> dict[str, Any]:
+    return registry.method_state(method, states, *inputs, **dict(settings))
+
+
+def update_state(
+    method: str | registry.Method, states: dict[str, Any], *inputs: Any, **hyperparameters: Any
+) -> dict[str, Any]:
+    """A method's states after a step, jitted: see
+    [`glf_losses.registry.method_state`][glf_losses.registry.method_state].
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from glf_losses.backends.jax import moco_loss, update_state
+      >>> q, k, queue = jnp.eye(4, 8), jnp.eye(4, 8)[::-1], jnp.zeros((16, 8))
+      >>> loss = moco_loss(q, k, queue)
+      >>> update_state("moco", {"queue": queue}, q, k)["queue"].shape
+      (16, 8)
+    """
+    entry = registry.get(method)
+    return _update(
+        dict(states), tuple(inputs), method=entry,
+        settings=_static(entry.hyperparameter_values(hyperparameters)),
+    )
 
 
 @partial(jax.jit, static_argnames=("adc",))

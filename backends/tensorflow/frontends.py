@@ -6,8 +6,10 @@ them
 from ``glf_losses.backends.tensorflow``. ``call`` is the 0-d loss, ``parts`` its
 ``GLFParts``. Arrays a method owns (SwAV's prototypes) are trainable weights; call
 ``after_step()`` after each optimiser step to project them back where the method keeps
-them. The layers hand their inputs to [`glf_losses`][glf_losses], which dispatches on the array
-type, so they also run when Keras uses its JAX or PyTorch backend.
+them. States a method carries between steps (MoCo's queue) are non-trainable weights,
+advanced by every call unless ``training=False``, or by ``update_state(*inputs)``.
+The layers hand their inputs to [`glf_losses`][glf_losses], which dispatches on the
+array type, so they also run when Keras uses its JAX or PyTorch backend.
 
 ``autocast=False`` by default: a loss must see its inputs' own dtype (float64 stays
 float64; float16 and bfloat16 are promoted to float32 by [`glf_losses`][glf_losses]), not the
@@ -63,6 +65,15 @@ class MethodLoss(MethodFrontEnd, keras.layers.Layer):
                 name=parameter.name,
             )
             setattr(self, parameter.name, weight)
+        for state in self.method.states:
+            init = (keras.initializers.RandomNormal(stddev=1.0) if state.init == "unit_rows"
+                    else keras.initializers.Zeros())
+            weight = self.add_weight(
+                shape=shapes[state.name], initializer=init, name=state.name, trainable=False
+            )
+            if state.init == "unit_rows":
+                weight.assign(l2_normalize(get_namespace(weight.value), weight.value))
+            setattr(self, state.name, weight)
         self.after_step()
         # The only state is created above, so no shape-driven build is needed.
         self.built = True
@@ -70,10 +81,18 @@ class MethodLoss(MethodFrontEnd, keras.layers.Layer):
     def owned_arrays(self) -> dict[str, Any]:
         # ``.value`` is the backend's own array (or variable), which glf_losses dispatches
         # on; the Keras wrapper itself belongs to no framework it knows.
-        return {p.name: getattr(self, p.name).value for p in self.method.parameters}
+        return {name: getattr(self, name).value for name in self.method.held}
 
-    def call(self, *inputs: Any, prior: Any = None) -> Any:
-        return self.parts(*inputs, prior=prior).total
+    def _store_states(self, states: dict[str, Any]) -> None:
+        for name, value in states.items():
+            getattr(self, name).assign(value)
+
+    def call(self, *inputs: Any, prior: Any = None, training: bool | None = None) -> Any:
+        """The 0-d loss; unless ``training=False`` the method's states then advance."""
+        total = self.parts(*inputs, prior=prior).total
+        if training is not False:
+            self.update_state(*inputs)
+        return total
 
     def after_step(self) -> None:
         """Project owned arrays back where the method keeps them (unit rows for SwAV)."""

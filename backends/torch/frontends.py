@@ -6,7 +6,9 @@ them
 from ``glf_losses.backends.torch``. ``forward`` is the 0-d loss, ``parts`` its
 ``GLFParts``. Arrays a method owns (SwAV's prototypes) are ``nn.Parameter``\\ s; call
 ``after_step()`` after each optimiser step to project them back where the method keeps
-them (SwAV: onto the unit sphere).
+them (SwAV: onto the unit sphere). States a method carries between steps (MoCo's queue,
+TiCo's covariance) are buffers, advanced by every call in training mode (``.train()``,
+the default) or by ``update_state(*inputs)``.
 
 Examples:
   >>> import torch
@@ -51,12 +53,25 @@ class MethodLoss(MethodFrontEnd, torch.nn.Module):
             if parameter.unit_rows:
                 value = l2_normalize(xp, value)
             self.register_parameter(parameter.name, torch.nn.Parameter(value))
+        for state in self.method.states:
+            value = torch.zeros(shapes[state.name])
+            if state.init == "unit_rows":
+                value = l2_normalize(xp, torch.randn(shapes[state.name]))
+            self.register_buffer(state.name, value)
 
     def owned_arrays(self) -> dict[str, Any]:
-        return {p.name: getattr(self, p.name) for p in self.method.parameters}
+        return {name: getattr(self, name) for name in self.method.held}
+
+    @torch.no_grad()
+    def _store_states(self, states: dict[str, Any]) -> None:
+        for name, value in states.items():
+            getattr(self, name).copy_(value)
 
     def forward(self, *inputs: Any, prior: Any = None) -> torch.Tensor:
+        """The 0-d loss; in training mode the method's states then advance."""
         total: torch.Tensor = self.parts(*inputs, prior=prior).total
+        if self.training:
+            self.update_state(*inputs)
         return total
 
     @torch.no_grad()

@@ -54,6 +54,7 @@ from glf_train.rundir import CHECKPOINT_NAMES
 from glf_train.schedules import StepInputs
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from glf_losses import registry
 from glf_losses._lib import GLFParts, l2_normalize
 
 __all__ = [
@@ -85,7 +86,7 @@ def loss_parts(
     ``outputs`` are the method's inputs as its registry entry names them: ``(z_a, z_b)``,
     or ``(p_a, p_b, t_a, t_b)`` for a method with a predictor (online predictions, then
     target projections, taken under stop-gradient by the loss). ``owned`` holds the arrays
-    the method owns by name (SwAV's ``prototypes``). ``queue`` is SwAV's earlier
+    the method holds by name (SwAV's ``prototypes``, MoCo's ``queue``). ``queue`` is SwAV's earlier
     projections of both views, ``(queue_a, queue_b)`` of shape ``(Q, D)`` each (or one
     ``(2, Q, D)`` array). Pure and differentiable in ``outputs`` and ``owned``: the function
     the train step calls, through the JAX front-end the registry makes.
@@ -95,7 +96,7 @@ def loss_parts(
     entry = config.method_entry()
     owned = owned or {}
     loss = objective.front_end(config, jax_frontends)
-    arrays = [owned[p.name] for p in entry.parameters]
+    arrays = [owned[name] for name in entry.held]
     optional = {} if queue is None else {"queue_a": queue[0], "queue_b": queue[1]}
     parts: GLFParts = loss(*outputs, *arrays, prior, **optional)
     return objective.with_controls(config, parts, tuple(outputs))
@@ -143,6 +144,7 @@ def make_train_step(
     and drops the oldest rows.
     """
     entry = config.method_entry()
+    hyperparameters = config.loss_settings()[1]
     queue_size = config.swav_queue
     unit_rows = {p.name for p in entry.parameters if p.unit_rows}
 
@@ -155,28 +157,35 @@ def make_train_step(
     def loss_of(
         trainable: State, state: State, view_a: jax.Array, view_b: jax.Array, prior: Any,
         queue: jax.Array | None,
-    ) -> tuple[jax.Array, tuple[GLFParts, Any, jax.Array]]:
+    ) -> tuple[jax.Array, tuple[GLFParts, Any, jax.Array, dict[str, jax.Array]]]:
         params, stats = trainable["params"], state["batch_stats"]
         z_a, online_stats = forward(online, params["online"], stats["online"], view_a)
         z_b, online_stats = forward(online, params["online"], online_stats, view_b)
         new_stats = {"online": online_stats}
-        outputs: tuple[jax.Array, ...] = (z_a, z_b)
+        outputs = {"online_a": z_a, "online_b": z_b}
+        views = {"a": view_a, "b": view_b}
         if pred is not None:
-            p_a, pred_stats = forward(pred, params["predictor"], stats["predictor"], z_a)
-            p_b, pred_stats = forward(pred, params["predictor"], pred_stats, z_b)
+            pred_stats = stats["predictor"]
+            for v in objective.views_through(config, "predicted"):
+                outputs[f"predicted_{v}"], pred_stats = forward(
+                    pred, params["predictor"], pred_stats, outputs[f"online_{v}"]
+                )
             new_stats["predictor"] = pred_stats
-            # Without a momentum target the targets are the online projections (the loss
-            # takes them under stop-gradient).
-            t_a, t_b = z_a, z_b
-            if "target" in state:
+        if "target" in state:
+            for v in objective.views_through(config, "target"):
                 # The target's running averages are discarded: it uses batch statistics.
-                t_a, _ = forward(online, state["target"], stats["online"], view_a)
-                t_b, _ = forward(online, state["target"], stats["online"], view_b)
-                t_a, t_b = jax.lax.stop_gradient(t_a), jax.lax.stop_gradient(t_b)
-            outputs = (p_a, p_b, t_a, t_b)
-        parts = loss_parts(config, outputs, prior, trainable["owned"], queue)
+                t, _ = forward(online, state["target"], stats["online"], views[v])
+                outputs[f"target_{v}"] = jax.lax.stop_gradient(t)
+        inputs = objective.method_inputs(config, outputs)
+        held = {**trainable["owned"], **state["method_state"]}
+        parts = loss_parts(config, inputs, prior, held, queue)
+        # The states advance from the outputs the loss saw (MoCo: this step's keys).
+        new_method_state = registry.method_state(
+            entry, state["method_state"],
+            *(jax.lax.stop_gradient(x).astype(jnp.float32) for x in inputs), **hyperparameters,
+        ) if entry.states else {}
         projections = jax.lax.stop_gradient(jnp.stack([z_a, z_b])).astype(jnp.float32)
-        return parts.total, (parts, new_stats, projections)
+        return parts.total, (parts, new_stats, projections, new_method_state)
 
     def step(
         state: State, view_a: jax.Array, view_b: jax.Array, images: jax.Array, lr: jax.Array,
@@ -188,10 +197,10 @@ def make_train_step(
             prior = jax.lax.stop_gradient(prior_encoder.apply(prior_variables, x, train=False))
         trainable = {"params": state["params"], "owned": state["owned"]}
         queue = state["queue"] if use_queue and queue_size > 0 else None
-        grads, (parts, new_stats, projections) = jax.grad(loss_of, has_aux=True)(
-            trainable, state, view_a, view_b, prior, queue
-        )
-        new = dict(state, batch_stats=new_stats)
+        grads, (parts, new_stats, projections, method_state) = jax.grad(
+            loss_of, has_aux=True
+        )(trainable, state, view_a, view_b, prior, queue)
+        new = dict(state, batch_stats=new_stats, method_state=method_state)
         updates, new["opt_state"] = tx.update(grads["params"], state["opt_state"], state["params"])
         new["params"] = optax.apply_updates(
             state["params"], jax.tree.map(lambda u: -lr * u, updates)
@@ -304,6 +313,11 @@ class _Programs:
         self.owned_spec = tuple(
             (p.name, tuple(sizes[n] for n in p.shape), p.unit_rows) for p in entry.parameters
         )
+        # The states the method carries between steps: (name, shape, unit-row start).
+        self.state_spec = tuple(
+            (s.name, tuple(sizes[n] for n in s.shape), s.init == "unit_rows")
+            for s in entry.states
+        )
 
     def init(self, seed: int) -> tuple[State, State]:
         """(params, batch_stats) of the online network (and predictor); ``params["owned"]``
@@ -343,6 +357,21 @@ def _initial_params(
         value = jax.random.normal(key_i, shape, jnp.float32)
         params["owned"][name] = l2_normalize(jnp, value) if unit_rows else value
     return params, stats
+
+
+def _initial_method_state(
+    key: jax.Array, spec: tuple[tuple[str, tuple[int, ...], bool], ...]
+) -> dict[str, jax.Array]:
+    """The method's states at the start: zeros, or unit rows (MoCo's queue)."""
+    state = {}
+    for key_i, (name, shape, unit_rows) in zip(
+        jax.random.split(key, max(1, len(spec))), spec, strict=False
+    ):
+        state[name] = (
+            l2_normalize(jnp, jax.random.normal(key_i, shape, jnp.float32)) if unit_rows
+            else jnp.zeros(shape, jnp.float32)
+        )
+    return state
 
 
 @partial(jax.jit, static_argnums=(2, 3, 4))
@@ -450,8 +479,12 @@ class JaxTrainer:
             "params": params, "batch_stats": stats, "opt_state": tx.init(params),
             "owned": owned, "owned_opt_state": tx.init(owned),
         }
-        if self.config.method_entry().momentum_target:
+        entry = self.config.method_entry()
+        if entry.momentum_target:
             state["target"] = _copy(params["online"])
+        state["method_state"] = _initial_method_state(
+            jax.random.PRNGKey(seed + 2), self.programs.state_spec
+        )
         if self.config.swav_queue > 0:
             shape = (2, self.config.swav_queue, self.config.proj_dim)
             state["queue"] = jnp.zeros(shape, jnp.float32)

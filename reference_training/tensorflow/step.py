@@ -48,7 +48,7 @@ from glf_train.tensorflow.model import (
     synchronized_batch_norm,
 )
 
-from glf_losses import GLFParts
+from glf_losses import GLFParts, registry
 
 __all__ = ["TensorFlowTrainer", "launch"]
 
@@ -243,33 +243,39 @@ class TensorFlowTrainer:
     def _step(
         self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
         tau: tf.Tensor, prototype_gate: tf.Tensor, use_queue: bool = False,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         prior = self._prior(images) if self.config.adc else None
-        targets: tuple[tf.Tensor, ...] | None = None
+        views = {"a": view_a, "b": view_b}
+        outputs: dict[str, tf.Tensor] = {}
         if self.target is not None:
             # The target runs in training mode (batch statistics), as BYOL's does; its own
             # BatchNorm statistics are overwritten from the online network below.
             t_enc, t_head = self.target
-            targets = tuple(
-                tf.stop_gradient(t_head(t_enc(v, training=True), training=True))
-                for v in (view_a, view_b)
-            )
+            for v in objective.views_through(self.config, "target"):
+                outputs[f"target_{v}"] = tf.stop_gradient(
+                    t_head(t_enc(views[v], training=True), training=True)
+                )
         with tf.GradientTape() as tape:
             z_a, z_b = self._online(view_a), self._online(view_b)
+            outputs.update(online_a=z_a, online_b=z_b)
             if self.predictor is not None:
-                # Without a momentum target the targets are the online projections (the
-                # loss takes them under stop-gradient).
-                args: tuple[tf.Tensor, ...] = (
-                    self.predictor(z_a, training=True), self.predictor(z_b, training=True),
-                    *(targets if targets is not None else (z_a, z_b)),
-                )
-            elif use_queue and self.queue is not None:
+                for v in objective.views_through(self.config, "predicted"):
+                    outputs[f"predicted_{v}"] = self.predictor(
+                        outputs[f"online_{v}"], training=True
+                    )
+            args = objective.method_inputs(self.config, outputs)
+            if use_queue and self.queue is not None:
                 queue = self.queue.value
-                args = (z_a, z_b, queue[0], queue[1])
-            else:
-                args = (z_a, z_b)
+                args = (*args, queue[0], queue[1])
             parts = self.loss_parts(*args, prior=prior)
             loss = parts.total
+        # The states advance from the outputs the loss saw (MoCo: this step's keys).
+        n_inputs = len(self.entry.inputs)
+        new_states = registry.method_state(
+            self.entry, {s.name: getattr(self.loss_fn, s.name).value for s in self.entry.states},
+            *(tf.stop_gradient(tf.cast(a, tf.float32)) for a in args[:n_inputs]),
+            **self.loss_fn.hyperparameters,
+        ) if self.entry.states else {}
         grads = tape.gradient(loss, self._trainable)
         if self.config.optimizer == "sgd" and self.config.weight_decay:
             # The optimiser sums the replicas' gradients: each adds its share of the decay.
@@ -287,6 +293,7 @@ class TensorFlowTrainer:
         self.optimizer.apply(grads, self._trainable)
         if self.strategy is None:
             self._after_update(tau)
+            self._store_states(new_states)
             if self.queue is not None:
                 # This step's projections (before the update), newest first; the oldest
                 # fall off the end.
@@ -294,7 +301,11 @@ class TensorFlowTrainer:
                 self.queue.assign(
                     tf.concat([projections, self.queue.value], axis=1)[:, : self.queue_size]
                 )
-        return loss, parts.align, parts.constrain
+        return loss, parts.align, parts.constrain, new_states
+
+    def _store_states(self, states: dict[str, tf.Tensor]) -> None:
+        for name, value in states.items():
+            getattr(self.loss_fn, name).assign(value)
 
     def _after_update(self, tau: tf.Tensor) -> None:
         self.loss_fn.after_step()
@@ -308,11 +319,11 @@ class TensorFlowTrainer:
     def _replicated_step(
         self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
         tau: tf.Tensor, prototype_gate: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         assert self.strategy is not None
         rows = self.config.batch_size // self.config.devices
 
-        def replica(*args: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def replica(*args: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, Any]:
             i = tf.distribute.get_replica_context().replica_id_in_sync_group
             local = [x[i * rows : (i + 1) * rows] for x in args[:3]]
             return self._step(*local, *args[3:])
@@ -323,9 +334,12 @@ class TensorFlowTrainer:
             replica, args=(view_a, view_b, images, lr, tau, prototype_gate)
         )
         self._after_update(tau)
-        # Every replica holds the global batch's loss: the first one's is the value.
+        # Every replica holds the global batch's loss and the same new states (the
+        # states are global statistics): the first replica's are the values.
         first = self.strategy.experimental_local_results
-        return tuple(first(r)[0] for r in results)  # type: ignore[return-value]
+        loss, align, constrain, states = results
+        self._store_states({k: first(v)[0] for k, v in states.items()})
+        return first(loss)[0], first(align)[0], first(constrain)[0], {}
 
     def train_step(
         self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
@@ -338,7 +352,7 @@ class TensorFlowTrainer:
         use_queue = {"use_queue": True} if inputs.use_queue else {}
         with tf.device(self.device):
             try:
-                loss, align, constrain = self._step_fn(*args, **use_queue)
+                loss, align, constrain, _ = self._step_fn(*args, **use_queue)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
                 ops = _unsupported_xla_ops(str(err)) if self.jit_compile else []
                 if not ops:
@@ -351,7 +365,7 @@ class TensorFlowTrainer:
                 )
                 self.jit_compile = False
                 self._step_fn = tf.function(self._step, jit_compile=False, autograph=False)
-                loss, align, constrain = self._step_fn(*args, **use_queue)
+                loss, align, constrain, _ = self._step_fn(*args, **use_queue)
         return {"loss": loss, "align": align, "constrain": constrain}
 
     # --- evaluation --------------------------------------------------------------------

@@ -207,21 +207,27 @@ class TorchTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             z_a, z_b = self.online(view_a), self.online(view_b)
+            outputs = {"online_a": z_a, "online_b": z_b}
+            views = {"a": view_a, "b": view_b}
             if self.predictor is not None:
-                p_a, p_b = self.predictor(z_a), self.predictor(z_b)
-                # Without a momentum target the targets are the online projections (the
-                # loss takes them under stop-gradient).
-                t_a, t_b = z_a, z_b
-                if self.target is not None:
-                    with torch.no_grad():
-                        t_a, t_b = self.target(view_a), self.target(view_b)
-                args: tuple[torch.Tensor, ...] = (p_a, p_b, t_a, t_b)
-            else:
-                args = (z_a, z_b) if queue is None else (z_a, z_b, queue[0], queue[1])
+                for v in objective.views_through(self.config, "predicted"):
+                    outputs[f"predicted_{v}"] = self.predictor(outputs[f"online_{v}"])
+            if self.target is not None:
+                with torch.no_grad():
+                    for v in objective.views_through(self.config, "target"):
+                        outputs[f"target_{v}"] = self.target(views[v])
+            args = objective.method_inputs(self.config, outputs)
+            if queue is not None:
+                args = (*args, queue[0], queue[1])
         # The loss itself computes in float32 at least, whatever autocast produced.
+        n_inputs = len(self.entry.inputs)
         parts = objective.with_controls(
-            self.config, self.loss_fn.parts(*args, prior=prior), args[: len(self.entry.inputs)]
+            self.config, self.loss_fn.parts(*args, prior=prior), args[:n_inputs]
         )
+        if self.entry.states:
+            # The states advance from the outputs the loss saw (MoCo: this step's keys).
+            with torch.no_grad():
+                self.loss_fn.update_state(*(a.detach().float() for a in args[:n_inputs]))
         projections = torch.stack([z_a, z_b]).detach().float()
         return parts.total, parts.align, parts.constrain, projections
 
