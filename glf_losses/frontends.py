@@ -108,8 +108,9 @@ class MethodFrontEnd:
             return
         held = self.owned_arrays()
         states = {s.name: held[s.name] for s in entry.states}
+        parameters = {p.name: held[p.name] for p in entry.parameters}
         self._store_states(registry.method_state(
-            entry, states, *inputs[: len(entry.inputs)], **self.hyperparameters
+            entry, states, *inputs[: len(entry.inputs)], **parameters, **self.hyperparameters
         ))
 
 

@@ -1687,3 +1687,68 @@ def dino_center(teacher: Any, center: Any, momentum: float = 0.9) -> Any:
     count = t.shape[0] * dim(be, t, 1) * be.shard(t)[0]
     mean = be.all_reduce_sum(xp.sum(t, axis=(0, 1))) / as_divisor(be, count, t)
     return be.stop_gradient(xp.astype(momentum * c + (1.0 - momentum) * mean, center.dtype))
+
+
+def _dino_teacher_scores(be: Any, t_a: Any, t_b: Any, prototypes: Any) -> Any:
+    """(2, N, K) teacher scores of both views against the prototypes, without gradient."""
+    xp = be.xp
+    w = be.stop_gradient(prototypes)
+    return be.stop_gradient(xp.stack([
+        _prototype_scores(be.stop_gradient(t_a), w, "t_a"),
+        _prototype_scores(be.stop_gradient(t_b), w, "t_b"),
+    ]))
+
+
+def dino_prototype_parts(
+    z_a: Any,
+    z_b: Any,
+    t_a: Any,
+    t_b: Any,
+    center: Any,
+    prototypes: Any,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+    center_momentum: float = 0.9,
+) -> GLFParts:
+    r"""DINO on two global crops with its last layer as unit prototypes: the form the
+    front-ends and the reference trainers use.
+
+    DINO's head ends in an L2-normalised bottleneck and a weight-normalised linear layer
+    with its norms fixed to 1 (``norm_last_layer=True``), so its outputs are the cosine
+    scores $n(z) n(W)^\top$ of the bottleneck against K unit prototypes, as SwAV's.
+    Here the student's outputs are the scores of the online projections ``z_a, z_b``
+    and the teacher's those of the momentum target's ``t_a, t_b`` against the same
+    ``prototypes`` under stop-gradient: the prototypes belong to the loss, not to the
+    momentum target, so the teacher's last layer is the student's of this step rather
+    than its moving average. Then ``dino_parts(student, teacher, center)`` with crops
+    (a, b) for both.
+
+    ``center_momentum`` is not used by the loss; it is the method's setting that
+    ``dino_prototype_center`` reads.
+    """
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, t_a=t_a, t_b=t_b, prototypes=prototypes)
+    xp = be.xp
+    student = xp.stack([
+        _prototype_scores(z_a, prototypes, "z_a"), _prototype_scores(z_b, prototypes, "z_b"),
+    ])
+    teacher = _dino_teacher_scores(be, t_a, t_b, prototypes)
+    _check_momentum(center_momentum)
+    return dino_parts(student, teacher, center, student_temperature=student_temperature,
+                      teacher_temperature=teacher_temperature)
+
+
+def dino_prototype_center(
+    center: Any, t_a: Any, t_b: Any, prototypes: Any, center_momentum: float = 0.9
+) -> Any:
+    """``dino_center`` of the teacher scores that ``dino_prototype_parts`` computes.
+
+    Examples:
+      >>> import numpy as np
+      >>> from glf_losses.methods import dino_prototype_center
+      >>> t = np.array([[1.0, 0.0], [1.0, 0.0]])  # every row scores (1, 0)
+      >>> dino_prototype_center(np.zeros(2), t, t, np.eye(2), 0.5).tolist()
+      [0.5, 0.0]
+    """
+    be = _checks.backend_of(center=center, t_a=t_a, t_b=t_b, prototypes=prototypes)
+    return dino_center(_dino_teacher_scores(be, t_a, t_b, prototypes), center,
+                       momentum=center_momentum)

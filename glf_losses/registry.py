@@ -102,9 +102,9 @@ class State:
         ``("queue_size", "dim")``.
       init: ``"zeros"``, or ``"unit_rows"`` (rows drawn from a standard normal and
         L2-normalised, as MoCo's official queue starts).
-      update: ``update(state, **inputs, **hyperparameters) -> new state``: the method's
-        inputs and hyperparameters by name (it takes the ones it needs and ignores the
-        rest); global under ``glf_losses.data_parallel()``.
+      update: ``update(state, **inputs, **parameters, **hyperparameters) -> new state``:
+        the method's inputs, parameters and hyperparameters by name (it takes the ones it
+        needs and ignores the rest); global under ``glf_losses.data_parallel()``.
     """
 
     name: str
@@ -320,13 +320,14 @@ def method_parts(
 
 
 def method_state(
-    method: str | Method, states: Mapping[str, Array], *inputs: Array, **hyperparameters: Any
+    method: str | Method, states: Mapping[str, Array], *inputs: Array, **kwargs: Any
 ) -> dict[str, Array]:
     """A method's states after a step: ``{name: update(states[name], inputs, settings)}``.
 
     ``inputs`` are the method's [`Method.inputs`][glf_losses.registry.Method.inputs] of the
-    step (the same arrays its loss saw); ``hyperparameters`` override the declared
-    defaults. The new states carry no gradient.
+    step (the same arrays its loss saw); ``kwargs`` hold the method's parameters by name
+    (DINO's prototypes, which its centre update reads) and hyperparameters that override
+    the declared defaults. The new states carry no gradient.
 
     Examples:
       >>> import numpy as np
@@ -345,8 +346,13 @@ def method_state(
     missing = sorted({s.name for s in entry.states} - set(states))
     if missing:
         raise TypeError(f"{entry.name} needs its states {', '.join(missing)}")
-    settings = entry.hyperparameter_values(hyperparameters)
-    named = dict(zip(entry.inputs, inputs, strict=True))
+    owned = {p.name for p in entry.parameters}
+    missing = sorted(owned - set(kwargs))
+    if missing:
+        raise TypeError(f"{entry.name} states update with its parameters {', '.join(missing)}=")
+    settings = entry.hyperparameter_values({k: v for k, v in kwargs.items() if k not in owned})
+    named = {**dict(zip(entry.inputs, inputs, strict=True)),
+             **{k: v for k, v in kwargs.items() if k in owned}}
     return {s.name: s.update(states[s.name], **named, **settings) for s in entry.states}
 
 
@@ -569,4 +575,29 @@ register(Method(
     paper="Yerxa et al., Learning Efficient Coding of Natural Images with Maximum Manifold "
     "Capacity Representations, NeurIPS 2023 (arXiv 2303.03307)",
     source="ThomasYerxa/mmcr: mmcr/cifar_stl/loss_mmcr.py",
+))
+
+register(Method(
+    name="dino",
+    parts=methods.dino_prototype_parts,
+    inputs=("z_a", "z_b", "t_a", "t_b"),
+    # The student's projections of both global crops, the momentum teacher's of both.
+    sources=("online_a", "online_b", "target_a", "target_b"),
+    adc_inputs=("z_a", "z_b"),
+    hyperparameters={"student_temperature": 0.1, "teacher_temperature": 0.04,
+                     "center_momentum": 0.9},
+    parameters=(Parameter("prototypes", ("n_prototypes", "dim"), unit_rows=True, min_rows=2),),
+    states=(State("center", ("n_prototypes",),
+                  update=lambda center, t_a, t_b, prototypes, center_momentum, **_:
+                  methods.dino_prototype_center(center, t_a, t_b, prototypes,
+                                                center_momentum)),),
+    # 65536 outputs officially (ImageNet); the trainer's default fits small datasets.
+    sizes={"dim": None, "n_prototypes": 1024},
+    momentum_target=True,
+    projector_layers=3,
+    host_inputs=frozenset({EMA_RATE}),
+    title="DINO",
+    paper="Caron et al., Emerging Properties in Self-Supervised Vision Transformers, "
+    "ICCV 2021 (arXiv 2104.14294)",
+    source="facebookresearch/dino: main_dino.py (DINOLoss, DINOHead)",
 ))

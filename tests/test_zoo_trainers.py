@@ -30,6 +30,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "moco": {"loss_options": {"queue_size": 128}},
     "nnclr": {"loss_options": {"support_size": 128}},
     "swav": {"loss_options": {"n_prototypes": 16}},
+    "dino": {"loss_options": {"n_prototypes": 16}},
 }
 
 
@@ -103,21 +104,28 @@ def _inputs(method: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return tuple(rng.normal(size=(8, 4)) for _ in entry.inputs)
 
 
-def _state(method: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    sizes = {"dim": 4, "queue_size": 12, "support_size": 12}
-    return {s.name: rng.normal(size=tuple(sizes[n] for n in s.shape))
-            for s in registry.get(method).states}
+def _held(method: str, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], ...]:
+    """(parameters, states) of the method at small sizes, drawn at random."""
+    sizes = {"dim": 4, "queue_size": 12, "support_size": 12, "n_prototypes": 6}
+    entry = registry.get(method)
+    return tuple(
+        {h.name: rng.normal(size=tuple(sizes[n] for n in h.shape)) for h in held}
+        for held in (entry.parameters, entry.states)
+    )
 
 
 @pytest.mark.parametrize("framework", BACKENDS)
 @pytest.mark.parametrize("method", STATEFUL)
 def test_stateful_front_ends_use_then_advance_their_state(method: str, framework: str) -> None:
     rng = np.random.default_rng(1)
-    inputs, state = _inputs(method, rng), _state(method, rng)
-    want = float(registry.method_parts(method, *inputs, **state).total)
-    want_state = registry.method_state(method, state, *inputs)
-    sizes = {n: state[s.name].shape[i] for s in registry.get(method).states
-             for i, n in enumerate(s.shape) if n != "dim"}
+    entry = registry.get(method)
+    inputs = _inputs(method, rng)
+    parameters, state = _held(method, rng)
+    want = float(registry.method_parts(method, *inputs, **parameters, **state).total)
+    want_state = registry.method_state(method, state, *inputs, **parameters)
+    values = {**parameters, **state}
+    sizes = {n: values[h.name].shape[i] for h in (*entry.parameters, *entry.states)
+             for i, n in enumerate(h.shape) if n != "dim"}
     if framework == "jax":
         pytest.importorskip("jax")
         import jax.numpy as jnp
@@ -125,9 +133,12 @@ def test_stateful_front_ends_use_then_advance_their_state(method: str, framework
 
         # float64 throughout: the test session enables JAX's x64 (conftest.py).
         arrays = [jnp.asarray(x) for x in inputs]
-        held = [jnp.asarray(state[s.name]) for s in registry.get(method).states]
+        held = [jnp.asarray(values[name]) for name in entry.held]
         got = float(getattr(jb, f"{method}_loss")(*arrays, *held))
-        new = jb.update_state(method, {k: jnp.asarray(v) for k, v in state.items()}, *arrays)
+        new = jb.update_state(
+            method, {k: jnp.asarray(v) for k, v in state.items()}, *arrays,
+            **{k: jnp.asarray(v) for k, v in parameters.items()},
+        )
         assert got == pytest.approx(want, rel=1e-10)
         for name, value in want_state.items():
             assert_close(to_numpy(new[name]), value, "float64")
@@ -137,26 +148,27 @@ def test_stateful_front_ends_use_then_advance_their_state(method: str, framework
         import torch
         from glf_losses.backends import torch as tb
 
-        loss_fn = tb.front_end(method)(4, **{k: v for k, v in sizes.items()}).double()
-        for name, value in state.items():
-            getattr(loss_fn, name).copy_(torch.tensor(value))
+        loss_fn = tb.front_end(method)(4, **sizes).double()
+        with torch.no_grad():
+            for name, value in values.items():
+                getattr(loss_fn, name).copy_(torch.tensor(value))
         arrays = [torch.tensor(x) for x in inputs]
         loss_fn.eval()
-        assert float(loss_fn(*arrays)) == pytest.approx(want, rel=1e-10)
+        assert float(loss_fn(*arrays).detach()) == pytest.approx(want, rel=1e-10)
         held = {n: getattr(loss_fn, n).numpy().copy() for n in state}
         loss_fn.train()
-        assert float(loss_fn(*arrays)) == pytest.approx(want, rel=1e-10)
+        assert float(loss_fn(*arrays).detach()) == pytest.approx(want, rel=1e-10)
     else:
         import keras
         import tensorflow as tf
         from glf_losses.backends import tensorflow as tfb
 
         loss_fn = tfb.front_end(method)(4, **sizes, dtype="float64")
-        for name, value in state.items():
+        for name, value in values.items():
             getattr(loss_fn, name).assign(value)
         arrays = [tf.constant(x) for x in inputs]
         assert float(loss_fn(*arrays, training=False)) == pytest.approx(want, rel=1e-10)
-        held = {n: np.asarray(getattr(loss_fn, n).value) for n in state}
+        held = {n: np.array(getattr(loss_fn, n).value) for n in state}
         assert float(loss_fn(*arrays)) == pytest.approx(want, rel=1e-10)
         assert isinstance(loss_fn.weights[0], keras.Variable)
     # Eval mode kept the state; the training call advanced it as the spec says.
@@ -165,3 +177,23 @@ def test_stateful_front_ends_use_then_advance_their_state(method: str, framework
         got_state = getattr(loss_fn, name)
         got_state = got_state.numpy() if framework == "torch" else np.asarray(got_state.value)
         assert_close(got_state, want_state[name], "float64")
+
+
+def test_dino_with_prototypes_is_dino_of_the_cosine_scores() -> None:
+    from glf_losses import methods
+
+    rng = np.random.default_rng(2)
+    z_a, z_b, t_a, t_b = rng.normal(size=(4, 8, 5))
+    prototypes, center = rng.normal(size=(6, 5)), rng.normal(size=6)
+
+    def scores(z: np.ndarray) -> np.ndarray:
+        unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+        return unit @ (prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)).T
+
+    student, teacher = np.stack([scores(z_a), scores(z_b)]), np.stack([scores(t_a), scores(t_b)])
+    got = methods.dino_prototype_parts(z_a, z_b, t_a, t_b, center, prototypes,
+                                       teacher_temperature=0.07)
+    want = methods.dino_parts(student, teacher, center, teacher_temperature=0.07)
+    assert float(got.total) == pytest.approx(float(want.total), rel=1e-12)
+    new = methods.dino_prototype_center(center, t_a, t_b, prototypes, 0.8)
+    np.testing.assert_allclose(new, 0.8 * center + 0.2 * teacher.mean(axis=(0, 1)), rtol=1e-12)

@@ -102,17 +102,18 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
 
 @partial(jax.jit, static_argnames=("method", "settings"))
 def _update(
-    states: dict[str, Any], inputs: tuple[Any, ...], *, method: registry.Method,
-    settings: tuple[tuple[str, Any], ...],
+    states: dict[str, Any], inputs: tuple[Any, ...], parameters: dict[str, Any], *,
+    method: registry.Method, settings: tuple[tuple[str, Any], ...],
 ) -> dict[str, Any]:
-    return registry.method_state(method, states, *inputs, **dict(settings))
+    return registry.method_state(method, states, *inputs, **parameters, **dict(settings))
 
 
 def update_state(
-    method: str | registry.Method, states: dict[str, Any], *inputs: Any, **hyperparameters: Any
+    method: str | registry.Method, states: dict[str, Any], *inputs: Any, **kwargs: Any
 ) -> dict[str, Any]:
     """A method's states after a step, jitted: see
-    [`glf_losses.registry.method_state`][glf_losses.registry.method_state].
+    [`glf_losses.registry.method_state`][glf_losses.registry.method_state]. ``kwargs``
+    hold the method's parameters (DINO's ``prototypes``) and static hyperparameters.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -123,9 +124,12 @@ def update_state(
       (16, 8)
     """
     entry = registry.get(method)
+    owned = {p.name for p in entry.parameters}
+    parameters = {k: v for k, v in kwargs.items() if k in owned}
+    settings = {k: v for k, v in kwargs.items() if k not in owned}
     return _update(
-        dict(states), tuple(inputs), method=entry,
-        settings=_static(entry.hyperparameter_values(hyperparameters)),
+        dict(states), tuple(inputs), parameters, method=entry,
+        settings=_static(entry.hyperparameter_values(settings)),
     )
 
 

@@ -182,7 +182,8 @@ def make_train_step(
         # The states advance from the outputs the loss saw (MoCo: this step's keys).
         new_method_state = registry.method_state(
             entry, state["method_state"],
-            *(jax.lax.stop_gradient(x).astype(jnp.float32) for x in inputs), **hyperparameters,
+            *(jax.lax.stop_gradient(x).astype(jnp.float32) for x in inputs),
+            **jax.lax.stop_gradient(trainable["owned"]), **hyperparameters,
         ) if entry.states else {}
         projections = jax.lax.stop_gradient(jnp.stack([z_a, z_b])).astype(jnp.float32)
         return parts.total, (parts, new_stats, projections, new_method_state)

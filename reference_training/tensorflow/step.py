@@ -274,6 +274,7 @@ class TensorFlowTrainer:
         new_states = registry.method_state(
             self.entry, {s.name: getattr(self.loss_fn, s.name).value for s in self.entry.states},
             *(tf.stop_gradient(tf.cast(a, tf.float32)) for a in args[:n_inputs]),
+            **{p.name: getattr(self.loss_fn, p.name).value for p in self.entry.parameters},
             **self.loss_fn.hyperparameters,
         ) if self.entry.states else {}
         grads = tape.gradient(loss, self._trainable)
