@@ -119,7 +119,9 @@ class RunConfig:
     # optimisation
     optimizer: str = _option("adamw", "the optimiser (sgd: momentum 0.9)", ("adamw", "sgd"))
     lr: float = _option(2e-3, "peak learning rate (cosine schedule after the warm-up)")
-    weight_decay: float = _option(1e-5, "weight decay (decoupled for adamw)")
+    weight_decay: float = _option(
+        1e-5, "weight decay (decoupled for adamw) of weight matrices and kernels; BatchNorm "
+        "parameters and biases are not decayed")
     warmup_epochs: int = _option(1, "epochs of linear learning-rate warm-up")
     # model
     arch: str = _option(

@@ -626,4 +626,4 @@ def test_weights_per_method_follow_the_loss_scale() -> None:
         float(glf_losses.adc_loss(z_a, z_b, prior, nu=100.0, upsilon=1000.0, perplexity=3.0))
     )
     with pytest.raises(ValueError, match="method must be one of"):
-        adc_module.method_weights("mocov3")
+        adc_module.method_weights("mocov4")

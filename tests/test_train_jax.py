@@ -167,27 +167,33 @@ def test_loss_step_matches_torch(tmp_path: Path, digits: Dataset, method: str) -
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_optimizer_matches_torch(optimizer: str) -> None:
+    """Both decay weight matrices and leave 1-d parameters (BatchNorm, biases) undecayed."""
     torch = pytest.importorskip("torch")
     config = RunConfig(optimizer=optimizer, weight_decay=0.1)
     rng = np.random.default_rng(0)
-    w0 = rng.normal(size=(3, 4)).astype(np.float32)
+    w0, b0 = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
     grads = rng.normal(size=(4, 3, 4)).astype(np.float32)
+    bias_grads = rng.normal(size=(4, 4)).astype(np.float32)
     lrs = [0.1, 0.05, 0.2, 0.01]
     p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    q = torch.nn.Parameter(torch.from_numpy(b0.copy()))
+    groups = [{"params": [p], "weight_decay": 0.1}, {"params": [q], "weight_decay": 0.0}]
     opt = (
-        torch.optim.AdamW([p], lr=lrs[0], weight_decay=0.1) if optimizer == "adamw"
-        else torch.optim.SGD([p], lr=lrs[0], momentum=0.9, weight_decay=0.1)
+        torch.optim.AdamW(groups, lr=lrs[0]) if optimizer == "adamw"
+        else torch.optim.SGD(groups, lr=lrs[0], momentum=0.9)
     )
     tx = make_optimizer(config)
-    w = jnp.asarray(w0)
-    state = tx.init(w)
-    for g, lr in zip(grads, lrs, strict=True):
-        p.grad = torch.from_numpy(g)
-        opt.param_groups[0]["lr"] = lr
+    params = {"w": jnp.asarray(w0), "b": jnp.asarray(b0)}
+    state = tx.init(params)
+    for g, gb, lr in zip(grads, bias_grads, lrs, strict=True):
+        p.grad, q.grad = torch.from_numpy(g), torch.from_numpy(gb)
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.step()
-        update, state = tx.update(jnp.asarray(g), state, w)
-        w = w - lr * update
-    np.testing.assert_allclose(np.asarray(w), p.detach().numpy(), rtol=1e-5, atol=1e-6)
+        update, state = tx.update({"w": jnp.asarray(g), "b": jnp.asarray(gb)}, state, params)
+        params = jax.tree.map(lambda v, u, lr=lr: v - lr * u, params, update)
+    np.testing.assert_allclose(np.asarray(params["w"]), p.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(params["b"]), q.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 # --- the trainer's pieces -------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--method", "mocov3"], "--method must be one of"),
+        (["--method", "mocov4"], "--method must be one of"),
         (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--adc-rho", "2"], "--adc-rho must be > 2"),
         (["--crop-min-area", "0"], "--crop-min-area must be in (0, 1]"),

@@ -107,12 +107,14 @@ def make_optimizer(config: RunConfig) -> optax.GradientTransformation:
 
     AdamW: ``p -= lr * (adam(g) + wd * p)``; SGD: ``p -= lr * momentum_buffer(g + wd * p)``.
     """
+    # Weight decay on weight matrices and kernels only: BatchNorm's scales and shifts and
+    # the biases (the 1-d parameters) are not decayed, as SSL recipes do.
+    decay = optax.add_decayed_weights(
+        config.weight_decay, mask=lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    )
     if config.optimizer == "adamw":
-        return optax.chain(
-            optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-            optax.add_decayed_weights(config.weight_decay),
-        )
-    return optax.chain(optax.add_decayed_weights(config.weight_decay), optax.trace(decay=0.9))
+        return optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), decay)
+    return optax.chain(decay, optax.trace(decay=0.9))
 
 
 def _where(flag: jax.Array, new: Any, old: Any) -> Any:

@@ -200,6 +200,11 @@ class TensorFlowTrainer:
             self.optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
                 learning_rate=config.lr, weight_decay=config.weight_decay, epsilon=1e-8
             )
+            # Weight decay on weight matrices and kernels only: BatchNorm's scales and
+            # shifts and the biases (the 1-d variables) are not decayed, as SSL recipes do.
+            self.optimizer.exclude_from_weight_decay(
+                var_list=[v for v in self._trainable if len(v.shape) <= 1]
+            )
         else:
             self.optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
         # Built now, outside the compiled step, so its variables exist for a checkpoint
@@ -281,7 +286,8 @@ class TensorFlowTrainer:
         if self.config.optimizer == "sgd" and self.config.weight_decay:
             # The optimiser sums the replicas' gradients: each adds its share of the decay.
             wd = self.config.weight_decay / self.config.devices
-            grads = [g + wd * v.value for g, v in zip(grads, self._trainable, strict=True)]
+            grads = [g + wd * v.value if len(v.shape) > 1 else g
+                     for g, v in zip(grads, self._trainable, strict=True)]
         owned = [getattr(self.loss_fn, p.name) for p in self.entry.parameters]
         if owned:
             # Arrays the method owns may be held still at first (SwAV's prototypes, so

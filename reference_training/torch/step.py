@@ -174,14 +174,16 @@ class TorchTrainer:
                 self.predictor = nn.SyncBatchNorm.convert_sync_batchnorm(self.predictor)
             params += list(self.predictor.parameters())
         self.params = params
+        # Weight decay on weight matrices and kernels only: BatchNorm's scales and shifts
+        # and the biases (the 1-d parameters) are not decayed, as SSL recipes do.
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
         if config.optimizer == "adamw":
-            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-                params, lr=config.lr, weight_decay=config.weight_decay
-            )
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=config.lr)
         else:
-            self.optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-            )
+            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
         self._loss = self._compute_loss
         if config.compile == "on" or (config.compile == "auto" and on_cuda):
             self._loss = torch.compile(self._compute_loss)
