@@ -384,8 +384,10 @@ def whitened_knn_accuracy(
     Cosine similarity on raw features is dominated by the few directions of largest
     variance; after whitening every direction the train features use counts alike, so
     the result no longer depends on how the encoder happens to scale or mix its
-    directions: any invertible linear map of the features gives the same neighbours
-    (exactly with ``ridge=0``).
+    directions: with ``ridge=0`` any invertible linear map of the features gives the
+    same neighbours. The default ridge damps the directions with less than about 1% of
+    the mean variance (noise, such as near-constant pixels), so it keeps that invariance
+    only for maps that leave no useful direction that weak.
     """
     xtr = _as_features(train_feats, "train_feats")
     xte = _as_features(test_feats, "test_feats")
