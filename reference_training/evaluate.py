@@ -65,9 +65,9 @@ KNN200_TEMPERATURE = 0.1
 # use are not blown up into the cosine similarity. Relative to the mean eigenvalue, the
 # ridge does not depend on the features' scale. Chosen on mnist5k's and digits'
 # validation splits: for encoder features any ridge up to 1e-2 gave the same accuracy
-# within half a point, while raw pixels (many near-constant border pixels) lost 4 to 10
-# points at 1e-3 and below; larger ridges bring it back towards the plain kNN and lose
-# the invariance to linear maps of the features that whitening is for.
+# within half a point, while raw pixels (many near-constant border pixels) lost 1.4 to
+# 5 points at 1e-3 and below; larger ridges bring it back towards the plain kNN and
+# lose the invariance to linear maps of the features that whitening is for.
 WHITENING_RIDGE = 1e-2
 
 # The probe runs on standardised features. Without a validation split it uses C = 0.1,
@@ -76,7 +76,7 @@ WHITENING_RIDGE = 1e-2
 # regularised problem crawl towards an unbounded optimum instead.
 DEFAULT_C = 0.1
 # With a validation split, C is chosen from this grid (ascending: each fit starts from
-# the previous, more regularised, solution, which keeps the weakly regularised fits short).
+# the previous, more regularised, solution, which shortens the weakly regularised fits).
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 # On 4000 x 512, 10-class problems lbfgs converged in 50-100 iterations (around a second
 # on two cores); 1000 leaves ample headroom for larger problems before a
@@ -127,9 +127,10 @@ def _as_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
 
 def _one_blas_thread() -> Any:
     """BLAS limited to one thread. lbfgs runs hundreds of small matrix products, for which
-    waking BLAS threads costs more than it saves: on two loaded cores a 4000 x 128 probe
-    took 5 s per C with the default threads and 0.2 s with one. One thread also makes
-    the probe's floating-point sums the same whatever the machine's core count."""
+    waking BLAS threads costs more than it saves: on two loaded cores a 3600 x 128 probe
+    took 1.8 to 11 s per C with the default threads and 0.13 to 0.24 s with one. One
+    thread also makes the floating-point sums the same whatever the machine's core
+    count."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
