@@ -285,9 +285,9 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
         c = summary.get("linear_probe_C")
         shown_c = "-" if c is None else f"{float(c):g}"
         where = (f"chosen on {evaluation.get('val_rows')} validation images"
-                 if evaluation.get("val_rows") else "fixed: no validation split")
-        lines.append(f"test split ({evaluation['test_rows']} images); the linear probe's "
-                     f"C = {shown_c}, {where}")
+                 if evaluation.get("val_rows") else "(no validation split)")
+        lines.append(f"test split ({evaluation['test_rows']} images); probe C = {shown_c} "
+                     f"{where}")
     return "\n".join(lines)
 
 

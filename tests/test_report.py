@@ -151,8 +151,10 @@ def test_format_summary_table():
     }
     lines = format_summary_table(current).splitlines()
     assert lines[1].split()[2:] == ["90.00%", "80.00%", "70.00%", "60.00%"]
-    assert lines[2] == "test split (1000 images); the linear probe's C = 1, chosen on 400 " \
-        "validation images"
+    assert lines[2] == "test split (1000 images); probe C = 1 chosen on 400 validation images"
+    no_val = {**current, "linear_probe_C": 0.1, "evaluation": {"val_rows": 0, "test_rows": 9}}
+    assert format_summary_table(no_val).splitlines()[-1] == \
+        "test split (9 images); probe C = 0.1 (no validation split)"
 
 
 def test_upgrade_summary_moves_an_older_knn_to_the_k200_column():
