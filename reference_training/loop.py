@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from glf_train import augment, evaluate, report, rundir
 from glf_train.config import RunConfig
-from glf_train.data import Dataset, epoch_batches, load_dataset
+from glf_train.data import Dataset, epoch_batches, load_dataset, validation_split
 from glf_train.errors import TrainingDiverged
 from glf_train.schedules import StepInputs, step_inputs
 
@@ -116,10 +116,16 @@ def _finite(values: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in values.values())
 
 
-def _knn(trainer: BackendTrainer, dataset: Dataset) -> float:
-    train_feats = evaluate.extract_features(trainer.features, dataset.x_train)
-    test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
-    return evaluate.knn_accuracy(train_feats, dataset.y_train, test_feats, dataset.y_test)
+def _val_knn(config: RunConfig, trainer: BackendTrainer, dataset: Dataset) -> float | None:
+    """The headline kNN accuracy on the validation split (the test split is left for the
+    final evaluation); ``None`` without a validation split."""
+    fit, val = validation_split(dataset.y_train, config.val_fraction)
+    if not len(val):
+        return None
+    feats = evaluate.extract_features(trainer.features, dataset.x_train)
+    return evaluate.knn_accuracy(
+        feats[fit], dataset.y_train[fit], feats[val], dataset.y_train[val]
+    )
 
 
 def train(
@@ -268,10 +274,13 @@ def _end_epoch(
     config: RunConfig, trainer: BackendTrainer, dataset: Dataset, record: dict[str, Any],
     metrics: Any, ckpt: Path, changes: list[dict[str, Any]],
 ) -> None:
-    """The main process's end of an epoch: kNN when due, the record, the checkpoint."""
+    """The main process's end of an epoch: the validation kNN when due, the record, the
+    checkpoint."""
     epoch = record["epoch"]
     if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-        record["knn_accuracy"] = _knn(trainer, dataset)
+        val_knn = _val_knn(config, trainer, dataset)
+        if val_knn is not None:
+            record["val_knn_accuracy"] = val_knn
     metrics.append(record)
     meta: dict[str, Any] = {"epoch": epoch + 1, "config": config.to_dict()}
     if changes:
@@ -313,24 +322,30 @@ def _finish(
     config: RunConfig, dataset: Dataset, trainer: BackendTrainer, out: Path, seconds: float,
     changes: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    _, val = validation_split(dataset.y_train, config.val_fraction)
+    train_feats = evaluate.extract_features(trainer.features, dataset.x_train)
+    test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
+    result = evaluate.evaluate_features(
+        train_feats, dataset.y_train, test_feats, dataset.y_test, val_indices=val
+    )
     splits = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
-    result = evaluate.evaluate(trainer.features, splits)
-    base = evaluate.baselines(splits, trainer.random_encoder_features)
+    base = evaluate.baselines(splits, trainer.random_encoder_features, val_indices=val)
     summary: dict[str, Any] = {
         **result,
-        "random_encoder_linear_probe_accuracy": base["random_encoder"]["linear_probe_accuracy"],
-        "random_encoder_knn_accuracy": base["random_encoder"]["knn_accuracy"],
-        "raw_pixels_linear_probe_accuracy": base["raw_pixels"]["linear_probe_accuracy"],
-        "raw_pixels_knn_accuracy": base["raw_pixels"]["knn_accuracy"],
+        # Every metric of each baseline, flat: random_encoder_knn_accuracy, ...
+        **{f"{name}_{key}": value for name, metrics in base.items()
+           for key, value in metrics.items()},
         "baselines": base,
+        "evaluation": {
+            **evaluate.protocol(), "fit_rows": len(dataset.y_train) - len(val),
+            "val_rows": len(val), "test_rows": len(dataset.y_test),
+        },
         "train_seconds": seconds,
         "config": config.to_dict(),
     }
     if changes:
         # --resume --allow-changes: the settings each part of the run trained with.
         summary["changes"] = changes
-    test_feats = evaluate.extract_features(trainer.features, dataset.x_test)
-    summary["effective_rank"] = evaluate.effective_rank(test_feats)
     report.write_summary(out, summary)
     report.plot_run(
         out, report.read_metrics(out / "metrics.jsonl"), report.project_2d(test_feats),

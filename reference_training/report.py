@@ -29,6 +29,7 @@ __all__ = [
     "project_2d",
     "read_metrics",
     "read_summary",
+    "upgrade_summary",
     "write_metrics",
     "write_summary",
 ]
@@ -207,7 +208,39 @@ _ROWS = (
     ("random encoder", "random_encoder"),
     ("raw pixels", "raw_pixels"),
 )
-_COLS = (("linear probe", "linear_probe_accuracy"), ("kNN", "knn_accuracy"))
+_COLS = (
+    ("linear probe", "linear_probe_accuracy"),
+    ("kNN", "knn_accuracy"),
+    ("kNN k=200", "knn200_accuracy"),
+    ("whitened kNN", "whitened_knn_accuracy"),
+)
+_BASELINE_PREFIXES = ("", "random_encoder_", "raw_pixels_")
+
+
+def upgrade_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``summary`` with the current protocol's keys.
+
+    Summaries written before the validation split (those without an ``evaluation``
+    entry) hold a kNN at k = 200, T = 0.1 under ``knn_accuracy``: it moves to
+    ``knn200_accuracy``, which is the same classifier today, and the k = 20 headline,
+    the whitened kNN and every ``val_`` metric are absent. Current summaries are returned
+    unchanged.
+    """
+    out = dict(summary)
+    if "evaluation" in out:
+        return out
+
+    def move(metrics: dict[str, Any], prefix: str) -> None:
+        if prefix + "knn_accuracy" in metrics:
+            metrics[prefix + "knn200_accuracy"] = metrics.pop(prefix + "knn_accuracy")
+
+    for prefix in _BASELINE_PREFIXES:
+        move(out, prefix)
+    if isinstance(out.get("baselines"), Mapping):
+        out["baselines"] = {name: dict(values) for name, values in out["baselines"].items()}
+        for values in out["baselines"].values():
+            move(values, "")
+    return out
 
 
 def _pct(value: Any) -> str:
@@ -221,14 +254,17 @@ def _pct(value: Any) -> str:
 
 
 def format_summary_table(summary: Mapping[str, Any]) -> str:
-    """A text table of linear-probe and kNN accuracy (as percentages) for the trained
-    encoder beside the random-encoder and raw-pixel baselines.
+    """A text table of the test accuracies (as percentages) of the trained encoder beside
+    the random-encoder and raw-pixel baselines: linear probe, kNN (k = 20), kNN (k = 200)
+    and whitened kNN; then, when ``summary`` records the evaluation, a line giving the
+    linear probe's C and the split it was chosen on.
 
-    Reads ``summary["linear_probe_accuracy"]``, ``summary["knn_accuracy"]`` (fractions)
-    and ``summary["baselines"][name][...]`` for ``random_encoder`` and ``raw_pixels``
-    (as :func:`glf_train.evaluate.baselines` returns them); missing entries
-    print as ``-`` and a baseline row that is absent altogether is left out.
+    Reads ``summary[key]`` (fractions) and ``summary["baselines"][name][key]`` for
+    ``random_encoder`` and ``raw_pixels`` (as :func:`glf_train.evaluate.baselines`
+    returns them), after :func:`upgrade_summary`; missing entries print as ``-`` and a
+    baseline row that is absent altogether is left out.
     """
+    summary = upgrade_summary(summary)
     base = summary.get("baselines") or {}
     rows: list[tuple[str, list[str]]] = []
     for label, key in _ROWS:
@@ -244,6 +280,14 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     for label, cells in table:
         padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
         lines.append("  ".join([label.ljust(width0), *padded]))
+    evaluation = summary.get("evaluation")
+    if isinstance(evaluation, Mapping) and "test_rows" in evaluation:
+        c = summary.get("linear_probe_C")
+        shown_c = "-" if c is None else f"{float(c):g}"
+        where = (f"chosen on {evaluation.get('val_rows')} validation images"
+                 if evaluation.get("val_rows") else "(no validation split)")
+        lines.append(f"test split ({evaluation['test_rows']} images); probe C = {shown_c} "
+                     f"{where}")
     return "\n".join(lines)
 
 
@@ -394,7 +438,9 @@ def plot_run(
     labels: np.ndarray | None = None,
     *,
     loss_keys: Sequence[str] = ("loss", "align", "constrain"),
-    accuracy_keys: Sequence[str] = ("knn_accuracy", "linear_probe_accuracy"),
+    accuracy_keys: Sequence[str] = (
+        "val_knn_accuracy", "knn_accuracy", "linear_probe_accuracy",
+    ),
     title: str | None = None,
 ) -> list[Path]:
     """Write the run's PNGs into ``out_dir``; returns the paths written.

@@ -44,10 +44,12 @@ RESUME_MUST_MATCH = (
     "adc_prior", "swav_freeze_prototypes_epochs",
 )
 
-# What a resumed run may change freely: where files go, where it runs, how often it
-# reports. Every other field (including one added later) changes the trajectory, so a
-# change needs --allow-changes.
-RESUME_FREE = frozenset({"out", "data_root", "device", "compile", "eval_every", "quiet"})
+# What a resumed run may change freely: where files go, where it runs, how often and on
+# what it reports (the validation split serves the evaluation only). Every other field
+# (including one added later) changes the trajectory, so a change needs --allow-changes.
+RESUME_FREE = frozenset({
+    "out", "data_root", "device", "compile", "eval_every", "val_fraction", "quiet",
+})
 
 
 def _flag(name: str) -> str:

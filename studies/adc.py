@@ -287,10 +287,52 @@ def _run(jobs: list[dict[str, Any]], n_jobs: int) -> None:
 # --- report -------------------------------------------------------------------------------
 
 
-def _pct(values: list[float], signed: bool = False) -> str:
-    pct = [100 * v for v in values]
+# Row entry -> summary key of each reported accuracy; "val_" + both for the validation
+# split's.
+_ACCURACIES = (
+    ("linear", "linear_probe_accuracy"),
+    ("knn", "knn_accuracy"),
+    ("knn200", "knn200_accuracy"),
+    ("whitened_knn", "whitened_knn_accuracy"),
+)
+# The accuracies paired with the base method, on both splits.
+_PAIRED = ("linear", "knn", "val_linear", "val_knn")
+
+
+def _pct(values: list[float | None], signed: bool = False) -> str:
+    """Mean ± standard deviation in %; "–" when a run lacks the value (runs evaluated
+    before the metric existed)."""
+    if not values or any(v is None for v in values):
+        return "–"
+    pct = [100 * v for v in values if v is not None]
     spread = statistics.stdev(pct) if len(pct) > 1 else 0.0
     return f"{statistics.mean(pct):{'+' if signed else ''}.1f} ± {spread:.1f}"
+
+
+def _read_summary(directory: Path) -> dict[str, Any]:
+    """A run's summary in the current protocol's keys (an older run's k = 200 kNN under
+    ``knn200_accuracy``)."""
+    from glf_train.report import upgrade_summary
+
+    return upgrade_summary(json.loads(Path(directory, "summary.json").read_text()))
+
+
+def _accuracies(
+    summaries: list[dict[str, Any]], source: str = "", entry: str = "", single: bool = False
+) -> dict[str, Any]:
+    """Entry -> each summary's accuracy, for every accuracy on both splits (``source``:
+    the summary keys' prefix, such as ``raw_pixels_``; ``entry``: the entries'); the
+    first summary's value alone with ``single``."""
+    out: dict[str, Any] = {}
+    for name, key in _ACCURACIES:
+        for split in ("", "val_"):
+            values = [s.get(source + split + key) for s in summaries]
+            out[entry + split + name] = values[0] if single else values
+    return out
+
+
+def _paired(arm: list[float | None], base: list[float | None]) -> list[float | None]:
+    return [None if a is None or b is None else a - b for a, b in zip(arm, base, strict=True)]
 
 
 def _effective_ranks(dirs: list[Path], cache_path: Path) -> list[float]:
@@ -334,32 +376,34 @@ def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
     rows = []
     bases = {(a["tier"], a["method"]): a for a in arms if a["name"] == "base"}
     for arm in arms:
-        summaries = [json.loads(Path(d, "summary.json").read_text()) for d in arm["dirs"]
-                     if Path(d, "summary.json").exists()]
+        summaries = [_read_summary(d) for d in arm["dirs"] if Path(d, "summary.json").exists()]
         if len(summaries) < len(arm["dirs"]):
             continue
         base = bases[(arm["tier"], arm["method"])]
         if not all(Path(d, "summary.json").exists() for d in base["dirs"]):
             continue  # nothing to pair with yet
-        base_summaries = [json.loads(Path(d, "summary.json").read_text()) for d in base["dirs"]]
+        base_summaries = [_read_summary(d) for d in base["dirs"]]
         row: dict[str, Any] = {
             "tier": arm["tier"], "method": arm["method"], "arm": arm["name"],
             "overrides": arm["overrides"], "share": arm.get("share"),
-            "linear": [s["linear_probe_accuracy"] for s in summaries],
-            "knn": [s["knn_accuracy"] for s in summaries],
             "rank": _effective_ranks(arm["dirs"], Path(args.out) / "effective_ranks.json"),
-            "raw_knn": summaries[0]["raw_pixels_knn_accuracy"],
-            "raw_linear": summaries[0]["raw_pixels_linear_probe_accuracy"],
         }
-        row["d_linear"] = [a - b for a, b in zip(row["linear"], [
-            s["linear_probe_accuracy"] for s in base_summaries], strict=True)]
-        row["d_knn"] = [a - b for a, b in zip(row["knn"], [
-            s["knn_accuracy"] for s in base_summaries], strict=True)]
+        row.update(_accuracies(summaries))
+        row.update(_accuracies(summaries[:1], "raw_pixels_", "raw_", single=True))
+        base_values = _accuracies(base_summaries)
+        for name in _PAIRED:
+            row["d_" + name] = _paired(row[name], base_values[name])
         rows.append(row)
     return rows
 
 
+def _raw(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Per tier, the test split's table (the reported numbers), then the validation
+    split's (what a choice between arms is made on)."""
     lines = []
     for tier in ("main", "ablations"):
         tier_rows = [r for r in rows if r["tier"] == tier]
@@ -368,24 +412,47 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         epochs = args.epochs if tier == "main" else args.ablation_epochs
         seeds = args.seeds if tier == "main" else args.ablation_seeds
         views = "" if args.crop_min_area is None else f", crop area >= {args.crop_min_area:g}"
+        first = tier_rows[0]
         lines += [
             f"### {tier}: {args.dataset}, {epochs} epochs, seeds {seeds}{views}",
             "",
-            f"Raw pixels: linear {100 * tier_rows[0]['raw_linear']:.1f}, "
-            f"kNN {100 * tier_rows[0]['raw_knn']:.1f}. Accuracy in %, mean ± standard "
-            "deviation over seeds; Δ is the arm minus its base method, paired by seed; "
-            "rank: the encoder's effective rank (RankMe) on the test images, mean over seeds.",
+            "Test split. Raw pixels: linear " + _raw(first["raw_linear"]) + ", kNN "
+            + _raw(first["raw_knn"]) + ", kNN k=200 " + _raw(first["raw_knn200"])
+            + ", whitened kNN " + _raw(first["raw_whitened_knn"]) + ". Accuracy in %, "
+            "mean ± standard deviation over seeds; kNN: k = 20, T = 0.07; Δ is the arm "
+            "minus its base method, paired by seed; rank: the encoder's effective rank "
+            "(RankMe) on the test images, mean over seeds; –: not in the runs' summaries.",
             "",
-            "| method | arm | gradient share | linear | kNN | Δ linear | Δ kNN | rank |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| method | arm | gradient share | linear | kNN | kNN k=200 | whitened kNN "
+            "| Δ linear | Δ kNN | rank |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in tier_rows:
             share = "" if r["share"] is None else f"{100 * r['share']:.0f}%"
             d_lin = "" if r["arm"] == "base" else _pct(r["d_linear"], signed=True)
             d_knn = "" if r["arm"] == "base" else _pct(r["d_knn"], signed=True)
             lines.append(f"| {r['method']} | {r['arm']} | {share} | {_pct(r['linear'])} | "
-                         f"{_pct(r['knn'])} | {d_lin} | {d_knn} | "
+                         f"{_pct(r['knn'])} | {_pct(r['knn200'])} | "
+                         f"{_pct(r['whitened_knn'])} | {d_lin} | {d_knn} | "
                          f"{statistics.mean(r['rank']):.1f} |")
+        lines.append("")
+        if all(v is None for r in tier_rows for v in r["val_linear"]):
+            lines += ["(These runs predate the validation split: no validation table.)", ""]
+            continue
+        lines += [
+            "Validation split (held out of the training images; choose between arms on "
+            "these). Raw pixels: linear " + _raw(first["raw_val_linear"]) + ", kNN "
+            + _raw(first["raw_val_knn"]) + ".",
+            "",
+            "| method | arm | linear | kNN | kNN k=200 | whitened kNN | Δ linear | Δ kNN |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in tier_rows:
+            d_lin = "" if r["arm"] == "base" else _pct(r["d_val_linear"], signed=True)
+            d_knn = "" if r["arm"] == "base" else _pct(r["d_val_knn"], signed=True)
+            lines.append(f"| {r['method']} | {r['arm']} | {_pct(r['val_linear'])} | "
+                         f"{_pct(r['val_knn'])} | {_pct(r['val_knn200'])} | "
+                         f"{_pct(r['val_whitened_knn'])} | {d_lin} | {d_knn} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -401,15 +468,16 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         return
     labels = [f"{r['method']}: {r['arm']}" if r["tier"] == "main" else r["arm"] for r in shown]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(shown) + 1.5), sharey=True)
-    for ax, key, title in ((axes[0], "d_linear", "Δ linear probe (points)"),
-                           (axes[1], "d_knn", "Δ kNN (points)")):
-        means = [100 * statistics.mean(r[key]) for r in shown]
-        errs = [100 * statistics.stdev(r[key]) if len(r[key]) > 1 else 0.0 for r in shown]
+    for ax, key, title in ((axes[0], "d_linear", "Δ linear probe (points, test)"),
+                           (axes[1], "d_knn", "Δ kNN, k = 20 (points, test)")):
+        # A run without the metric (evaluated before it existed) gets no bar.
+        values = [[v for v in r[key] if v is not None] for r in shown]
+        means = [100 * statistics.mean(v) if v else 0.0 for v in values]
+        errs = [100 * statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
         colours = ["tab:blue" if r["tier"] == "main" else "tab:orange" for r in shown]
         ax.barh(range(len(shown)), means, xerr=errs, color=colours, alpha=0.8)
-        for i, r in enumerate(shown):  # each seed's paired difference
-            ax.scatter([100 * v for v in r[key]], [i] * len(r[key]), s=7, color="black",
-                       zorder=3)
+        for i, v in enumerate(values):  # each seed's paired difference
+            ax.scatter([100 * x for x in v], [i] * len(v), s=7, color="black", zorder=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(title)
     axes[0].set_yticks(range(len(shown)), labels, fontsize=8)

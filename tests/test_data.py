@@ -14,6 +14,7 @@ from glf_train.data import (
     load_dataset,
     pad_to_rgb32,
     to_float,
+    validation_split,
 )
 
 # --- writers of the official formats ---------------------------------------------------
@@ -394,6 +395,48 @@ def test_split_is_fixed_by_the_seed(digits: Dataset) -> None:
     np.testing.assert_array_equal(again.x_train, digits.x_train)
     np.testing.assert_array_equal(again.y_test, digits.y_test)
     assert not np.array_equal(other.y_train, digits.y_train)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_validation_split_is_stratified_disjoint_and_fixed(
+    name: str, digits: Dataset, mnist5k: Dataset
+) -> None:
+    ds = {"digits": digits, "mnist5k": mnist5k}[name]
+    y = ds.y_train
+    fit, val = validation_split(y, 0.1)
+    # A partition of the training rows: each in exactly one part, in sorted order.
+    np.testing.assert_array_equal(np.sort(np.concatenate([fit, val])), np.arange(len(y)))
+    assert np.all(np.diff(fit) > 0) and np.all(np.diff(val) > 0)
+    # Stratified: round(0.1 n_c) rows of every class c.
+    counts = np.bincount(y, minlength=10)
+    want = [round(0.1 * n) for n in counts]
+    np.testing.assert_array_equal(np.bincount(y[val], minlength=10), want)
+    # Disjoint from the test split image for image (digits and mnist5k carve both from
+    # one source), and from the rows the probes are fitted on.
+    val_images = {bytes(x) for x in ds.x_train[val]}
+    assert not val_images & {bytes(x) for x in ds.x_test}
+    assert not val_images & {bytes(x) for x in ds.x_train[fit]}
+    # The same on every call (and machine: a fixed seed), another with another seed.
+    again = validation_split(y.copy(), 0.1)
+    np.testing.assert_array_equal(again[1], val)
+    assert not np.array_equal(validation_split(y, 0.1, seed=1)[1], val)
+
+
+def test_validation_split_on_uneven_classes_and_its_limits() -> None:
+    # CIFAR-like labels with uneven classes, one of a single image.
+    y = np.repeat(np.arange(4), [50, 7, 1, 20])
+    fit, val = validation_split(y, 0.2)
+    np.testing.assert_array_equal(np.bincount(y[val], minlength=4), [10, 1, 0, 4])
+    assert set(y[fit]) == {0, 1, 2, 3}
+    # Up to half, every class keeps rows to fit on.
+    fit, _ = validation_split(y, 0.5)
+    assert set(y[fit]) == {0, 1, 2, 3}
+    fit, val = validation_split(y, 0.0)
+    np.testing.assert_array_equal(fit, np.arange(len(y)))
+    assert val.size == 0 and val.dtype.kind == "i"
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match=r"validation fraction must be in \[0, 0.5\]"):
+            validation_split(y, bad)
 
 
 def test_pad_to_rgb32(mnist5k: Dataset) -> None:

@@ -134,13 +134,41 @@ def test_format_summary_table():
     table = format_summary_table(_summary())
     lines = table.splitlines()
     assert len(lines) == 4
-    assert "linear probe" in lines[0] and "kNN" in lines[0]
-    assert lines[1].startswith("trained encoder") and "91.23%" in lines[1] and "88.10%" in lines[1]
+    assert lines[0].split() == ["linear", "probe", "kNN", "kNN", "k=200", "whitened", "kNN"]
+    # An older summary (no "evaluation"): its kNN was at k = 200, so it shows there.
+    assert lines[1].startswith("trained encoder") and lines[1].split()[2:] == [
+        "91.23%", "-", "88.10%", "-"
+    ]
     assert lines[2].startswith("random encoder") and "50.00%" in lines[2]
     assert lines[3].startswith("raw pixels") and "85.00%" in lines[3] and lines[3].endswith("-")
     assert len({len(line) for line in lines}) == 1  # aligned columns
     short = format_summary_table({"linear_probe_accuracy": 0.5})
     assert len(short.splitlines()) == 2
+    current = {
+        "linear_probe_accuracy": 0.9, "knn_accuracy": 0.8, "knn200_accuracy": 0.7,
+        "whitened_knn_accuracy": 0.6, "linear_probe_C": 1.0,
+        "evaluation": {"val_rows": 400, "test_rows": 1000},
+    }
+    lines = format_summary_table(current).splitlines()
+    assert lines[1].split()[2:] == ["90.00%", "80.00%", "70.00%", "60.00%"]
+    assert lines[2] == "test split (1000 images); probe C = 1 chosen on 400 validation images"
+    no_val = {**current, "linear_probe_C": 0.1, "evaluation": {"val_rows": 0, "test_rows": 9}}
+    assert format_summary_table(no_val).splitlines()[-1] == \
+        "test split (9 images); probe C = 0.1 (no validation split)"
+
+
+def test_upgrade_summary_moves_an_older_knn_to_the_k200_column():
+    old = {**_summary(), "raw_pixels_knn_accuracy": 0.7, "random_encoder_knn_accuracy": 0.4}
+    new = report.upgrade_summary(old)
+    assert new["knn200_accuracy"] == pytest.approx(0.881) and "knn_accuracy" not in new
+    assert new["raw_pixels_knn200_accuracy"] == 0.7 and "raw_pixels_knn_accuracy" not in new
+    assert new["baselines"]["random_encoder"] == {
+        "linear_probe_accuracy": 0.5, "knn200_accuracy": 0.4
+    }
+    assert old["knn_accuracy"] == pytest.approx(0.881)  # the argument is left alone
+    assert "knn_accuracy" in old["baselines"]["random_encoder"]
+    current = {"knn_accuracy": 0.8, "evaluation": {}}
+    assert report.upgrade_summary(current) == current
 
 
 def _console(terminal: bool) -> tuple[io.StringIO, Console]:

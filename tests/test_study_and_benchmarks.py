@@ -114,24 +114,44 @@ def test_shares_tier_tabulates_every_method_and_scale(
     assert "| swav | 4% | 29% | 80% | 98% |" in lines
 
 
-def _summary(linear: float, knn: float) -> dict[str, float]:
-    return {"linear_probe_accuracy": linear, "knn_accuracy": knn, "effective_rank": 10 * knn,
-            "raw_pixels_linear_probe_accuracy": 0.9, "raw_pixels_knn_accuracy": 0.8}
+def _summary(linear: float, knn: float) -> dict[str, Any]:
+    """A current summary: kNN k=200 0.1 below k=20, whitened 0.05 above, and each
+    validation accuracy 0.02 above its test one."""
+    test = {"linear_probe_accuracy": linear, "knn_accuracy": knn,
+            "knn200_accuracy": knn - 0.1, "whitened_knn_accuracy": knn + 0.05}
+    raw = {"linear_probe_accuracy": 0.9, "knn_accuracy": 0.8, "knn200_accuracy": 0.7,
+           "whitened_knn_accuracy": 0.6}
+    return {
+        **test, **{"val_" + k: v + 0.02 for k, v in test.items()},
+        **{"raw_pixels_" + k: v for k, v in raw.items()},
+        **{"raw_pixels_val_" + k: v + 0.02 for k, v in raw.items()},
+        "effective_rank": 10 * knn, "evaluation": {"val_rows": 400},
+    }
+
+
+def _write_runs(root: Path, runs: dict[str, tuple[float, float]], older: bool = False) -> None:
+    for name, (linear, knn) in runs.items():
+        (root / "main" / name).mkdir(parents=True)
+        summary: dict[str, Any] = _summary(linear, knn)
+        if older:
+            # Before the validation split: no "evaluation", no val_ keys, and the kNN
+            # under knn_accuracy was at k = 200.
+            summary = {"linear_probe_accuracy": linear, "knn_accuracy": knn,
+                       "effective_rank": 10 * knn, "raw_pixels_linear_probe_accuracy": 0.9,
+                       "raw_pixels_knn_accuracy": 0.8}
+        (root / "main" / name / "summary.json").write_text(json.dumps(summary))
 
 
 def test_report_gives_paired_differences_and_skips_unfinished_arms(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
-    runs = {
+    _write_runs(tmp_path, {
         "byol-seed0": (0.80, 0.50), "byol-seed1": (0.90, 0.70),
         "byol-adc-seed0": (0.85, 0.60), "byol-adc-seed1": (0.93, 0.70),
         "simclr-seed0": (0.95, 0.80),  # seed 1 of SimCLR never finished
         "simclr-adc-seed0": (0.96, 0.85), "simclr-adc-seed1": (0.97, 0.86),
-    }
-    for name, (linear, knn) in runs.items():
-        (tmp_path / "main" / name).mkdir(parents=True)
-        (tmp_path / "main" / name / "summary.json").write_text(json.dumps(_summary(linear, knn)))
+    })
     argv = ["--tier", "main", "--methods", "byol,simclr", "--seeds", "0,1", "--report-only",
             "--out", str(tmp_path)]
     assert study.main(argv) == 0
@@ -140,10 +160,57 @@ def test_report_gives_paired_differences_and_skips_unfinished_arms(
     adc = rows[1]
     assert adc["d_linear"] == pytest.approx([0.05, 0.03])
     assert adc["d_knn"] == pytest.approx([0.10, 0.0])
+    assert adc["d_val_linear"] == pytest.approx([0.05, 0.03])
+    assert adc["val_knn"] == pytest.approx([0.62, 0.72])
     table = (tmp_path / "results.md").read_text()
-    assert "| byol | adc | 29% | 89.0 ± 5.7 | 65.0 ± 7.1 | +4.0 ± 1.4 | +5.0 ± 7.1 | 6.5 |" in table
-    assert "Raw pixels: linear 90.0, kNN 80.0" in table
+    # test split: linear, kNN, kNN k=200, whitened kNN, Δ linear, Δ kNN, rank
+    assert ("| byol | adc | 29% | 89.0 ± 5.7 | 65.0 ± 7.1 | 55.0 ± 7.1 | 70.0 ± 7.1 | "
+            "+4.0 ± 1.4 | +5.0 ± 7.1 | 6.5 |") in table
+    assert "Raw pixels: linear 90.0, kNN 80.0, kNN k=200 70.0, whitened kNN 60.0" in table
+    # validation split, below it
+    assert ("| byol | adc | 91.0 ± 5.7 | 67.0 ± 7.1 | 57.0 ± 7.1 | 72.0 ± 7.1 | +4.0 ± 1.4 "
+            "| +5.0 ± 7.1 |") in table
+    assert table.index("Validation split") > table.index("| byol | adc | 29%")
     assert (tmp_path / "study.png").stat().st_size > 0
+
+
+def test_report_on_runs_from_before_the_validation_split(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
+    _write_runs(tmp_path, {"byol-seed0": (0.80, 0.50), "byol-adc-seed0": (0.85, 0.60)},
+                older=True)
+    assert study.main(["--tier", "main", "--methods", "byol", "--seeds", "0",
+                       "--report-only", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "results.md").read_text()
+    # Their kNN was at k = 200: it shows in that column, and the k = 20 one is unknown.
+    assert "| byol | adc | 29% | 85.0 ± 0.0 | – | 60.0 ± 0.0 | – | +5.0 ± 0.0 | – | 6.0 |" \
+        in table
+    assert "Raw pixels: linear 90.0, kNN –, kNN k=200 80.0" in table
+    assert "no validation table" in table and "Validation split" not in table
+
+
+def test_compare_table_pairs_test_and_validation_accuracies() -> None:
+    from glf_train.report import upgrade_summary
+
+    compare = _load(ROOT / "studies" / "compare.py", "glf_study_compare")
+
+    def run(linear: float, knn: float) -> dict[str, Any]:
+        return {**_summary(linear, knn), "random_encoder_linear_probe_accuracy": 0.8}
+
+    results = {"byol": {False: [run(0.80, 0.50), run(0.90, 0.70)],
+                        True: [run(0.85, 0.60), run(0.93, 0.70)]}}
+    lines = compare.table(results).splitlines()
+    assert lines[0] == ("| arm | linear probe | kNN | kNN k=200 | whitened kNN | val linear | "
+                        "val kNN | random encoder (linear) | raw pixels (linear) |")
+    assert lines[3] == ("| byol + ADC | 89.0 ± 5.7 | 65.0 ± 7.1 | 55.0 ± 7.1 | 70.0 ± 7.1 | "
+                        "91.0 ± 5.7 | 67.0 ± 7.1 | 80.0 ± 0.0 | 90.0 ± 0.0 |")
+    assert lines[4] == ("| byol: ADC − base, paired | 4.0 ± 1.4 | 5.0 ± 7.1 |  |  | "
+                        "4.0 ± 1.4 | 5.0 ± 7.1 |  |  |")
+    # A run from before the validation split: its k = 200 kNN is not the k = 20 one.
+    older = upgrade_summary({"linear_probe_accuracy": 0.9, "knn_accuracy": 0.6})
+    lines = compare.table({"simclr": {False: [older], True: [older]}}).splitlines()
+    assert lines[2] == "| simclr | 90.0 ± 0.0 | – | 60.0 ± 0.0 | – | – | – | – | – |"
 
 
 def test_effective_rank_of_an_older_run_comes_from_its_checkpoint(

@@ -110,13 +110,11 @@ def check_short_run(config: RunConfig, summary: dict[str, object]) -> None:
     if config.method == "byol":
         # BYOL's constraint is implicit; ADC is the only constraining term it can have.
         assert all((r["constrain"] > 0.0) is config.adc for r in records)
-    for key in (
-        "linear_probe_accuracy",
-        "knn_accuracy",
-        "random_encoder_linear_probe_accuracy",
-        "raw_pixels_linear_probe_accuracy",
-    ):
-        assert 0.0 <= summary[key] <= 1.0  # type: ignore[operator]
+    from glf_train.evaluate import METRICS
+
+    for prefix in ("", "random_encoder_", "raw_pixels_"):
+        for key in (*METRICS, *("val_" + m for m in METRICS)):
+            assert 0.0 <= summary[prefix + key] <= 1.0  # type: ignore[operator]
     # At most the feature dimension of the default small CNN (4 x width 32).
     assert 1.0 <= summary["effective_rank"] <= 4 * config.cnn_width  # type: ignore[operator]
     saved = json.loads((out / "summary.json").read_text())["config"]
