@@ -101,7 +101,7 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     initialisation, averaged over the first batches (torch trainer)."""
     import numpy as np
     import torch
-    from glf_train import loop
+    from glf_train import augment, loop
     from glf_train.config import RunConfig
     from glf_train.data import epoch_batches, load_dataset
 
@@ -117,7 +117,9 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
         for trainer in trainers:
             rng = np.random.default_rng((config.seed, 0, step))
             images = trainer.to_device(dataset.ssl_batch(indices))
-            view_a, view_b = loop._view_pair(trainer, dataset, aug, images, rng, len(indices))
+            view_a, view_b = augment.two_views(
+                trainer.xp, images, rng, aug, dataset.mean, dataset.std
+            )
             trainer.online.train()
             params = [p for p in trainer.params if p.requires_grad]
             for p in params:

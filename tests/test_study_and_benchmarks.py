@@ -254,3 +254,13 @@ def test_loss_benchmark_natives_agree_with_the_library(
     assert terms == {(m, t) for m in modes.split(",") for t in loss_benchmark.TERMS}
     assert all(r["ratio"] > 0 and r["ours_ms"] > 0 for r in result["rows"])
     assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_gradient_norms_run_on_the_torch_trainer(study: ModuleType) -> None:
+    """The real measurement behind the shares tier and the matched controls (the other
+    tests replace it): ADC adds a non-zero part of a finite gradient."""
+    pytest.importorskip("torch")
+    settings = {"method": "simclr", "dataset": "digits", "adc": True, "batch_size": 32,
+                "cnn_width": 8, "proj_hidden": 32, "proj_dim": 16, "adc_perplexity": 10.0}
+    norms = study._gradient_norms(settings, n_batches=1)
+    assert 0.0 < norms["extra"] < float("inf") and 0.0 < norms["whole"] < float("inf")
