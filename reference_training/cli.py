@@ -10,6 +10,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from glf_train import recipes
 from glf_train.config import RunConfig, adc_fields, load_config_file
 
 from glf_losses import ADC
@@ -106,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
         "differ from the run's; summary.json records the old and new values (default: off)",
     )
     parser.add_argument(
+        "--no-recipe", dest="recipe", action="store_false",
+        help="use the plain defaults instead of the method's recipe for the dataset "
+        "(docs/training.md, Recipes; default: the recipe)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true",
         help="start a new run in an --out that holds another run, deleting that run's "
         "checkpoints, metrics, summary and plots (default: off)",
@@ -195,6 +201,9 @@ def parse_config(argv: list[str] | None = None) -> Invocation:
             values[option.name] = flag_value
     if args.loss_option:
         values["loss_options"] = {**values.get("loss_options", {}), **dict(args.loss_option)}
+    if args.recipe:
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        values = recipes.with_recipe(values, defaults)
     return Invocation(
         RunConfig.from_dict(values).validate(), bool(args.resume), bool(args.allow_changes),
         bool(args.overwrite),

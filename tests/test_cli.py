@@ -65,3 +65,27 @@ def test_a_field_without_help_is_a_declaration_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(cli, "RunConfig", Bare)
     with pytest.raises(TypeError, match=r"RunConfig\.epochs has no help text"):
         cli.config_options()
+
+
+def test_a_recipe_fills_what_the_user_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glf_train import recipes
+
+    book = {"digits": {
+        "*": {"epochs": 7, "batch_size": 32},
+        "simclr": {"epochs": 9, "proj_dim": 16, "loss_options": {"temperature": 0.3}},
+    }}
+    monkeypatch.setattr(recipes, "RECIPES", book)
+    config = cli.parse_config(["--method", "simclr", "--dataset", "digits"]).config
+    assert (config.epochs, config.batch_size, config.proj_dim) == (9, 32, 16)
+    assert config.loss_options == {"temperature": 0.3}
+    # A flag wins over the recipe, key by key for loss options.
+    config = cli.parse_config([
+        "--method", "simclr", "--dataset", "digits", "--epochs", "2",
+        "--loss-option", "temperature=0.5",
+    ]).config
+    assert (config.epochs, config.batch_size, config.loss_options) == (2, 32, {"temperature": 0.5})
+    # Another method gets the dataset's common values only; --no-recipe none of them.
+    byol = cli.parse_config(["--method", "byol", "--dataset", "digits"]).config
+    assert (byol.epochs, byol.proj_dim, byol.loss_options) == (7, RunConfig().proj_dim, {})
+    plain = cli.parse_config(["--method", "simclr", "--dataset", "digits", "--no-recipe"])
+    assert plain.config.epochs == RunConfig().epochs and plain.config.loss_options == {}

@@ -1,0 +1,47 @@
+"""Training recipes: what ``glf-train --method M --dataset D`` uses where nothing is given.
+
+A recipe is a set of `RunConfig` values for one dataset (shared by every method) and, over
+it, a method's own (its projection width, temperature, queue size, ...). `with_recipe`
+fills them in under what the command line and the config file give, so an explicit flag
+always wins and ``--no-recipe`` gives the plain `RunConfig` defaults. The values were
+chosen on the validation split, never on test accuracy: docs/training.md ("Recipes")
+says what was searched and what each run reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["RECIPES", "recipe", "with_recipe"]
+
+# dataset -> {"*": values of every method, method: that method's values over them}.
+# ``loss_options`` merge key by key with the method's and the user's.
+RECIPES: Mapping[str, Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
+
+
+def recipe(method: str, dataset: str) -> dict[str, Any]:
+    """The recipe's values for ``method`` on ``dataset`` (empty where there is none)."""
+    book = RECIPES.get(dataset, {})
+    common, own = dict(book.get("*", {})), dict(book.get(method, {}))
+    options = {**common.pop("loss_options", {}), **own.pop("loss_options", {})}
+    values = {**common, **own}
+    if options:
+        values["loss_options"] = options
+    return values
+
+
+def with_recipe(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (what the user gave) over the recipe of their method and dataset.
+
+    ``defaults`` supply the method and dataset when ``values`` name neither.
+    """
+    method = values.get("method", defaults["method"])
+    dataset = values.get("dataset", defaults["dataset"])
+    base = recipe(str(method), str(dataset))
+    merged = {**base, **values}
+    options = {**base.get("loss_options", {}), **values.get("loss_options", {})}
+    if options:
+        merged["loss_options"] = options
+    return merged
