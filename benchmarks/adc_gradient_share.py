@@ -58,7 +58,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
+# Not compared: the gradients are arrays, whose == is elementwise.
+@dataclass(frozen=True, eq=False)
 class Share:
     """One method's row of the table (gradient norms over its gradient-carrying ADC inputs)."""
 
@@ -119,7 +120,8 @@ def _size(entry: registry.Method, name: str, dim: int) -> int:
     size = entry.sizes.get(name, dim if name == "dim" else None)
     if size is None:
         if name != "dim":
-            raise ValueError(f"{entry.name}: size {name!r} has no default in Method.sizes")
+            raise ValueError(f"{entry.name}: size {name!r} has no default; declare one in its "
+                             f"Method.sizes, e.g. sizes={{{name!r}: 1024}}")
         size = dim
     return int(size)
 
