@@ -367,6 +367,8 @@ register(Method(
     predictor=True,
     momentum_target=True,
     host_inputs=frozenset({EMA_RATE}),
+    # Measured in training (94% of the gradient at initialisation, docs/adc.md).
+    adc_weights=(1.0, 10.0),
     title="BYOL",
     paper="Grill et al., Bootstrap Your Own Latent, NeurIPS 2020 (arXiv 2006.07733)",
     source="google-deepmind/deepmind-research: byol/byol_experiment.py",
@@ -393,6 +395,8 @@ register(Method(
     inputs=("z_a", "z_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"temperature": 0.2},
+    # The reference: ADC's share 76% in training (docs/adc.md), 61% in the benchmark.
+    adc_weights=(1.0, 10.0),
     title="SimCLR",
     paper="Chen et al., A Simple Framework for Contrastive Learning, ICML 2020 "
     "(arXiv 2002.05709)",
@@ -409,6 +413,8 @@ register(Method(
     parameters=(Parameter("prototypes", ("n_prototypes", "dim"), unit_rows=True, min_rows=2),),
     sizes={"dim": None, "n_prototypes": 64},
     host_inputs=frozenset({PARAMETERS_ACTIVE}),
+    # Measured in training (95% of the gradient at initialisation, docs/adc.md).
+    adc_weights=(1.0, 10.0),
     title="SwAV",
     paper="Caron et al., Unsupervised Learning of Visual Features by Contrasting Cluster "
     "Assignments, NeurIPS 2020 (arXiv 2006.09882)",
@@ -423,6 +429,8 @@ register(Method(
     adc_inputs=("p_a", "p_b"),
     predictor=True,
     projector_layers=3,
+    # ADC's share 55% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(0.1, 1.0),
     title="SimSiam",
     paper="Chen and He, Exploring Simple Siamese Representation Learning, CVPR 2021 "
     "(arXiv 2011.10566)",
@@ -436,6 +444,8 @@ register(Method(
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0, "eps": 1e-4},
     projector_layers=3,
+    # ADC's share 51% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(10.0, 100.0),
     title="VICReg",
     paper="Bardes, Ponce and LeCun, VICReg, ICLR 2022 (arXiv 2105.04906)",
     source="facebookresearch/vicreg: main_vicreg.py",
@@ -447,6 +457,8 @@ register(Method(
     inputs=("z_a", "z_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"temperature": 0.1},
+    # ADC's share 51% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(3.0, 30.0),
     title="DCL",
     paper="Yeh et al., Decoupled Contrastive Learning, ECCV 2022 (arXiv 2110.06848)",
     source="no authors' code: the paper, as raminnakhli/Decoupled-Contrastive-Learning: "
@@ -459,6 +471,8 @@ register(Method(
     inputs=("z_a", "z_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"temperature": 0.1, "sigma": 0.5},
+    # ADC's share 51% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(3.0, 30.0),
     title="DCLW",
     paper="Yeh et al., Decoupled Contrastive Learning, ECCV 2022 (arXiv 2110.06848)",
     source="no authors' code: the paper; weights as lightly's negative_mises_fisher_weights",
@@ -470,6 +484,8 @@ register(Method(
     inputs=("z_a", "z_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"alpha": 2.0, "t": 2.0, "align_weight": 1.0, "uniform_weight": 1.0},
+    # ADC's share 51% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(0.3, 3.0),
     title="Alignment and uniformity",
     paper="Wang and Isola, Understanding Contrastive Representation Learning through "
     "Alignment and Uniformity on the Hypersphere, ICML 2020 (arXiv 2005.10242)",
@@ -485,6 +501,8 @@ register(Method(
     optional_inputs=("permutations",),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"w_size": 128, "eps": 0.0},
+    # ADC's share 64% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(1.0, 10.0),
     title="W-MSE",
     paper="Ermolov et al., Whitening for Self-Supervised Representation Learning, ICML 2021 "
     "(arXiv 2007.06346)",
@@ -507,6 +525,8 @@ register(Method(
     sizes={"dim": None, "queue_size": 4096},
     momentum_target=True,
     host_inputs=frozenset({EMA_RATE}),
+    # ADC's share 59% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(1.0, 10.0),
     title="MoCo v2",
     paper="Chen, Fan, Girshick and He, Improved Baselines with Momentum Contrastive Learning, "
     "arXiv 2003.04297",
@@ -523,6 +543,8 @@ register(Method(
     momentum_target=True,
     projector_layers=3,
     host_inputs=frozenset({EMA_RATE}),
+    # ADC's share 48% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(0.3, 3.0),
     title="MoCo v3",
     paper="Chen, Xie and He, An Empirical Study of Training Self-Supervised Vision "
     "Transformers, ICCV 2021 (arXiv 2104.02057)",
@@ -542,6 +564,8 @@ register(Method(
     sizes={"dim": None, "support_size": 4096},
     predictor=True,
     projector_layers=3,
+    # ADC's share 48% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(1.0, 10.0),
     title="NNCLR",
     paper="Dwibedi et al., With a Little Help from My Friends: Nearest-Neighbor Contrastive "
     "Learning of Visual Representations, ICCV 2021 (arXiv 2104.14548)",
@@ -559,6 +583,8 @@ register(Method(
                       z_a, covariance, beta)),),
     sizes={"dim": None},
     projector_layers=3,
+    # ADC's share 68% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(0.3, 3.0),
     title="TiCo",
     paper="Zhu et al., TiCo: Transformation Invariance and Covariance Contrast for "
     "Self-Supervised Visual Representation Learning, arXiv 2206.10698",
@@ -571,6 +597,8 @@ register(Method(
     inputs=("z_a", "z_b"),
     adc_inputs=("z_a", "z_b"),
     hyperparameters={"lmbda": 0.0},
+    # ADC's share 50% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(10.0, 100.0),
     title="MMCR",
     paper="Yerxa et al., Learning Efficient Coding of Natural Images with Maximum Manifold "
     "Capacity Representations, NeurIPS 2023 (arXiv 2303.03307)",
@@ -596,6 +624,8 @@ register(Method(
     momentum_target=True,
     projector_layers=3,
     host_inputs=frozenset({EMA_RATE}),
+    # ADC's share 56% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
+    adc_weights=(0.3, 3.0),
     title="DINO",
     paper="Caron et al., Emerging Properties in Self-Supervised Vision Transformers, "
     "ICCV 2021 (arXiv 2104.14294)",

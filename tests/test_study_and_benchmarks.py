@@ -264,3 +264,64 @@ def test_gradient_norms_run_on_the_torch_trainer(study: ModuleType) -> None:
                 "cnn_width": 8, "proj_hidden": 32, "proj_dim": 16, "adc_perplexity": 10.0}
     norms = study._gradient_norms(settings, n_batches=1)
     assert 0.0 < norms["extra"] < float("inf") and 0.0 < norms["whole"] < float("inf")
+
+
+@pytest.fixture(scope="module")
+def share_benchmark() -> ModuleType:
+    pytest.importorskip("torch")
+    return _load(ROOT / "benchmarks" / "adc_gradient_share.py", "glf_benchmark_adc_share")
+
+
+def test_gradient_share_benchmark_measures_every_registered_method(
+    share_benchmark: ModuleType,
+) -> None:
+    import math
+
+    from glf_losses import registry
+
+    n, dim = 24, 8  # M = 48 rows hold ADC's default perplexity of 30
+    rows = [share_benchmark.measure(m, n=n, dim=dim) for m in registry.names()]
+    for row in rows:
+        entry = registry.get(row.method)
+        assert all(math.isfinite(v) for v in (row.loss, row.loss_grad, row.adc_grad)), row
+        assert row.loss_grad > 0 and row.adc_unit_grad > 0 and 0 < row.share < 1, row
+        assert row.weights == entry.adc_weights
+        # The gradients are taken with respect to the ADC inputs a trainer lets carry
+        # gradient: MoCo's key comes from the momentum target, so only its query counts.
+        targets = {i for i, s in zip(entry.inputs, entry.sources, strict=True)
+                   if s.startswith("target")}
+        carrying = [i for i in entry.adc_inputs if i not in targets]
+        assert row.dcm_grad.shape == row.lpm_grad.shape == (len(carrying) * n * dim,)
+        assert row.adc_norm(*row.weights) == pytest.approx(row.adc_grad)
+        assert row.adc_norm(1.0, 1.0) == pytest.approx(row.adc_unit_grad)
+    assert registry.get("moco").adc_inputs == ("q", "k")
+    assert rows[registry.names().index("moco")].dcm_grad.shape == (n * dim,)
+    text = share_benchmark.table(rows)
+    assert text.startswith("Reference: ADC's share beside simclr at (1.0, 10.0) = ")
+    assert [line.split(" | ")[0] for line in text.splitlines()[4:]] == [
+        f"| {m}" for m in registry.names()
+    ]
+
+
+def test_gradient_share_benchmark_suggests_the_nearest_1_3_10_weights(
+    share_benchmark: ModuleType,
+) -> None:
+    import numpy as np
+
+    def row(adc_at_1_10: float) -> Any:
+        # |g_adc| at (s, 10 s) is s * adc_at_1_10, beside a loss gradient of norm 1.
+        unit = np.array([adc_at_1_10 / 10.0, 0.0])
+        return share_benchmark.Share("toy", 0.0, 1.0, 0.0, (1.0, 10.0), adc_at_1_10,
+                                     dcm_grad=0.0 * unit, lpm_grad=unit)
+
+    suggest = share_benchmark.suggested_scale
+    assert row(1.0).share_at(3.0, 30.0) == pytest.approx(0.75)
+    assert suggest(row(1.0), 0.75) == 3.0
+    assert suggest(row(1.0), 0.5) == 1.0
+    assert suggest(row(0.01), 0.5) == 100.0  # 100x the weights for a 100x weaker ADC
+    assert suggest(row(30.0), 0.5) == 0.03
+    # Between two steps, the nearer share in log-odds wins: 1.5 is nearer 1 than 3.
+    assert suggest(row(1.0 / 1.5), 0.5) == 1.0
+    assert suggest(row(1.0 / 2.0), 0.5) == 3.0
+    with pytest.raises(ValueError, match="target must be a share in"):
+        suggest(row(1.0), 1.0)
