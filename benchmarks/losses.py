@@ -12,13 +12,13 @@ Run::
 What is timed, for each (framework, mode, term, N, D): one call that computes the loss
 and its gradient with respect to the arrays that carry one (``ARGNUMS``: the two
 projections; BYOL, SimSiam, MoCo v3 and NNCLR: the two online predictions, the targets
-being stop-gradient; MoCo v2: the queries; KoLeo: its one input) and waits for them. The contenders run in the same
-process, alternating (``_timing.interleaved``), after warm-up calls (which compile).
-Before timing, each contender's loss and gradients are checked against the native
-ones (float32 tolerance); a contender that disagrees is not timed, and if it is ours the
-run exits with status 1 (timings never decide the status). The native implementations
-live in ``natives/`` (one module per framework); value and gradient, eager or compiled,
-come from :func:`glf_losses.testing.value_and_grad_fn`.
+being stop-gradient; MoCo v2: the queries; KoLeo: its one input) and waits for them.
+The contenders run in the same process, alternating (``_timing.interleaved``), after
+warm-up calls (which compile). Before timing, each contender's loss and gradients are
+checked against the native ones (float32 tolerance); a contender that disagrees is not
+timed, and if it is ours the run exits with status 1 (timings never decide the status).
+The native implementations live in ``natives/`` (one module per framework); value and
+gradient, eager or compiled, come from :func:`glf_losses.testing.value_and_grad_fn`.
 
 - eager: PyTorch eager, ``jax.value_and_grad`` without ``jit`` (every operation
   dispatched on its own), TensorFlow eager under ``tf.GradientTape``;

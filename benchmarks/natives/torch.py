@@ -134,7 +134,8 @@ def vicreg(z_a: Any, z_b: Any) -> Any:
     n, d = z_a.shape
     invariance = F.mse_loss(z_a, z_b)
     x, y = z_a - z_a.mean(dim=0), z_b - z_b.mean(dim=0)
-    std_x, std_y = torch.sqrt(x.var(dim=0) + hp.VICREG_EPS), torch.sqrt(y.var(dim=0) + hp.VICREG_EPS)
+    std_x = torch.sqrt(x.var(dim=0) + hp.VICREG_EPS)
+    std_y = torch.sqrt(y.var(dim=0) + hp.VICREG_EPS)
     variance = F.relu(1.0 - std_x).mean() / 2 + F.relu(1.0 - std_y).mean() / 2
     cov_x, cov_y = x.T @ x / (n - 1), y.T @ y / (n - 1)
     covariance = off_diagonal(cov_x).pow(2).sum() / d + off_diagonal(cov_y).pow(2).sum() / d
