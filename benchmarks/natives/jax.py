@@ -249,7 +249,7 @@ def dino(z_a: Any, z_b: Any, t_a: Any, t_b: Any, center: Any, prototypes: Any) -
     student = [normalize(z) @ w.T / hp.DINO_STUDENT_T for z in (z_a, z_b)]
     teacher = [sg(jax.nn.softmax((normalize(t) @ w.T - center) / hp.DINO_TEACHER_T, axis=1))
                for t in (t_a, t_b)]
-    total = 0.0
+    total: Any = 0.0
     for i, q in enumerate(teacher):
         for v, s in enumerate(student):
             if v != i:

@@ -266,7 +266,7 @@ def dino(z_a: Any, z_b: Any, t_a: Any, t_b: Any, center: Any, prototypes: Any) -
         ))
         for t in (t_a, t_b)
     ]
-    total = 0.0
+    total: Any = 0.0
     for i, q in enumerate(teacher):
         for v, s in enumerate(student):
             if v != i:

@@ -251,7 +251,7 @@ def dino(z_a: Any, z_b: Any, t_a: Any, t_b: Any, center: Any, prototypes: Any) -
     with torch.no_grad():
         teacher = [F.softmax((F.normalize(t, dim=1) @ w.T - center) / hp.DINO_TEACHER_T, dim=1)
                    for t in (t_a, t_b)]
-    total = 0.0
+    total: Any = 0.0
     for i, q in enumerate(teacher):
         for v, s in enumerate(student):
             if v != i:
