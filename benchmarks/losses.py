@@ -5,19 +5,20 @@ compiled; in PyTorch also against lightly's losses when ``lightly.loss`` imports
 Run::
 
     python benchmarks/losses.py [--sizes 256 1024 4096] [--dims 128 2048 8192]
-        [--frameworks torch,jax,tensorflow] [--terms byol,barlow_twins,swav,simclr,adc]
+        [--frameworks torch,jax,tensorflow] [--terms byol,barlow_twins,swav,simclr,adc,...]
         [--modes eager,compiled] [--repeats 15] [--device cpu|cuda] [--threads T]
-        [--quick] [--json PATH]
+        [--queue 4096] [--w-size W] [--quick] [--json PATH]
 
 What is timed, for each (framework, mode, term, N, D): one call that computes the loss
-and its gradient with respect to the two projections (BYOL: the two online predictions;
-the targets are stop-gradient) and waits for both. The contenders run in the same
-process, alternating (``_timing.interleaved``), after warm-up calls (which compile).
-Before timing, each contender's loss and gradients are checked against the native
-ones (float32 tolerance); a contender that disagrees is not timed, and if it is ours the
-run exits with status 1 (timings never decide the status). The native implementations
-live in ``natives/`` (one module per framework); value and gradient, eager or compiled,
-come from :func:`glf_losses.testing.value_and_grad_fn`.
+and its gradient with respect to the arrays that carry one (``ARGNUMS``: the two
+projections; BYOL, SimSiam, MoCo v3 and NNCLR: the two online predictions, the targets
+being stop-gradient; MoCo v2: the queries; KoLeo: its one input) and waits for them.
+The contenders run in the same process, alternating (``_timing.interleaved``), after
+warm-up calls (which compile). Before timing, each contender's loss and gradients are
+checked against the native ones (float32 tolerance); a contender that disagrees is not
+timed, and if it is ours the run exits with status 1 (timings never decide the status).
+The native implementations live in ``natives/`` (one module per framework); value and
+gradient, eager or compiled, come from :func:`glf_losses.testing.value_and_grad_fn`.
 
 - eager: PyTorch eager, ``jax.value_and_grad`` without ``jit`` (every operation
   dispatched on its own), TensorFlow eager under ``tf.GradientTape``;
@@ -33,6 +34,22 @@ that the gradient reaches the projections; ``simclr_loss(z_a, z_b)``; ``adc_loss
 z_b, prior, prior_other_view=True)`` with otherwise default keyword arguments (perplexity
 30 for both bandwidths, 20 bisection steps) and a uint8 prior of ``--prior-dim`` (784) columns.
 
+The zoo (docs/zoo.md), each at its defaults: ``simsiam_loss(p_a, p_b, z_a, z_b)``;
+``vicreg_loss``; ``wmse_loss(z_a, z_b, w_size=W)`` with contiguous sub-batches, W from
+``--w-size`` or by default the smallest divisor of N at least 2 D (N itself when 2 D > N),
+combinations where W does not divide N or is below D + 1 skipped; ``moco_loss(q, k,
+queue)`` against ``--queue`` (4096) fixed unit keys; ``mocov3_loss(q_a, q_b, k_a, k_b)``;
+``dcl_loss``, ``dclw_loss``, ``alignment_uniformity_loss``; ``tico_loss(z_a, z_b, C)``
+with a fixed covariance state C (the second moment of another batch's unit rows);
+``mmcr`` of two views (``methods.mmcr_pair_parts``, the form the trainers use);
+``nnclr_loss(p_a, p_b, z_a, z_b, support)`` against ``--queue`` fixed unit rows whose
+first N are other views of the batch, so that every nearest neighbour is clear (a near
+tie could pick different neighbours in the two contenders); ``dino`` on two global
+crops as ``methods.dino_prototype_parts(z_a, z_b, t_a, t_b, center, W)``: student and
+teacher projections scored against ``--prototypes`` fixed prototypes, a fixed centre;
+``constrain.koleo(z)`` of N rows holding two views of N / 2 samples (each row's
+nearest neighbour is its other view, again clear of ties).
+
 Reported: median ms of each contender; ``ours/native`` is the median of the per-round
 ratios (ours and native run back to back in each round, the order alternating) with
 their interquartile range in brackets; per framework and mode, the worst row (largest
@@ -47,6 +64,7 @@ and listed with the estimate.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -81,7 +99,14 @@ from natives import ADC_STEPS
 import glf_losses
 from glf_losses import testing
 
-TERMS = ("byol", "barlow_twins", "swav", "simclr", "adc")
+CORE_TERMS = ("byol", "barlow_twins", "swav", "simclr", "adc")
+ZOO_TERMS = ("simsiam", "vicreg", "wmse", "moco", "mocov3", "dcl", "dclw",
+             "alignment_uniformity", "tico", "mmcr", "nnclr", "dino", "koleo")
+TERMS = CORE_TERMS + ZOO_TERMS
+# The inputs each term is differentiated with respect to: those that carry gradient in
+# training (the others are stop-gradient targets, keys, states or constants).
+ARGNUMS: dict[str, tuple[int, ...]] = {term: (0, 1) for term in TERMS}
+ARGNUMS.update(moco=(0,), koleo=(0,))
 FRAMEWORKS = ("torch", "jax", "tensorflow")
 MODES = ("eager", "compiled")
 TARGETS = {"eager": 1.15, "compiled": 1.05}
@@ -96,30 +121,101 @@ LOSS_RTOL, GRAD_RTOL = 2e-4, 2e-3
 # --- inputs and cost estimates ------------------------------------------------------------
 
 
-def make_inputs(term: str, n: int, d: int, k: int, p: int, seed: int = 0) -> list[np.ndarray]:
-    """The term's arguments as float32 NumPy arrays (the prior as uint8); the first two
-    are the ones differentiated."""
+def make_inputs(term: str, n: int, d: int, k: int, p: int, queue: int = 4096, seed: int = 0
+                ) -> list[np.ndarray]:
+    """The term's arguments as float32 NumPy arrays (the prior as uint8); those of
+    ``ARGNUMS[term]`` are the ones differentiated. ``k``: prototypes (SwAV, DINO);
+    ``p``: ADC's prior columns; ``queue``: MoCo's keys and NNCLR's support set."""
     rng = np.random.default_rng(seed)
     base = rng.standard_normal((n, d), dtype=np.float32)
 
-    def view() -> np.ndarray:
-        return base + np.float32(0.5) * rng.standard_normal((n, d), dtype=np.float32)
+    def view(rows: int = n) -> np.ndarray:
+        noise = rng.standard_normal((rows, d), dtype=np.float32)
+        return base[:rows] + np.float32(0.5) * noise
 
-    if term == "byol":
+    def unit_rows(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def random_rows(rows: int) -> np.ndarray:
+        return rng.standard_normal((rows, d), dtype=np.float32)
+
+    if term in ("byol", "simsiam", "mocov3"):
         return [view(), view(), view(), view()]
     if term == "swav":
-        w = rng.standard_normal((k, d), dtype=np.float32)
-        return [view(), view(), w / np.linalg.norm(w, axis=1, keepdims=True)]
+        return [view(), view(), unit_rows(random_rows(k))]
     if term == "adc":
         return [view(), view(), rng.integers(0, 256, size=(n, p), dtype=np.uint8)]
+    if term == "moco":
+        return [view(), view(), unit_rows(random_rows(queue))]
+    if term == "tico":
+        u = unit_rows(random_rows(n))
+        return [view(), view(), u.T @ u / np.float32(n)]
+    if term == "nnclr":
+        related = min(n, queue)
+        support = np.concatenate([view(related), random_rows(queue - related)])
+        return [view(), view(), view(), view(), unit_rows(support)]
+    if term == "dino":
+        center = np.float32(0.05) * rng.standard_normal(k, dtype=np.float32)
+        return [view(), view(), view(), view(), center, unit_rows(random_rows(k))]
+    if term == "koleo":
+        return [np.concatenate([view((n + 1) // 2), view(n // 2)])]
     return [view(), view()]
 
 
-def estimate(term: str, n: int, d: int, k: int, p: int) -> tuple[float, float]:
+def wmse_size(n: int, d: int, w_size: int | None) -> int | str:
+    """W-MSE's sub-batch size for N rows of D columns, or why there is none.
+
+    ``w_size`` given: itself, if it divides N and is at least D + 1 (the rank a Cholesky
+    factor needs). None: the smallest divisor of N at least 2 D, the official ratio
+    (N itself if 2 D > N), under the same two conditions.
+    """
+    if w_size is None:
+        w_size = next((w for w in range(2 * d, n + 1) if n % w == 0), n)
+    if n % w_size != 0:
+        return f"--w-size {w_size} does not divide N={n}"
+    if w_size < d + 1:
+        return f"W-MSE needs sub-batches of at least D + 1 = {d + 1} rows, got {w_size} (N={n})"
+    return w_size
+
+
+def static_kwargs(term: str, n: int, d: int, args: argparse.Namespace) -> dict[str, Any] | str:
+    """Keyword arguments both contenders take as Python values (static under ``jit``), or
+    why the combination cannot run."""
+    if term == "wmse":
+        w_size = wmse_size(n, d, args.w_size)
+        return w_size if isinstance(w_size, str) else {"w_size": w_size}
+    return {}
+
+
+def estimate(term: str, n: int, d: int, k: int, p: int, queue: int = 4096
+             ) -> tuple[float, float]:
     """Rough (GFLOP, GiB) of one forward+backward, for the skip rule only."""
     m = 2 * n
-    if term == "byol":
+    if term in ("byol", "simsiam"):
         flop, floats = 60.0 * n * d, 16.0 * n * d
+    elif term in ("vicreg", "tico"):
+        # Two (D, D) products per view (or C and u C) and their backward.
+        flop, floats = 12.0 * n * d * d, 8.0 * d * d + 16.0 * n * d
+    elif term == "wmse":
+        # Covariances and whitening products, plus a Cholesky factor and a (D, D)
+        # inverse per sub-batch (at most N / (D + 1) of them), each way, both views.
+        flop = 24.0 * n * d * d + 8.0 * (n / (d + 1)) * d**3
+        floats = 8.0 * (n / (d + 1)) * d * d + 16.0 * n * d
+    elif term == "moco":
+        flop, floats = 6.0 * n * queue * d + 30.0 * n * queue, 6.0 * n * queue + queue * d
+    elif term in ("mocov3", "alignment_uniformity", "koleo"):
+        flop, floats = 12.0 * n * n * d + 30.0 * n * n, 8.0 * n * n + 16.0 * n * d
+    elif term in ("dcl", "dclw"):
+        flop, floats = 12.0 * n * n * d + 60.0 * n * n, 16.0 * n * n + 12.0 * n * d
+    elif term == "mmcr":
+        # The SVD of the (N, D) centroids and its backward.
+        small = min(n, d)
+        flop, floats = 40.0 * n * d * small, 6.0 * n * d + 4.0 * small * small
+    elif term == "nnclr":
+        flop = 4.0 * n * queue * d + 12.0 * n * n * d + 30.0 * n * n
+        floats = 2.0 * n * queue + queue * d + 8.0 * n * n + 20.0 * n * d
+    elif term == "dino":
+        flop, floats = 16.0 * n * k * d + 60.0 * n * k, 20.0 * n * k + 16.0 * n * d + k * d
     elif term == "barlow_twins":
         # C = za^T zb and its two backward products; a few (D, D) buffers.
         flop, floats = 6.0 * n * d * d, 8.0 * d * d + 16.0 * n * d
@@ -136,6 +232,8 @@ def estimate(term: str, n: int, d: int, k: int, p: int) -> tuple[float, float]:
 
 def ours(score: Callable[[Any, Any], Any]) -> dict[str, Callable[..., Any]]:
     """glf-losses' functions; SwAV scores with the framework's native ``score``."""
+    from glf_losses import constrain, methods
+
     return {
         "byol": glf_losses.byol_loss,
         "barlow_twins": glf_losses.barlow_twins_loss,
@@ -146,6 +244,20 @@ def ours(score: Callable[[Any, Any], Any]) -> dict[str, Callable[..., Any]]:
         "adc": lambda z_a, z_b, prior: glf_losses.adc_loss(
             z_a, z_b, prior, prior_other_view=True
         ),
+        "simsiam": glf_losses.simsiam_loss,
+        "vicreg": glf_losses.vicreg_loss,
+        "wmse": lambda z_a, z_b, w_size: glf_losses.wmse_loss(z_a, z_b, w_size=w_size),
+        "moco": glf_losses.moco_loss,
+        "mocov3": glf_losses.mocov3_loss,
+        "dcl": glf_losses.dcl_loss,
+        "dclw": glf_losses.dclw_loss,
+        "alignment_uniformity": glf_losses.alignment_uniformity_loss,
+        "tico": glf_losses.tico_loss,
+        # The two-view forms the registry declares (and the trainers call).
+        "mmcr": lambda z_a, z_b: methods.mmcr_pair_parts(z_a, z_b).total,
+        "nnclr": glf_losses.nnclr_loss,
+        "dino": lambda *xs: methods.dino_prototype_parts(*xs).total,
+        "koleo": constrain.koleo,
     }
 
 
@@ -186,10 +298,10 @@ class TorchHarness:
         self.ours = ours(self.natives["swav_score"])
         self.extra, self.extra_skip = lightly_contenders(self.natives["swav_score"])
 
-    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+    def inputs(self, arrays: list[np.ndarray], argnums: tuple[int, ...]) -> list[Any]:
         out = [self.torch.tensor(a, device=self.device) for a in arrays]
-        for t in out[:2]:
-            t.requires_grad_(True)
+        for i in argnums:
+            out[i].requires_grad_(True)
         return out
 
     def close(self) -> None:
@@ -197,9 +309,10 @@ class TorchHarness:
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
 
-    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool,
+               argnums: tuple[int, ...]) -> Runner:
         torch = self.torch
-        f = testing.value_and_grad_fn("torch", fn, argnums=(0, 1), compiled=compiled)
+        f = testing.value_and_grad_fn("torch", fn, argnums=argnums, compiled=compiled)
         cuda = self.device.type == "cuda"
 
         def run() -> Any:
@@ -263,12 +376,13 @@ class JaxHarness:
         self.ours = ours(self.natives["swav_score"])
         self.extra, self.extra_skip = {}, None
 
-    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+    def inputs(self, arrays: list[np.ndarray], argnums: tuple[int, ...]) -> list[Any]:
         return [self.jax.device_put(a, self.device) for a in arrays]
 
-    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool,
+               argnums: tuple[int, ...]) -> Runner:
         jax = self.jax
-        f = testing.value_and_grad_fn("jax", fn, argnums=(0, 1), compiled=compiled)
+        f = testing.value_and_grad_fn("jax", fn, argnums=argnums, compiled=compiled)
 
         def run() -> Any:
             return jax.block_until_ready(f(*inputs))
@@ -317,13 +431,14 @@ class TensorFlowHarness:
         self.ours = ours(self.natives["swav_score"])
         self.extra, self.extra_skip = {}, None
 
-    def inputs(self, arrays: list[np.ndarray]) -> list[Any]:
+    def inputs(self, arrays: list[np.ndarray], argnums: tuple[int, ...]) -> list[Any]:
         with self.tf.device(self.device):
             return [self.tf.constant(a) for a in arrays]
 
-    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool) -> Runner:
+    def runner(self, fn: Callable[..., Any], inputs: list[Any], compiled: bool,
+               argnums: tuple[int, ...]) -> Runner:
         tf = self.tf
-        f = testing.value_and_grad_fn("tensorflow", fn, argnums=(0, 1), compiled=compiled)
+        f = testing.value_and_grad_fn("tensorflow", fn, argnums=argnums, compiled=compiled)
         gpu = self.memory_device is not None
 
         def run() -> Any:
@@ -405,15 +520,20 @@ def mib(x: float | None) -> float | None:
 def run_combination(harness: Any, mode: str, term: str, n: int, d: int, args: argparse.Namespace
                     ) -> Row | str:
     """Time one combination; returns its row, or a string saying why it was not timed."""
-    arrays = make_inputs(term, n, d, args.prototypes, args.prior_dim)
-    inputs = harness.inputs(arrays)
+    kwargs = static_kwargs(term, n, d, args)
+    if isinstance(kwargs, str):
+        return f"skipped, {kwargs}"
+    arrays = make_inputs(term, n, d, args.prototypes, args.prior_dim, args.queue)
+    argnums = ARGNUMS[term]
+    inputs = harness.inputs(arrays, argnums)
     compiled = mode == "compiled"
-    runners = {
-        "ours": harness.runner(harness.ours[term], inputs, compiled),
-        "native": harness.runner(harness.natives[term], inputs, compiled),
-    }
+
+    def runner(fn: Callable[..., Any]) -> Runner:
+        return harness.runner(functools.partial(fn, **kwargs), inputs, compiled, argnums)
+
+    runners = {"ours": runner(harness.ours[term]), "native": runner(harness.natives[term])}
     if term in harness.extra:
-        runners["lightly"] = harness.runner(harness.extra[term], inputs, compiled)
+        runners["lightly"] = runner(harness.extra[term])
     notes: list[str] = []
     reference = harness.numpy(runners["native"]())
     for name in [k for k in runners if k != "native"]:
@@ -541,6 +661,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "events, JAX jit via XLA's buffer assignment, otherwise n/a")
     parser.add_argument("--prototypes", type=int, default=300, help="SwAV prototypes K")
     parser.add_argument("--prior-dim", type=int, default=784, help="ADC prior columns P")
+    parser.add_argument("--queue", type=int, default=4096,
+                        help="MoCo v2's queue of fixed keys and NNCLR's support set (rows)")
+    parser.add_argument("--w-size", type=int, default=None,
+                        help="W-MSE's sub-batch rows (default: the smallest divisor of N at "
+                        "least 2 D, or N); combinations it does not fit are skipped")
     parser.add_argument("--max-gflop", type=float, default=None,
                         help="skip combinations estimated above this many GFLOP per step "
                         "(default 60 on cpu, 20000 on cuda)")
@@ -560,6 +685,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sizes, args.dims, args.repeats, args.warmup = [256], [128], 5, 1
     if args.repeats < 2:
         parser.error("--repeats must be >= 2")
+    if args.queue < 1:
+        parser.error(f"--queue must be >= 1 (rows of MoCo's queue and NNCLR's support set), "
+                     f"got {args.queue}")
+    if args.w_size is not None and args.w_size < 2:
+        parser.error(f"--w-size must be >= 2 (rows per whitening sub-batch), got {args.w_size}")
     for name, allowed in (("frameworks", FRAMEWORKS), ("terms", TERMS), ("modes", MODES)):
         chosen = getattr(args, name).split(",")
         bad = [c for c in chosen if c not in allowed]
@@ -614,7 +744,8 @@ def main(argv: list[str] | None = None) -> int:
                 for n in args.sizes:
                     for d in args.dims:
                         label = f"{fw} {mode} {term} N={n} D={d}"
-                        gflop, gib = estimate(term, n, d, args.prototypes, args.prior_dim)
+                        gflop, gib = estimate(term, n, d, args.prototypes, args.prior_dim,
+                                              args.queue)
                         reason = None
                         if gflop > max_gflop:
                             reason = f"est. {gflop:.0f} GFLOP per step > --max-gflop {max_gflop:g}"

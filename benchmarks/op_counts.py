@@ -14,12 +14,14 @@ for ours and for the native implementation of ``benchmarks/natives``:
   and the allocations of at least ``--big`` float32 elements (each a fresh buffer: on a
   CPU, page faults on new memory can cost more than a pass over it).
 
-Inputs are those of ``benchmarks/losses.py`` (``make_inputs``).
+Inputs are those of ``benchmarks/losses.py`` (``make_inputs``), differentiated with
+respect to the same arrays (``ARGNUMS``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -29,33 +31,47 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import losses
 
 
-def jax_counts(term: str, arrays: list[Any]) -> tuple[int, int]:
+def contenders(term: str, natives: dict[str, Callable[..., Any]], kwargs: dict[str, Any]
+               ) -> dict[str, Callable[..., Any]]:
+    """Ours and native for ``term``, with its static keyword arguments bound."""
+    ours = losses.ours(natives["swav_score"])
+    return {name: functools.partial(fn, **kwargs)
+            for name, fn in (("ours", ours[term]), ("native", natives[term]))}
+
+
+def jax_counts(term: str, arrays: list[Any], kwargs: dict[str, Any]) -> tuple[int, int]:
     import jax
     import jax.numpy as jnp
     from natives.jax import NATIVES
 
     xs = [jnp.asarray(a) for a in arrays]
-    ours = losses.ours(NATIVES["swav_score"])
+    argnums = losses.ARGNUMS[term]
     return tuple(  # type: ignore[return-value]
-        len(jax.make_jaxpr(jax.value_and_grad(f, argnums=(0, 1)))(*xs).jaxpr.eqns)
-        for f in (ours[term], NATIVES[term])
+        len(jax.make_jaxpr(jax.value_and_grad(f, argnums=argnums))(*xs).jaxpr.eqns)
+        for f in contenders(term, NATIVES, kwargs).values()
     )
 
 
-def torch_counts(term: str, arrays: list[Any], big: int) -> tuple[tuple[int, int], ...]:
+def torch_inputs(term: str, arrays: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The arrays as tensors, and those of them that are differentiated."""
+    import torch
+
+    xs = [torch.tensor(a) for a in arrays]
+    wrt = [xs[i].requires_grad_(True) for i in losses.ARGNUMS[term]]
+    return xs, wrt
+
+
+def torch_counts(term: str, arrays: list[Any], big: int, kwargs: dict[str, Any]
+                 ) -> tuple[tuple[int, int], ...]:
     import torch
     from natives.torch import NATIVES
     from torch.profiler import ProfilerActivity, profile
 
-    ours = losses.ours(NATIVES["swav_score"])
-
     def count(fn: Callable[..., Any]) -> tuple[int, int]:
-        xs = [torch.tensor(a) for a in arrays]
-        for t in xs[:2]:
-            t.requires_grad_(True)
-        torch.autograd.grad(fn(*xs), xs[:2])  # warm-up: lazy imports, caches
+        xs, wrt = torch_inputs(term, arrays)
+        torch.autograd.grad(fn(*xs), wrt)  # warm-up: lazy imports, caches
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            torch.autograd.grad(fn(*xs), xs[:2])
+            torch.autograd.grad(fn(*xs), wrt)
         ops = sum(1 for e in prof.events() if e.name.startswith("aten::"))
         # The CPU allocator's events: a positive size is an allocation (a private API,
         # as in losses.py's peak memory).
@@ -65,28 +81,27 @@ def torch_counts(term: str, arrays: list[Any], big: int) -> tuple[tuple[int, int
         )
         return ops, large
 
-    return count(ours[term]), count(NATIVES[term])
+    fns = contenders(term, NATIVES, kwargs)
+    return count(fns["ours"]), count(fns["native"])
 
 
-def torch_profile(term: str, arrays: list[Any], rounds: int, top: int) -> list[str]:
+def torch_profile(term: str, arrays: list[Any], rounds: int, top: int, kwargs: dict[str, Any]
+                  ) -> list[str]:
     """The ATen operators whose self CPU time differs most between ours and native."""
     import torch
     from natives.torch import NATIVES
     from torch.profiler import ProfilerActivity, profile
 
-    ours = losses.ours(NATIVES["swav_score"])
-    fns = {"ours": ours[term], "native": NATIVES[term]}
-    xs = [torch.tensor(a) for a in arrays]
-    for t in xs[:2]:
-        t.requires_grad_(True)
+    fns = contenders(term, NATIVES, kwargs)
+    xs, wrt = torch_inputs(term, arrays)
     per_op: dict[str, dict[str, tuple[int, float]]] = {name: {} for name in fns}
     for fn in fns.values():
-        torch.autograd.grad(fn(*xs), xs[:2])
+        torch.autograd.grad(fn(*xs), wrt)
     # Alternating, so that a change of the machine's load touches both alike.
     for _ in range(rounds):
         for name, fn in fns.items():
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                torch.autograd.grad(fn(*xs), xs[:2])
+                torch.autograd.grad(fn(*xs), wrt)
             totals = per_op[name]
             for e in prof.key_averages():
                 _, ms = totals.get(e.key, (0, 0.0))
@@ -113,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d", type=int, default=128, help="projection dimension D")
     parser.add_argument("--prototypes", type=int, default=300, help="SwAV prototypes K")
     parser.add_argument("--prior-dim", type=int, default=784, help="ADC prior columns P")
+    parser.add_argument("--queue", type=int, default=4096,
+                        help="MoCo v2's queue and NNCLR's support set (rows)")
+    parser.add_argument("--w-size", type=int, default=None, help="W-MSE's sub-batch rows")
     parser.add_argument("--terms", default=",".join(losses.TERMS))
     parser.add_argument("--frameworks", default="jax,torch")
     parser.add_argument("--big", type=int, default=None,
@@ -127,18 +145,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"N={args.n}, D={args.d}, K={args.prototypes}, P={args.prior_dim}; large: "
           f">= {big} elements")
     for term in args.terms.split(","):
-        arrays = losses.make_inputs(term, args.n, args.d, args.prototypes, args.prior_dim)
+        kwargs = losses.static_kwargs(term, args.n, args.d, args)
+        if isinstance(kwargs, str):
+            print(f"- {term}: skipped, {kwargs}")
+            continue
+        arrays = losses.make_inputs(term, args.n, args.d, args.prototypes, args.prior_dim,
+                                    args.queue)
         parts = []
         if "jax" in args.frameworks:
-            o, n = jax_counts(term, arrays)
+            o, n = jax_counts(term, arrays, kwargs)
             parts.append(f"jax primitives ours {o} / native {n}")
         if "torch" in args.frameworks:
-            (o_ops, o_big), (n_ops, n_big) = torch_counts(term, arrays, big)
+            (o_ops, o_big), (n_ops, n_big) = torch_counts(term, arrays, big, kwargs)
             parts.append(f"torch ATen calls ours {o_ops} / native {n_ops}, large results "
                          f"ours {o_big} / native {n_big}")
         print(f"- {term}: " + "; ".join(parts))
         if args.profile and "torch" in args.frameworks:
-            print("\n".join(torch_profile(term, arrays, 3, args.profile)))
+            print("\n".join(torch_profile(term, arrays, 3, args.profile, kwargs)))
     return 0
 
 

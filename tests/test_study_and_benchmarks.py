@@ -245,8 +245,9 @@ def test_loss_benchmark_natives_agree_with_the_library(
     modes = "eager,compiled" if framework == "jax" else "eager"
     code = loss_benchmark.main([
         "--frameworks", framework, "--modes", modes, "--sizes", "16", "--dims", "8",
-        "--prototypes", "6", "--prior-dim", "5", "--repeats", "2", "--warmup", "1",
-        "--threads", "1", "--json", str(path), "--plot", str(tmp_path / "bench.png"),
+        "--prototypes", "6", "--prior-dim", "5", "--queue", "32", "--repeats", "2",
+        "--warmup", "1", "--threads", "1", "--json", str(path),
+        "--plot", str(tmp_path / "bench.png"),
     ])
     result = json.loads(path.read_text())
     assert code == 0, result["skipped"]
@@ -254,6 +255,18 @@ def test_loss_benchmark_natives_agree_with_the_library(
     assert terms == {(m, t) for m in modes.split(",") for t in loss_benchmark.TERMS}
     assert all(r["ratio"] > 0 and r["ours_ms"] > 0 for r in result["rows"])
     assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_loss_benchmark_wmse_sub_batches_fit_the_batch(loss_benchmark: ModuleType) -> None:
+    """W-MSE's default sub-batch is the smallest divisor of N at least 2 D (N when 2 D > N),
+    and a size that does not divide N, or is below D + 1, is a reason to skip."""
+    size = loss_benchmark.wmse_size
+    assert size(1024, 128, None) == 256
+    assert size(96, 20, None) == 48
+    assert size(256, 200, None) == 256
+    assert "D + 1 = 2049" in size(1024, 2048, None)
+    assert "does not divide" in size(1024, 128, 300)
+    assert size(1024, 128, 512) == 512
 
 
 def test_gradient_norms_run_on_the_torch_trainer(study: ModuleType) -> None:

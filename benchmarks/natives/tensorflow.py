@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import natives as hp
@@ -120,6 +121,168 @@ def swav(z_a: Any, z_b: Any, w: Any) -> Any:
     return swav_of_scores(score(z_a, w), score(z_b, w))
 
 
+# --- the method zoo -------------------------------------------------------------------
+
+
+def normalize(x: Any) -> Any:
+    return tf.math.l2_normalize(x, axis=1)
+
+
+def cross_entropy(logits: Any, labels: Any) -> Any:
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
+def simsiam(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+    def cosine(p: Any, z: Any) -> Any:
+        return tf.reduce_mean(tf.reduce_sum(normalize(p) * normalize(tf.stop_gradient(z)), axis=1))
+
+    return -0.5 * (cosine(p_a, z_b) + cosine(p_b, z_a))
+
+
+def vicreg(z_a: Any, z_b: Any) -> Any:
+    n, d = z_a.shape
+    invariance = tf.reduce_mean(tf.square(z_a - z_b))
+    x, y = z_a - tf.reduce_mean(z_a, axis=0), z_b - tf.reduce_mean(z_b, axis=0)
+    # Unbiased variances, as torch.var.
+    std_x = tf.sqrt(tf.reduce_sum(x * x, axis=0) / (n - 1) + hp.VICREG_EPS)
+    std_y = tf.sqrt(tf.reduce_sum(y * y, axis=0) / (n - 1) + hp.VICREG_EPS)
+    variance = (tf.reduce_mean(tf.nn.relu(1.0 - std_x)) / 2
+                + tf.reduce_mean(tf.nn.relu(1.0 - std_y)) / 2)
+    cov_x = tf.matmul(x, x, transpose_a=True) / (n - 1)
+    cov_y = tf.matmul(y, y, transpose_a=True) / (n - 1)
+    covariance = (tf.reduce_sum(off_diagonal(cov_x) ** 2) / d
+                  + tf.reduce_sum(off_diagonal(cov_y) ** 2) / d)
+    return hp.VICREG_SIM * invariance + hp.VICREG_STD * variance + hp.VICREG_COV * covariance
+
+
+def whiten(x: Any, w_size: int) -> Any:
+    """Each contiguous sub-batch of ``w_size`` rows times the inverse of its covariance's
+    Cholesky factor (transposed), all sub-batches in one batched call."""
+    n, d = x.shape
+    blocks = tf.reshape(x, [n // w_size, w_size, d])
+    centred = blocks - tf.reduce_mean(blocks, axis=1, keepdims=True)
+    cov = tf.matmul(centred, centred, transpose_a=True) / (w_size - 1)
+    factor = tf.linalg.cholesky(cov)
+    eye = tf.eye(d, batch_shape=[n // w_size], dtype=x.dtype)
+    inverse = tf.linalg.triangular_solve(factor, eye, lower=True)
+    return tf.reshape(tf.matmul(centred, inverse, transpose_b=True), [n, d])
+
+
+def wmse(z_a: Any, z_b: Any, *, w_size: int) -> Any:
+    w_a, w_b = normalize(whiten(z_a, w_size)), normalize(whiten(z_b, w_size))
+    return 2.0 - 2.0 * tf.reduce_mean(tf.reduce_sum(w_a * w_b, axis=1))
+
+
+def moco(q: Any, k: Any, queue: Any) -> Any:
+    q, k = normalize(q), normalize(tf.stop_gradient(k))
+    l_pos = tf.reduce_sum(q * k, axis=1, keepdims=True)
+    l_neg = tf.matmul(q, tf.stop_gradient(queue), transpose_b=True)
+    logits = tf.concat([l_pos, l_neg], axis=1) / hp.MOCO_T
+    return cross_entropy(logits, tf.zeros([q.shape[0]], dtype=tf.int32))
+
+
+def mocov3(q_a: Any, q_b: Any, k_a: Any, k_b: Any) -> Any:
+    def contrast(q: Any, k: Any) -> Any:
+        logits = tf.matmul(normalize(q), normalize(tf.stop_gradient(k)), transpose_b=True)
+        return cross_entropy(logits / hp.MOCOV3_T, tf.range(q.shape[0])) * (2.0 * hp.MOCOV3_T)
+
+    return contrast(q_a, k_b) + contrast(q_b, k_a)
+
+
+def decoupled(u: Any, v: Any, weights: Any = None) -> Any:
+    """One direction of DCL: anchors ``u``, positives ``v``; the negatives are the other
+    rows of both views (the anchor and its positive masked to -inf)."""
+    cross = tf.matmul(u, v, transpose_b=True) / hp.DCL_T
+    same = tf.matmul(u, u, transpose_b=True) / hp.DCL_T
+    positive = tf.linalg.diag_part(cross)
+    if weights is not None:
+        positive = weights * positive
+    eye = tf.eye(u.shape[0], dtype=tf.bool)
+    negatives = tf.concat(
+        [tf.where(eye, float("-inf"), cross), tf.where(eye, float("-inf"), same)], axis=1
+    )
+    return tf.reduce_mean(tf.reduce_logsumexp(negatives, axis=1) - positive)
+
+
+def dcl(z_a: Any, z_b: Any) -> Any:
+    u, v = normalize(z_a), normalize(z_b)
+    return decoupled(u, v) + decoupled(v, u)
+
+
+def dclw(z_a: Any, z_b: Any) -> Any:
+    u, v = normalize(z_a), normalize(z_b)
+    cos = tf.stop_gradient(tf.reduce_sum(u * v, axis=1))
+    weights = 2.0 - u.shape[0] * tf.nn.softmax(cos / hp.DCLW_SIGMA)
+    return decoupled(u, v, weights) + decoupled(v, u, weights)
+
+
+def alignment_uniformity(z_a: Any, z_b: Any) -> Any:
+    x, y = normalize(z_a), normalize(z_b)
+    align = tf.reduce_mean(tf.norm(x - y, axis=1) ** hp.AU_ALPHA)
+
+    def uniform(u: Any) -> Any:
+        # The pairs i < j, as torch.pdist lists them.
+        pairs = np.stack(np.triu_indices(u.shape[0], k=1), axis=1)
+        return tf.math.log(tf.reduce_mean(tf.exp(-hp.AU_T * tf.gather_nd(sq_dist(u), pairs))))
+
+    return align + (uniform(x) + uniform(y)) / 2
+
+
+def tico(z_a: Any, z_b: Any, covariance: Any) -> Any:
+    u_a, u_b = normalize(z_a), normalize(z_b)
+    batch = tf.matmul(u_a, u_a, transpose_a=True) / u_a.shape[0]
+    c = hp.TICO_BETA * covariance + (1.0 - hp.TICO_BETA) * batch
+    contrast = tf.reduce_mean(tf.reduce_sum(tf.matmul(u_a, c) * u_a, axis=1))
+    return -tf.reduce_mean(tf.reduce_sum(u_a * u_b, axis=1)) + hp.TICO_RHO * contrast
+
+
+def mmcr(z_a: Any, z_b: Any) -> Any:
+    centroids = (normalize(z_a) + normalize(z_b)) / 2
+    return -tf.reduce_sum(tf.linalg.svd(centroids, compute_uv=False))
+
+
+def nnclr(p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any) -> Any:
+    def nearest(z: Any) -> Any:
+        scores = tf.matmul(normalize(tf.stop_gradient(z)), support, transpose_b=True)
+        return tf.gather(support, tf.argmax(scores, axis=1))
+
+    def contrast(neighbour: Any, p: Any) -> Any:
+        logits = tf.matmul(normalize(neighbour), normalize(p), transpose_b=True) / hp.NNCLR_T
+        return cross_entropy(logits, tf.range(p.shape[0]))
+
+    return 0.5 * (contrast(nearest(z_a), p_b) + contrast(nearest(z_b), p_a))
+
+
+def dino(z_a: Any, z_b: Any, t_a: Any, t_b: Any, center: Any, prototypes: Any) -> Any:
+    # The head's last layer: unit prototypes against the normalised bottleneck.
+    w = normalize(prototypes)
+    student = [tf.matmul(normalize(z), w, transpose_b=True) / hp.DINO_STUDENT_T
+               for z in (z_a, z_b)]
+    teacher = [
+        tf.stop_gradient(tf.nn.softmax(
+            (tf.matmul(normalize(t), w, transpose_b=True) - center) / hp.DINO_TEACHER_T
+        ))
+        for t in (t_a, t_b)
+    ]
+    total: Any = 0.0
+    for i, q in enumerate(teacher):
+        for v, s in enumerate(student):
+            if v != i:
+                total += tf.reduce_mean(tf.reduce_sum(-q * tf.nn.log_softmax(s), axis=1))
+    return total / 2
+
+
+def koleo(z: Any) -> Any:
+    u = normalize(z)
+    dots = tf.stop_gradient(tf.matmul(u, u, transpose_b=True))
+    dots = tf.where(tf.eye(u.shape[0], dtype=tf.bool), -2.0, dots)
+    neighbour = tf.gather(u, tf.argmax(dots, axis=1))
+    distance = tf.norm(u - neighbour + hp.KOLEO_EPS, axis=1)
+    return -tf.reduce_mean(tf.math.log(distance + hp.KOLEO_EPS))
+
+
 NATIVES: dict[str, Callable[..., Any]] = {
     "byol": byol,
     "barlow_twins": barlow_twins,
@@ -127,4 +290,17 @@ NATIVES: dict[str, Callable[..., Any]] = {
     "swav_score": score,
     "simclr": simclr,
     "adc": adc,
+    "simsiam": simsiam,
+    "vicreg": vicreg,
+    "wmse": wmse,
+    "moco": moco,
+    "mocov3": mocov3,
+    "dcl": dcl,
+    "dclw": dclw,
+    "alignment_uniformity": alignment_uniformity,
+    "tico": tico,
+    "mmcr": mmcr,
+    "nnclr": nnclr,
+    "dino": dino,
+    "koleo": koleo,
 }

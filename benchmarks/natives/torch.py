@@ -120,6 +120,155 @@ def swav(z_a: Any, z_b: Any, w: Any) -> Any:
     return swav_of_scores(score(z_a, w), score(z_b, w))
 
 
+# --- the method zoo -------------------------------------------------------------------
+
+
+def simsiam(p_a: Any, p_b: Any, z_a: Any, z_b: Any) -> Any:
+    # nn.CosineSimilarity(dim=1) against detached targets, both directions averaged.
+    cos_ab = F.cosine_similarity(p_a, z_b.detach(), dim=1).mean()
+    cos_ba = F.cosine_similarity(p_b, z_a.detach(), dim=1).mean()
+    return -0.5 * (cos_ab + cos_ba)
+
+
+def vicreg(z_a: Any, z_b: Any) -> Any:
+    n, d = z_a.shape
+    invariance = F.mse_loss(z_a, z_b)
+    x, y = z_a - z_a.mean(dim=0), z_b - z_b.mean(dim=0)
+    std_x = torch.sqrt(x.var(dim=0) + hp.VICREG_EPS)
+    std_y = torch.sqrt(y.var(dim=0) + hp.VICREG_EPS)
+    variance = F.relu(1.0 - std_x).mean() / 2 + F.relu(1.0 - std_y).mean() / 2
+    cov_x, cov_y = x.T @ x / (n - 1), y.T @ y / (n - 1)
+    covariance = off_diagonal(cov_x).pow(2).sum() / d + off_diagonal(cov_y).pow(2).sum() / d
+    return hp.VICREG_SIM * invariance + hp.VICREG_STD * variance + hp.VICREG_COV * covariance
+
+
+def whiten(x: Any, w_size: int) -> Any:
+    """Each contiguous sub-batch of ``w_size`` rows times the inverse of its covariance's
+    Cholesky factor (transposed), all sub-batches in one batched call."""
+    n, d = x.shape
+    blocks = x.reshape(n // w_size, w_size, d)
+    centred = blocks - blocks.mean(dim=1, keepdim=True)
+    cov = centred.transpose(1, 2) @ centred / (w_size - 1)
+    factor = torch.linalg.cholesky(cov)
+    eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(cov)
+    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    return (centred @ inverse.transpose(1, 2)).reshape(n, d)
+
+
+def wmse(z_a: Any, z_b: Any, *, w_size: int) -> Any:
+    w_a = F.normalize(whiten(z_a, w_size), dim=1)
+    w_b = F.normalize(whiten(z_b, w_size), dim=1)
+    return 2.0 - 2.0 * (w_a * w_b).sum(dim=1).mean()
+
+
+def moco(q: Any, k: Any, queue: Any) -> Any:
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k.detach(), dim=1)
+    l_pos = (q * k).sum(dim=1, keepdim=True)
+    l_neg = q @ queue.detach().T
+    logits = torch.cat([l_pos, l_neg], dim=1) / hp.MOCO_T
+    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return F.cross_entropy(logits, labels)
+
+
+def mocov3(q_a: Any, q_b: Any, k_a: Any, k_b: Any) -> Any:
+    def contrast(q: Any, k: Any) -> Any:
+        q, k = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
+        logits = q @ k.T / hp.MOCOV3_T
+        labels = torch.arange(q.shape[0], device=q.device)
+        return F.cross_entropy(logits, labels) * (2.0 * hp.MOCOV3_T)
+
+    return contrast(q_a, k_b) + contrast(q_b, k_a)
+
+
+def decoupled(u: Any, v: Any, weights: Any = None) -> Any:
+    """One direction of DCL: anchors ``u``, positives ``v``; the negatives are the other
+    rows of both views (the anchor and its positive masked to -inf)."""
+    cross = u @ v.T / hp.DCL_T
+    same = u @ u.T / hp.DCL_T
+    positive = torch.diagonal(cross)
+    if weights is not None:
+        positive = weights * positive
+    eye = torch.eye(u.shape[0], dtype=torch.bool, device=u.device)
+    negatives = torch.cat([cross.masked_fill(eye, float("-inf")),
+                           same.masked_fill(eye, float("-inf"))], dim=1)
+    return (torch.logsumexp(negatives, dim=1) - positive).mean()
+
+
+def dcl(z_a: Any, z_b: Any) -> Any:
+    u, v = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    return decoupled(u, v) + decoupled(v, u)
+
+
+def dclw(z_a: Any, z_b: Any) -> Any:
+    u, v = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    with torch.no_grad():
+        cos = (u * v).sum(dim=1)
+        weights = 2.0 - u.shape[0] * F.softmax(cos / hp.DCLW_SIGMA, dim=0)
+    return decoupled(u, v, weights) + decoupled(v, u, weights)
+
+
+def alignment_uniformity(z_a: Any, z_b: Any) -> Any:
+    x, y = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    align = (x - y).norm(p=2, dim=1).pow(hp.AU_ALPHA).mean()
+
+    def uniform(u: Any) -> Any:
+        return torch.pdist(u, p=2).pow(2).mul(-hp.AU_T).exp().mean().log()
+
+    return align + (uniform(x) + uniform(y)) / 2
+
+
+def tico(z_a: Any, z_b: Any, covariance: Any) -> Any:
+    u_a, u_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    batch = u_a.T @ u_a / u_a.shape[0]
+    c = hp.TICO_BETA * covariance + (1.0 - hp.TICO_BETA) * batch
+    contrast = ((u_a @ c) * u_a).sum(dim=1).mean()
+    return -(u_a * u_b).sum(dim=1).mean() + hp.TICO_RHO * contrast
+
+
+def mmcr(z_a: Any, z_b: Any) -> Any:
+    centroids = (F.normalize(z_a, dim=1) + F.normalize(z_b, dim=1)) / 2
+    return -torch.linalg.svdvals(centroids).sum()
+
+
+def nnclr(p_a: Any, p_b: Any, z_a: Any, z_b: Any, support: Any) -> Any:
+    def nearest(z: Any) -> Any:
+        with torch.no_grad():
+            index = (F.normalize(z, dim=1) @ support.T).argmax(dim=1)
+        return support[index]
+
+    def contrast(neighbour: Any, p: Any) -> Any:
+        logits = F.normalize(neighbour, dim=1) @ F.normalize(p, dim=1).T / hp.NNCLR_T
+        return F.cross_entropy(logits, torch.arange(p.shape[0], device=p.device))
+
+    return 0.5 * (contrast(nearest(z_a), p_b) + contrast(nearest(z_b), p_a))
+
+
+def dino(z_a: Any, z_b: Any, t_a: Any, t_b: Any, center: Any, prototypes: Any) -> Any:
+    # The head's last layer: unit prototypes against the normalised bottleneck.
+    w = F.normalize(prototypes, dim=1)
+    student = [F.normalize(z, dim=1) @ w.T / hp.DINO_STUDENT_T for z in (z_a, z_b)]
+    with torch.no_grad():
+        teacher = [F.softmax((F.normalize(t, dim=1) @ w.T - center) / hp.DINO_TEACHER_T, dim=1)
+                   for t in (t_a, t_b)]
+    total: Any = 0.0
+    for i, q in enumerate(teacher):
+        for v, s in enumerate(student):
+            if v != i:
+                total = total + (-q * F.log_softmax(s, dim=1)).sum(dim=1).mean()
+    return total / 2
+
+
+def koleo(z: Any) -> Any:
+    u = F.normalize(z, dim=1)
+    with torch.no_grad():
+        dots = u @ u.T
+        dots.fill_diagonal_(-2.0)
+        index = dots.argmax(dim=1)
+    distance = F.pairwise_distance(u, u[index], p=2, eps=hp.KOLEO_EPS)
+    return -torch.log(distance + hp.KOLEO_EPS).mean()
+
+
 NATIVES: dict[str, Callable[..., Any]] = {
     "byol": byol,
     "barlow_twins": barlow_twins,
@@ -127,4 +276,17 @@ NATIVES: dict[str, Callable[..., Any]] = {
     "swav_score": score,
     "simclr": simclr,
     "adc": adc,
+    "simsiam": simsiam,
+    "vicreg": vicreg,
+    "wmse": wmse,
+    "moco": moco,
+    "mocov3": mocov3,
+    "dcl": dcl,
+    "dclw": dclw,
+    "alignment_uniformity": alignment_uniformity,
+    "tico": tico,
+    "mmcr": mmcr,
+    "nnclr": nnclr,
+    "dino": dino,
+    "koleo": koleo,
 }
