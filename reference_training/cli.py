@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-recipe", dest="recipe", action="store_false",
-        help="use the plain defaults instead of the method's recipe for the dataset "
-        "(docs/training.md, Recipes; default: the recipe)",
+        help="use the plain defaults instead of the method's recipe for the dataset, "
+        "see docs/training.md, Recipes (default: the recipe)",
     )
     parser.add_argument(
         "--overwrite", action="store_true",

@@ -27,19 +27,27 @@ CHECK = textwrap.dedent(
     for framework in ("torch", "jax", "tensorflow", "keras"):
         assert importlib.util.find_spec(framework) is None, framework
     rng = np.random.default_rng(0)
-    z_a, z_b, p_a, p_b = rng.normal(size=(4, 16, 8))
-    w = rng.normal(size=(5, 8))
-    inputs = {"z_a": z_a, "z_b": z_b, "p_a": p_a, "p_b": p_b}
+    sizes = {"dim": 8, "n_prototypes": 5, "queue_size": 12, "support_size": 12}
+    # W-MSE whitens sub-batches of more than D rows: the whole batch of 16 here.
+    settings = {"wmse": {"w_size": 16}}
     for name in registry.names():
         entry = registry.get(name)
-        owned = {p.name: w for p in entry.parameters}
-        parts = registry.method_parts(name, *(inputs[i] for i in entry.inputs), **owned,
-                                      adc=glf_losses.ADC(perplexity=5.0), prior=z_a)
+        inputs = [rng.normal(size=(16, 8)) for _ in entry.inputs]
+        held = {h.name: rng.normal(size=tuple(sizes[n] for n in h.shape))
+                for h in (*entry.parameters, *entry.states)}
+        options = settings.get(name, {})
+        parts = registry.method_parts(name, *inputs, **held, **options,
+                                      adc=glf_losses.ADC(perplexity=5.0), prior=inputs[0])
         assert np.isfinite(parts.total), name
-        if not entry.parameters:  # the spec's own function; SwAV's takes scores
-            loss = getattr(glf_losses, name + "_loss")(*(inputs[i] for i in entry.inputs))
+        new = registry.method_state(name, {s.name: held[s.name] for s in entry.states},
+                                    *inputs, **{p.name: held[p.name] for p in entry.parameters})
+        assert all(np.isfinite(v).all() for v in new.values()), name
+        if entry.parts is getattr(glf_losses, name + "_parts", None) and not held:
+            # The spec's own function (the others take scores, crops or one array).
+            loss = getattr(glf_losses, name + "_loss")(*inputs, **options)
             assert np.isfinite(loss), name
-    assert np.isfinite(glf_losses.adc_loss(z_a, z_b, z_a, perplexity=5.0))
+    z_a = rng.normal(size=(16, 8))
+    assert np.isfinite(glf_losses.adc_loss(z_a, z_a[::-1], z_a, perplexity=5.0))
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in
                     ("torch", "jax", "jaxlib", "tensorflow", "keras", "flax"))
     assert not loaded, loaded
