@@ -66,6 +66,9 @@ def _worker(
     try:
         # The launcher has checked and prepared --out for all of them.
         train(config, resume=resume, prepared_out=True, **options)
+        # The other ranks wait for rank 0's evaluation and files, so that no process
+        # tears its connections down while another still holds them open.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
