@@ -144,6 +144,8 @@ class Method:
         inputs are then its outputs and the next two the target's projections.
       momentum_target: a trainer keeps an EMA copy of the online network as the target.
       projector_layers: depth of the projection head the method's authors use.
+      projector_last_bn: the head ends in a BatchNorm without affine parameters, as
+        SimSiam's and MoCo v3's authors' heads do.
       host_inputs: per-step values the loop computes ([`EMA_RATE`][glf_losses.registry.EMA_RATE],
         [`PARAMETERS_ACTIVE`][glf_losses.registry.PARAMETERS_ACTIVE]).
       adc_weights: ``(nu, upsilon)`` that give ADC a comparable share of the gradient
@@ -166,6 +168,7 @@ class Method:
     predictor: bool = False
     momentum_target: bool = False
     projector_layers: int = 2
+    projector_last_bn: bool = False
     host_inputs: frozenset[str] = frozenset()
     adc_weights: tuple[float, float] = (1.0, 10.0)
     title: str = ""
@@ -429,6 +432,7 @@ register(Method(
     adc_inputs=("p_a", "p_b"),
     predictor=True,
     projector_layers=3,
+    projector_last_bn=True,
     # ADC's share 55% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
     adc_weights=(0.1, 1.0),
     title="SimSiam",
@@ -542,6 +546,7 @@ register(Method(
     predictor=True,
     momentum_target=True,
     projector_layers=3,
+    projector_last_bn=True,
     host_inputs=frozenset({EMA_RATE}),
     # ADC's share 48% (SimCLR's: 61%) in benchmarks/adc_gradient_share.py.
     adc_weights=(0.3, 3.0),

@@ -294,7 +294,8 @@ class _Programs:
         )
         entry = config.method_entry()
         head = projector(
-            feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers, dtype=dtype
+            feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers,
+            last_bn=entry.projector_last_bn, dtype=dtype,
         )
         self.online = _Online(self.encoder, head)
         self.predictor = (

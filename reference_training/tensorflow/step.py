@@ -170,7 +170,7 @@ class TensorFlowTrainer:
         c = self.config
         return projector(
             self._feature_dim, c.proj_hidden, c.proj_dim, c.method_entry().projector_layers,
-            dtype=self._dtype,
+            last_bn=c.method_entry().projector_last_bn, dtype=self._dtype,
         )
 
     def _build(self, config: RunConfig) -> None:

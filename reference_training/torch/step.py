@@ -152,7 +152,8 @@ class TorchTrainer:
             dataset.image_shape, config.arch, width=config.cnn_width
         )
         self.entry = entry = config.method_entry()
-        head = projector(feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers)
+        head = projector(feature_dim, config.proj_hidden, config.proj_dim, entry.projector_layers,
+                         last_bn=entry.projector_last_bn)
         self.online = _Online(encoder, head).to(self.device)
         if self.world > 1 and on_cuda:
             self.online = nn.SyncBatchNorm.convert_sync_batchnorm(self.online)
