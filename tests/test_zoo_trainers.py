@@ -99,6 +99,38 @@ def test_every_method_trains_a_step_in_every_trainer(
             np.testing.assert_array_equal(value, after[name])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_heads_end_in_a_parameter_free_batchnorm_where_the_method_declares_it(
+    tmp_path: Path, backend: str
+) -> None:
+    # SimSiam's and MoCo v3's authors standardise the projection (BatchNorm, no affine);
+    # SimCLR's head ends in a plain linear layer.
+    pytest.importorskip(MODULES[backend])
+    from glf_train.data import load_dataset
+    from glf_train.loop import make_trainer
+    from train_helpers import small_config
+
+    dataset = load_dataset("digits")
+    for method in ("simsiam", "mocov3", "simclr"):
+        assert registry.get(method).projector_last_bn == (method != "simclr")
+        config = small_config(tmp_path, backend, method=method, compile="off").validate()
+        trainer = make_trainer(config, dataset)
+        if backend == "torch":
+            from torch import nn
+
+            last = trainer.online.head[-1]
+            ends_in_bn = isinstance(last, nn.BatchNorm1d) and not last.affine
+        elif backend == "jax":
+            head_stats = trainer.state["batch_stats"]["online"]["head"]
+            head_params = trainer.state["params"]["online"]["head"]
+            last = f"bn{config.method_entry().projector_layers - 1}"
+            ends_in_bn = last in head_stats and last not in head_params
+        else:
+            last = trainer.head.layers[-1]
+            ends_in_bn = last.name == "out_bn" and not last.trainable_weights
+        assert ends_in_bn == registry.get(method).projector_last_bn, (backend, method)
+
+
 def _inputs(method: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     entry = registry.get(method)
     return tuple(rng.normal(size=(8, 4)) for _ in entry.inputs)
