@@ -118,6 +118,15 @@ def _as_features(x: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _feature_pair(train_feats: np.ndarray, test_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature arrays checked (`_as_features`) and of the same width."""
+    xtr = _as_features(train_feats, "train_feats")
+    xte = _as_features(test_feats, "test_feats")
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
+    return xtr, xte
+
+
 def _as_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     a = np.asarray(y).reshape(-1)
     if a.shape[0] != n:
@@ -154,12 +163,9 @@ def linear_probe(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    xtr = _as_features(train_feats, "train_feats")
-    xte = _as_features(test_feats, "test_feats")
+    xtr, xte = _feature_pair(train_feats, test_feats)
     ytr = _as_labels(train_labels, xtr.shape[0], "train_labels")
     yte = _as_labels(test_labels, xte.shape[0], "test_labels")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
     classes = np.unique(ytr)
     if classes.shape[0] < 2:
         # LogisticRegression refuses a single class; predicting it is the only option.
@@ -279,11 +285,8 @@ def knn_scores(
         raise ValueError(f"k must be >= 1, got {k}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    xtr = _l2_normalise(_as_features(train_feats, "train_feats"))
-    xte = _l2_normalise(_as_features(test_feats, "test_feats"))
+    xtr, xte = (_l2_normalise(x) for x in _feature_pair(train_feats, test_feats))
     ytr = _as_labels(train_labels, xtr.shape[0], "train_labels")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
     classes, ytr_idx = np.unique(ytr, return_inverse=True)
     n_classes = classes.shape[0]
     n_train, n_test = xtr.shape[0], xte.shape[0]
@@ -390,10 +393,7 @@ def whitened_knn_accuracy(
     the mean variance (noise, such as near-constant pixels), so it keeps that invariance
     only for maps that leave no useful direction that weak.
     """
-    xtr = _as_features(train_feats, "train_feats")
-    xte = _as_features(test_feats, "test_feats")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
+    xtr, xte = _feature_pair(train_feats, test_feats)
     mean, w = whitening(xtr, ridge)
     xtr, xte = (xtr - mean) @ w, (xte - mean) @ w
     return knn_accuracy(xtr, train_labels, xte, test_labels, k=k, temperature=temperature)
@@ -531,12 +531,9 @@ def _evaluate_features(
     train_feats: np.ndarray, train_labels: np.ndarray, test_feats: np.ndarray,
     test_labels: np.ndarray, val_indices: np.ndarray | None, max_iter: int,
 ) -> dict[str, float | None]:
-    xtr = _as_features(train_feats, "train_feats")
+    xtr, xte = _feature_pair(train_feats, test_feats)
     ytr = _as_labels(train_labels, xtr.shape[0], "train_labels")
-    xte = _as_features(test_feats, "test_feats")
     yte = _as_labels(test_labels, xte.shape[0], "test_labels")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
     val = np.zeros(xtr.shape[0], dtype=bool)
     if val_indices is not None and len(val_indices):
         idx = np.asarray(val_indices)
