@@ -29,7 +29,9 @@ def front_end(config: RunConfig, backend: ModuleType) -> Any:
     """
     sizes, hyperparameters = config.loss_settings()
     made = backend.front_end(config.method)
-    adc = config.adc_config()
+    # A --method-weight other than 1 scales the method's parts without ADC's: ADC then
+    # joins them in with_controls, not in the front-end.
+    adc = config.adc_config() if config.method_weight == 1.0 else None
     if backend.name == "jax":
         return partial(made, adc=adc, parts=True, **hyperparameters)
     return made(*sizes, adc=adc, **hyperparameters)
@@ -62,13 +64,36 @@ def method_inputs(config: RunConfig, outputs: dict[str, Any]) -> tuple[Any, ...]
     return tuple(inputs)
 
 
-def with_controls(config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...]) -> GLFParts:
-    """``parts`` with the study's control terms of the run added to the constraining part.
+def with_controls(
+    config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...], prior: Any = None
+) -> GLFParts:
+    """``parts`` with the study's control terms of the run applied.
 
-    ``--uniformity-weight w`` adds ``w`` times the uniformity term (at
-    ``uniformity_temperature``) of the outputs ADC would act on: plain spreading, the
-    control against which ADC's effect is measured. ``inputs`` are the method's inputs.
+    ``parts`` come from the run's `front_end`; ``inputs`` are the method's inputs and
+    ``prior`` ADC's prior, as the front-end was given them.
+
+    ``--method-weight m`` (other than 1) scales the method's aligning and constraining
+    parts by ``m``, then adds ADC (with ``--adc``) to the constraining part: with ``m =
+    0`` the run trains ADC alone. ``--uniformity-weight w`` adds ``w`` times the
+    uniformity term (at ``uniformity_temperature``) of the outputs ADC would act on:
+    plain spreading, the control against which ADC's effect is measured.
+
+    Raises:
+      ValueError: if ADC is to be added here and ``prior`` is missing.
     """
+    if config.method_weight != 1.0:
+        weight = config.method_weight
+        parts = GLFParts(weight * parts.align, weight * parts.constrain)
+        adc = config.adc_config()
+        if adc is not None:
+            if prior is None:
+                raise ValueError(
+                    "with_controls needs ADC's prior (prior=...) for a run with --adc and "
+                    f"--method-weight {weight:g}: ADC is added here, not in the front-end"
+                )
+            parts = glf_losses.methods.with_adc(
+                parts, adc, *config.method_entry().adc_pair(inputs), prior
+            )
     if not config.uniformity_weight:
         return parts
     a, b = config.method_entry().adc_pair(inputs)
