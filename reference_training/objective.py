@@ -91,9 +91,8 @@ def with_controls(
                     "with_controls needs ADC's prior (prior=...) for a run with --adc and "
                     f"--method-weight {weight:g}: ADC is added here, not in the front-end"
                 )
-            parts = glf_losses.methods.with_adc(
-                parts, adc, *config.method_entry().adc_pair(inputs), prior
-            )
+            a, b = config.method_entry().adc_pair(inputs)
+            parts = glf_losses.with_adc(parts, adc, a, b, prior)
     if not config.uniformity_weight:
         return parts
     a, b = config.method_entry().adc_pair(inputs)

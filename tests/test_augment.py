@@ -405,7 +405,8 @@ def test_presets() -> None:
     # Shifts as large as the digits' spread over the canvas (0 to 20 px), and crops that
     # can still hold a whole 28 px digit.
     assert canvas.translate * 48 >= 10
-    assert canvas.crop_scale is not None and canvas.crop_scale[0] * canvas.crop_ratio[0] * 48**2 >= 28**2
+    assert canvas.crop_scale is not None
+    assert canvas.crop_scale[0] * canvas.crop_ratio[0] * 48**2 >= 28**2
     with pytest.raises(ValueError, match="no augmentation preset"):
         AugmentConfig.for_dataset("imagenet")
 

@@ -470,7 +470,8 @@ def test_mnist5k_canvas48_moves_each_digit_and_keeps_split_and_labels(
     mnist5k: Dataset, canvas48: Dataset
 ) -> None:
     assert canvas48.name == "mnist5k-canvas48" and canvas48.image_shape == (1, 48, 48)
-    assert canvas48.x_train.shape == (4000, 1, 48, 48) and canvas48.x_test.shape == (1000, 1, 48, 48)
+    assert canvas48.x_train.shape == (4000, 1, 48, 48)
+    assert canvas48.x_test.shape == (1000, 1, 48, 48)
     assert canvas48.x_train.dtype == np.uint8 and not canvas48.flip
     # The same split, in the same order, with the same labels as mnist5k.
     np.testing.assert_array_equal(canvas48.y_train, mnist5k.y_train)
@@ -482,7 +483,9 @@ def test_mnist5k_canvas48_moves_each_digit_and_keeps_split_and_labels(
         top = _first_lit(big, 2) - _first_lit(small, 2)
         left = _first_lit(big, 3) - _first_lit(small, 3)
         assert top.min() >= 0 and left.min() >= 0 and top.max() <= 20 and left.max() <= 20
-        window = np.stack([b[:, t : t + 28, l : l + 28] for b, t, l in zip(big, top, left)])
+        window = np.stack([
+            b[:, t : t + 28, l : l + 28] for b, t, l in zip(big, top, left, strict=True)
+        ])
         np.testing.assert_array_equal(window, small)
         assert big.reshape(len(big), -1).sum(1).tolist() == \
             small.reshape(len(small), -1).sum(1).tolist()
@@ -519,7 +522,7 @@ def test_place_on_canvas_draws_places_from_its_seed_alone() -> None:
     canvases, offsets = place_on_canvas(images, 12, seed=3)
     assert canvases.shape == (50, 2, 12, 12) and offsets.dtype == np.int64
     assert offsets[:, 0].max() <= 7 and offsets[:, 1].max() <= 5 and offsets.min() >= 0
-    for canvas, image, (top, left) in zip(canvases, images, offsets):
+    for canvas, image, (top, left) in zip(canvases, images, offsets, strict=True):
         np.testing.assert_array_equal(canvas[:, top : top + 5, left : left + 7], image)
         assert (canvas > 0).sum() == image.size
     again, same = place_on_canvas(images, 12, seed=3)

@@ -182,10 +182,10 @@ def test_method_weight_scales_the_method_and_zero_trains_adc_alone(
 
 
 def test_method_weight_zero_needs_adc() -> None:
-    with pytest.raises(ValueError, match="--method-weight 0 leaves nothing to train: .*add "
-                       "--adc"):
+    with pytest.raises(ValueError, match=r"--method-weight 0 leaves nothing to train: .*add "
+                       r"--adc"):
         RunConfig(method="byol", method_weight=0.0).validate()
-    with pytest.raises(ValueError, match="--method-weight must be >= 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"--method-weight must be >= 0, got -1\.0"):
         RunConfig(method="byol", adc=True, method_weight=-1.0).validate()
     assert RunConfig(method="byol", adc=True, method_weight=0.0).validate().method_weight == 0.0
     invocation = parse_config(["--method", "byol", "--adc", "--method-weight", "0"])
