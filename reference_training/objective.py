@@ -21,7 +21,9 @@ __all__ = ["front_end", "method_inputs", "views_through", "with_controls"]
 
 
 def front_end(config: RunConfig, backend: ModuleType) -> Any:
-    """The run's loss (ADC included when ``--adc``) from a backend's front-ends.
+    """The run's loss (ADC included when ``--adc``, unless ``--method-weight`` is not 1:
+    `with_controls` then adds it after scaling the method's parts) from a backend's
+    front-ends.
 
     ``backend`` is ``glf_losses.backends.torch`` or ``.tensorflow`` (an ``nn.Module`` or
     Keras layer is returned, holding the arrays the method owns) or ``.jax`` (a function
