@@ -271,6 +271,14 @@ def test_controls_tier_arms_and_the_runs_it_shares_with_main(
     assert (frozen["adc"], frozen["adc_prior"]) == (True, "frozen_encoder")
     # Fake norms: ADC adds 4 to the gradient norm, the uniformity term 2 per unit weight.
     assert (spread["adc"], spread["uniformity_weight"]) == (False, pytest.approx(2.0))
+    # Each as glf-train makes it of the arm's flags.
+    assert alone == _glf_train("byol", "mnist5k", 1, by_name["adc alone"]["dirs"][1],
+                               "--adc", "--method-weight", "0")
+    assert frozen == _glf_train("byol", "mnist5k", 1, by_name["adc frozen encoder"]["dirs"][1],
+                                "--adc", "--adc-prior", "frozen_encoder")
+    assert spread == _glf_train("byol", "mnist5k", 1,
+                                by_name["uniformity at adc strength"]["dirs"][1],
+                                "--uniformity-weight", "2")
     for other, changed in ((alone, {"adc", "method_weight"}), (frozen, {"adc", "adc_prior"}),
                            (spread, {"uniformity_weight"})):
         assert {k for k in base if base[k] != other[k]} == changed | {"out"}
@@ -421,8 +429,10 @@ def test_a_tier_trains_and_reports_end_to_end(study: ModuleType, tmp_path: Path)
     assert summary["config"]["adc"] and summary["config"]["epochs"] == 1
     assert adc["linear"] == [summary["linear_probe_accuracy"]]
     assert adc["paired"]["knn"]["n"] == 1 and 0.0 < adc["share"] < 1.0
-    # A second call reuses the finished runs: it trains nothing and reports the same.
     before = (tmp_path / "results.md").read_text()
+    assert ("python studies/adc.py --tier main --methods simclr --seeds 0 --dataset digits "
+            f"--epochs 1 --batch-size 128 --out {tmp_path}") in before
+    # A second call reuses the finished runs: it trains nothing and reports the same.
     assert study.main(argv) == 0 and (tmp_path / "results.md").read_text() == before
 
 
