@@ -58,11 +58,12 @@ bench-training: $(STAMP)
 		--threads 1 --json runs/bench/training_cpu_smallcnn.json \
 		--plot runs/bench/training_cpu_smallcnn.png
 
-# Sections 1 and 2 of docs/study.md; the page lists the commands of the others.
+# Sections 1 and 2 of docs/study.md (the first study's tiers); the page lists the commands
+# of the others and of the redone study.
 study: $(STAMP)
-	$(PY) studies/adc.py --tier main --epochs 40 --crop-min-area 0.15 --seeds 0,1,2,3,4 \
-		--jobs 2 --out runs/study-long
-	$(PY) studies/adc.py --tier main --epochs 40 --crop-min-area 0.15 --seeds 0,1,2 \
+	$(PY) studies/adc.py --tier legacy-main --epochs 40 --crop-min-area 0.15 \
+		--seeds 0,1,2,3,4 --jobs 2 --out runs/study-long
+	$(PY) studies/adc.py --tier legacy-main --epochs 40 --crop-min-area 0.15 --seeds 0,1,2 \
 		--main-arms "adc,prior without other view" --jobs 2 --out runs/study-long
 
 # The documentation site (MkDocs + Material + mkdocstrings) into site/; any warning fails.

@@ -12,6 +12,9 @@ ARCHS = ("auto", "small_cnn", "resnet18")
 DATASET_IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "digits": (1, 8, 8),
     "mnist": (1, 28, 28),
+    # Listed beside "mnist" because names match by prefix, the longest first: without it
+    # mnist5k-canvas48 would resolve to MNIST's 28x28.
+    "mnist5kcanvas48": (1, 48, 48),
     "fashionmnist": (1, 28, 28),
     "cifar10": (3, 32, 32),
     "cifar100": (3, 32, 32),

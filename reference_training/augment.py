@@ -149,6 +149,12 @@ class AugmentConfig:
         * digits, mnist5k: mild crops (area 0.7..1, near-square), shifts of about one
           pixel (digits) or three (mnist5k), Gaussian noise 0.05; no flip, no colour.
           A ``-rgb32`` suffix (padded copies) selects the same views at 32x32.
+        * mnist5k-canvas48 (a digit at a random place on a 48x48 canvas): crops of area
+          0.5..1 (at least 32 px a side, enough to hold a whole 28 px digit) and shifts
+          of up to a quarter of the canvas (12 px), noise 0.05; no flip, no colour.
+          Within a pair of views the digit moves about as far as it moves between
+          images, so where it sits says nothing about which image it is, and the
+          aligning term teaches the encoder to ignore it.
         * cifar10, cifar100: SimCLR-style with crop area ``(0.2, 1)``, the usual choice
           for 32x32 images (``(0.08, 1)`` leaves crops of 9x9 pixels), flip 0.5, jitter
           0.8 with (0.4, 0.4, 0.4, 0.1), grayscale 0.2, no blur.
@@ -179,6 +185,11 @@ class AugmentConfig:
             config = cls(out_hw=(8, 8), translate=0.125, **mild_crop)
         elif key == "mnist5k":
             config = cls(out_hw=(28, 28), translate=0.1, **mild_crop)
+        elif key == "mnist5k-canvas48":
+            config = cls(
+                out_hw=(48, 48), crop_scale=(0.5, 1.0), crop_ratio=(0.9, 1 / 0.9),
+                translate=0.25, noise_std=0.05,
+            )
         elif key in ("cifar10", "cifar100"):
             config = cls(out_hw=(32, 32), crop_scale=(0.2, 1.0), **colour)
         elif key == "stl10":

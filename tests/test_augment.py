@@ -58,6 +58,7 @@ PRESETS = {
     "digits": ((6, 1, 8, 8), (6, 1, 8, 8)),
     "mnist5k": ((6, 1, 28, 28), (6, 1, 28, 28)),
     "mnist5k-rgb32": ((6, 3, 32, 32), (6, 3, 32, 32)),
+    "mnist5k-canvas48": ((6, 1, 48, 48), (6, 1, 48, 48)),
     "cifar10": ((6, 3, 32, 32), (6, 3, 32, 32)),
     "cifar100": ((6, 3, 32, 32), (6, 3, 32, 32)),
     "stl10": ((3, 3, 96, 96), (3, 3, 96, 96)),
@@ -399,6 +400,13 @@ def test_presets() -> None:
         config = AugmentConfig.for_dataset(name)
         assert config.flip_p == 0 and not config.uses_colour and config.noise_std > 0
     assert AugmentConfig.for_dataset("mnist5k-rgb32").out_hw == (32, 32)
+    canvas = AugmentConfig.for_dataset("mnist5k-canvas48")
+    assert canvas.out_hw == (48, 48) and canvas.flip_p == 0 and not canvas.uses_colour
+    # Shifts as large as the digits' spread over the canvas (0 to 20 px), and crops that
+    # can still hold a whole 28 px digit.
+    assert canvas.translate * 48 >= 10
+    assert canvas.crop_scale is not None
+    assert canvas.crop_scale[0] * canvas.crop_ratio[0] * 48**2 >= 28**2
     with pytest.raises(ValueError, match="no augmentation preset"):
         AugmentConfig.for_dataset("imagenet")
 

@@ -46,7 +46,8 @@ def _fake_norms(settings: dict[str, Any]) -> dict[str, float]:
     if not settings.get("adc"):
         return {"whole": 10.0, "extra": 0.0}
     median = settings.get("adc_bandwidth") == "median"
-    extra = (0.5 if median else 4.0) * settings.get("adc_upsilon", 10.0) / 10.0
+    # None: the method's own weight (the redone study's runs), 10 for these methods.
+    extra = (0.5 if median else 4.0) * (settings.get("adc_upsilon") or 10.0) / 10.0
     return {"whole": 10.0 + extra, "extra": extra}
 
 
@@ -55,11 +56,11 @@ def _plan(study: ModuleType, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -
     return study._jobs(study._parser().parse_args(argv))
 
 
-def test_main_tier_pairs_every_arm_with_its_base_by_seed(
+def test_legacy_main_tier_pairs_every_arm_with_its_base_by_seed(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     jobs, arms = _plan(study, monkeypatch, [
-        "--tier", "main", "--methods", "byol,simclr", "--seeds", "0,3", "--epochs", "7",
+        "--tier", "legacy-main", "--methods", "byol,simclr", "--seeds", "0,3", "--epochs", "7",
         "--crop-min-area", "0.2", "--main-arms", "adc,prior without other view",
         "--out", str(tmp_path),
     ])
@@ -79,19 +80,19 @@ def test_main_tier_pairs_every_arm_with_its_base_by_seed(
     assert arms[1]["share"] == pytest.approx(4.0 / 14.0)
 
 
-def test_main_tier_refuses_controls_and_unknown_arms(
+def test_legacy_main_tier_refuses_controls_and_unknown_arms(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     for bad in ("uniformity at adc strength", "adc x7"):
         with pytest.raises(SystemExit, match="--main-arms: not usable"):
-            _plan(study, monkeypatch, ["--tier", "main", "--main-arms", bad,
+            _plan(study, monkeypatch, ["--tier", "legacy-main", "--main-arms", bad,
                                        "--out", str(tmp_path)])
 
 
-def test_controls_are_weighted_to_the_gradient_norm_they_match(
+def test_legacy_controls_are_weighted_to_the_gradient_norm_they_match(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _, arms = _plan(study, monkeypatch, ["--tier", "ablations", "--ablation-seeds", "0",
+    _, arms = _plan(study, monkeypatch, ["--tier", "legacy-ablations", "--ablation-seeds", "0",
                                          "--out", str(tmp_path)])
     by_name = {a["name"]: a["overrides"] for a in arms}
     # Fake norms: ADC's extra gradient 4, "median" ADC's 0.5, uniformity 2 per unit weight.
@@ -142,7 +143,7 @@ def _write_runs(root: Path, runs: dict[str, tuple[float, float]], older: bool = 
         (root / "main" / name / "summary.json").write_text(json.dumps(summary))
 
 
-def test_report_gives_paired_differences_and_skips_unfinished_arms(
+def test_legacy_report_gives_paired_differences_and_skips_unfinished_arms(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
@@ -152,8 +153,8 @@ def test_report_gives_paired_differences_and_skips_unfinished_arms(
         "simclr-seed0": (0.95, 0.80),  # seed 1 of SimCLR never finished
         "simclr-adc-seed0": (0.96, 0.85), "simclr-adc-seed1": (0.97, 0.86),
     })
-    argv = ["--tier", "main", "--methods", "byol,simclr", "--seeds", "0,1", "--report-only",
-            "--out", str(tmp_path)]
+    argv = ["--tier", "legacy-main", "--methods", "byol,simclr", "--seeds", "0,1",
+            "--report-only", "--out", str(tmp_path)]
     assert study.main(argv) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [(r["method"], r["arm"]) for r in rows] == [("byol", "base"), ("byol", "adc")]
@@ -174,13 +175,13 @@ def test_report_gives_paired_differences_and_skips_unfinished_arms(
     assert (tmp_path / "study.png").stat().st_size > 0
 
 
-def test_report_on_runs_from_before_the_validation_split(
+def test_legacy_report_on_runs_from_before_the_validation_split(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(study, "_gradient_norms", _fake_norms)
     _write_runs(tmp_path, {"byol-seed0": (0.80, 0.50), "byol-adc-seed0": (0.85, 0.60)},
                 older=True)
-    assert study.main(["--tier", "main", "--methods", "byol", "--seeds", "0",
+    assert study.main(["--tier", "legacy-main", "--methods", "byol", "--seeds", "0",
                        "--report-only", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "results.md").read_text()
     # Their kNN was at k = 200: it shows in that column, and the k = 20 one is unknown.
@@ -188,6 +189,251 @@ def test_report_on_runs_from_before_the_validation_split(
         in table
     assert "Raw pixels: linear 90.0, kNN –, kNN k=200 80.0" in table
     assert "no validation table" in table and "Validation split" not in table
+
+
+# --- the redone study: tiers at the recipes --------------------------------------------------
+
+
+def _glf_train(method: str, dataset: str, seed: int, out: Path, *flags: str) -> dict[str, Any]:
+    """The fields ``glf-train`` itself makes of a command line (recipe included)."""
+    from glf_train.cli import parse_config
+
+    argv = ["--method", method, "--dataset", dataset, "--seed", str(seed), "--out", str(out),
+            "--quiet", "--eval-every", "5", *flags]
+    fields: dict[str, Any] = parse_config(argv).config.to_dict()
+    return fields
+
+
+def test_main_tier_builds_each_run_as_glf_train_would(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, arms = _plan(study, monkeypatch, ["--tier", "main", "--methods", "byol,wmse",
+                                            "--seeds", "0,3", "--out", str(tmp_path)])
+    assert [(a["method"], a["name"]) for a in arms] == [
+        (m, n) for m in ("byol", "wmse") for n in ("base", "adc")
+    ]
+    assert len(jobs) == 2 * 2 * 2
+    by_out = {j["out"]: j for j in jobs}
+    for arm in arms:
+        flags = ("--adc",) if arm["name"] == "adc" else ()
+        for seed, directory in zip((0, 3), arm["dirs"], strict=True):
+            assert directory == tmp_path / "mnist5k" / arm["method"] / f"{arm['name']}-seed{seed}"
+            assert by_out[str(directory)] == _glf_train(
+                arm["method"], "mnist5k", seed, directory, *flags)
+    # The recipe's values, ADC at the registry's weights (None: the method's own).
+    base, adc = by_out[str(arms[2]["dirs"][1])], by_out[str(arms[3]["dirs"][1])]
+    assert (base["batch_size"], base["epochs"], base["proj_dim"]) == (64, 30, 32)
+    assert base["loss_options"] == {"w_size": 64}
+    assert adc["adc_nu"] is None and adc["adc_upsilon"] is None
+    # Paired: same seed, and nothing but ADC and the directory differs.
+    assert {k for k in base if base[k] != adc[k]} == {"adc", "out"}
+    assert base["seed"] == adc["seed"] == 3
+    assert arms[1]["share"] == pytest.approx(4.0 / 14.0)
+
+
+def test_overrides_replace_only_the_recipe_values_they_name(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, _ = _plan(study, monkeypatch, [
+        "--tier", "main", "--methods", "wmse", "--seeds", "1", "--epochs", "3",
+        "--batch-size", "128", "--crop-min-area", "0.3", "--out", str(tmp_path)])
+    for job in jobs:
+        assert (job["epochs"], job["batch_size"], job["crop_min_area"]) == (3, 128, 0.3)
+        # The method's own recipe values stay.
+        assert job["proj_dim"] == 32 and job["loss_options"] == {"w_size": 64}
+        flags = ["--epochs", "3", "--batch-size", "128", "--crop-min-area", "0.3"]
+        assert job == _glf_train("wmse", "mnist5k", 1, Path(job["out"]),
+                                 *flags, *(["--adc"] if job["adc"] else []))
+
+
+def test_controls_tier_arms_and_the_runs_it_shares_with_main(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, arms = _plan(study, monkeypatch, ["--tier", "controls", "--seeds", "0,1",
+                                            "--out", str(tmp_path)])
+    assert [(a["method"], a["name"]) for a in arms] == [("byol", n) for n in (
+        "base", "adc", "adc alone", "adc frozen encoder", "uniformity at adc strength")]
+    by_name = {a["name"]: a for a in arms}
+    runs = {j["out"]: j for j in jobs}
+    assert len(runs) == len(jobs) == 5 * 2
+
+    def run(name: str, seed: int) -> dict[str, Any]:
+        return runs[str(by_name[name]["dirs"][seed])]
+
+    # The base and ADC runs are the main tier's, directory for directory.
+    _, main_arms = _plan(study, monkeypatch, ["--tier", "main", "--methods", "byol",
+                                              "--seeds", "0,1", "--out", str(tmp_path)])
+    assert [a["dirs"] for a in main_arms] == [by_name["base"]["dirs"], by_name["adc"]["dirs"]]
+    base = run("base", 1)
+    alone, frozen, spread = run("adc alone", 1), run("adc frozen encoder", 1), \
+        run("uniformity at adc strength", 1)
+    assert (alone["adc"], alone["method_weight"]) == (True, 0.0)
+    assert (frozen["adc"], frozen["adc_prior"]) == (True, "frozen_encoder")
+    # Fake norms: ADC adds 4 to the gradient norm, the uniformity term 2 per unit weight.
+    assert (spread["adc"], spread["uniformity_weight"]) == (False, pytest.approx(2.0))
+    # Each as glf-train makes it of the arm's flags.
+    assert alone == _glf_train("byol", "mnist5k", 1, by_name["adc alone"]["dirs"][1],
+                               "--adc", "--method-weight", "0")
+    assert frozen == _glf_train("byol", "mnist5k", 1, by_name["adc frozen encoder"]["dirs"][1],
+                                "--adc", "--adc-prior", "frozen_encoder")
+    assert spread == _glf_train("byol", "mnist5k", 1,
+                                by_name["uniformity at adc strength"]["dirs"][1],
+                                "--uniformity-weight", "2")
+    for other, changed in ((alone, {"adc", "method_weight"}), (frozen, {"adc", "adc_prior"}),
+                           (spread, {"uniformity_weight"})):
+        assert {k for k in base if base[k] != other[k]} == changed | {"out"}
+        assert other["seed"] == 1 and other["batch_size"] == 64 and other["epochs"] == 30
+    # ADC alone has no share: without the method's loss nothing is "added" to it.
+    assert by_name["adc alone"]["share"] is None
+    assert by_name["adc frozen encoder"]["share"] == pytest.approx(4.0 / 14.0)
+
+
+def test_stress_tier_runs_on_the_canvas_at_its_recipe(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, arms = _plan(study, monkeypatch, ["--tier", "stress", "--seeds", "2",
+                                            "--out", str(tmp_path)])
+    assert [(a["method"], a["name"]) for a in arms] == [
+        (m, n) for m in ("byol", "simclr", "barlow_twins")
+        for n in ("base", "adc", "adc frozen encoder")
+    ]
+    for arm in arms:
+        (directory,) = arm["dirs"]
+        flags = {"base": (), "adc": ("--adc",),
+                 "adc frozen encoder": ("--adc", "--adc-prior", "frozen_encoder")}[arm["name"]]
+        job = next(j for j in jobs if j["out"] == str(directory))
+        assert job == _glf_train(arm["method"], "mnist5k-canvas48", 2, directory, *flags)
+        assert job["dataset"] == "mnist5k-canvas48" and job["batch_size"] == 64
+    # --tier all: every tier's runs once (the controls reuse the main tier's).
+    jobs, arms = _plan(study, monkeypatch, ["--tier", "all", "--seeds", "0",
+                                            "--out", str(tmp_path)])
+    assert len(jobs) == len({j["out"] for j in jobs}) == 7 * 2 + 3 + 3 * 3
+
+
+def _write_study_runs(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, root: Path, argv: list[str],
+    accuracies: dict[tuple[str, str], list[tuple[float, float, float]]],
+) -> None:
+    """Fabricated summaries for the planned runs: (method, arm) -> per seed (linear, kNN,
+    whitened kNN) on the test split, the validation split 0.02 above; random encoder
+    0.5, 0.4, 0.45 plus 0.01 per seed; raw pixels 0.9, 0.8, 0.7."""
+    jobs, arms = _plan(study, monkeypatch, argv)
+    config = {j["out"]: j for j in jobs}
+    for arm in arms:
+        for seed, directory in enumerate(arm["dirs"]):
+            values = accuracies.get((arm["method"], arm["name"]), [])
+            if seed >= len(values):
+                continue  # this seed never finished
+            test = dict(zip(("linear_probe_accuracy", "knn_accuracy", "whitened_knn_accuracy"),
+                            values[seed], strict=True))
+            test["knn200_accuracy"] = test["knn_accuracy"] - 0.1
+            random = {"linear_probe_accuracy": 0.5 + 0.01 * seed,
+                      "knn_accuracy": 0.4 + 0.01 * seed,
+                      "whitened_knn_accuracy": 0.45 + 0.01 * seed, "knn200_accuracy": 0.3}
+            raw = {"linear_probe_accuracy": 0.9, "knn_accuracy": 0.8,
+                   "whitened_knn_accuracy": 0.7, "knn200_accuracy": 0.6}
+            summary = {
+                **test, **{"val_" + k: v + 0.02 for k, v in test.items()},
+                **{p + s + k: v for p, metrics in (("random_encoder_", random),
+                                                   ("raw_pixels_", raw))
+                   for k, v in metrics.items() for s in ("", "val_")},
+                "effective_rank": 20.0 + seed, "evaluation": {"val_rows": 400},
+                "config": config[str(directory)],
+            }
+            directory.mkdir(parents=True)
+            (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def test_study_report_pairs_by_seed_and_counts_wins(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    argv = ["--tier", "main", "--methods", "byol,simclr", "--seeds", "0,1,2",
+            "--out", str(tmp_path)]
+    _write_study_runs(study, monkeypatch, tmp_path, argv, {
+        ("byol", "base"): [(0.80, 0.50, 0.60), (0.90, 0.70, 0.60), (0.85, 0.60, 0.60)],
+        ("byol", "adc"): [(0.85, 0.60, 0.70), (0.88, 0.70, 0.61), (0.95, 0.65, 0.62)],
+        ("simclr", "base"): [(0.95, 0.80, 0.9)] * 3,
+        ("simclr", "adc"): [(0.96, 0.85, 0.9)] * 2,  # seed 2 never finished
+    })
+    assert study.main([*argv, "--report-only"]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["arm"], r["kind"]) for r in rows] == [
+        ("byol", "base", "arm"), ("byol", "adc", "arm"), ("byol", "random encoder", "reference"),
+        ("simclr", "base", "arm"), ("simclr", "adc", "unfinished"),
+        ("simclr", "random encoder", "reference"), ("", "raw pixels", "reference"),
+    ]
+    base, adc, random, raw = rows[0], rows[1], rows[2], rows[6]
+    assert base["stats"]["linear"]["mean"] == pytest.approx(0.85)
+    assert base["stats"]["linear"]["std"] == pytest.approx(0.05)  # sample std, n - 1
+    assert base["paired"] == {}
+    linear = adc["paired"]["linear"]
+    assert linear["diffs"] == pytest.approx([0.05, -0.02, 0.10])
+    assert (linear["mean"], linear["std"]) == pytest.approx((0.13 / 3, 0.06027714))
+    assert (linear["wins"], linear["n"]) == (2, 3)
+    knn = adc["paired"]["knn"]
+    assert knn["diffs"] == pytest.approx([0.10, 0.0, 0.05])
+    assert knn["wins"] == 2  # a tie is not a win
+    assert adc["paired"]["whitened_knn"]["wins"] == 3
+    assert adc["paired"]["val_linear"]["diffs"] == pytest.approx([0.05, -0.02, 0.10])
+    assert adc["epochs"] == 30 and adc["batch_size"] == 64 and adc["share"] == pytest.approx(
+        4.0 / 14.0)
+    assert random["stats"]["linear"]["mean"] == pytest.approx(0.51)
+    assert random["stats"]["knn"]["std"] == pytest.approx(0.01)
+    assert raw["stats"]["whitened_knn"] == {"mean": pytest.approx(0.7), "std": 0.0, "n": 1}
+
+    table = (tmp_path / "results.md").read_text()
+    assert ("    python studies/adc.py --tier main --methods byol,simclr --seeds 0,1,2 --out "
+            f"{tmp_path}") in table
+    assert "batch 64, 30 epochs" in table
+    # test split: linear, kNN, whitened kNN, their Δ (wins/seeds), rank
+    assert ("| byol | adc | 29% | 89.3 ± 5.1 | 65.0 ± 5.0 | 64.3 ± 4.9 | +4.3 ± 6.0 (2/3) | "
+            "+5.0 ± 5.0 (2/3) | +4.3 ± 4.9 (3/3) | 21.0 |") in table
+    assert "| byol | base |  | 85.0 ± 5.0 | 60.0 ± 10.0 | 60.0 ± 0.0 |  |  |  | 21.0 |" in table
+    assert "| byol | random encoder |  | 51.0 ± 1.0 | 41.0 ± 1.0 | 46.0 ± 1.0 |  |  |  |  |" \
+        in table
+    # one value, no spread
+    assert "|  | raw pixels |  | 90.0 | 80.0 | 70.0 |  |  |  |  |" in table
+    # validation split, below it, 2 points higher with the same differences
+    assert ("| byol | adc | 91.3 ± 5.1 | 67.0 ± 5.0 | 66.3 ± 4.9 | +4.3 ± 6.0 (2/3) | "
+            "+5.0 ± 5.0 (2/3) | +4.3 ± 4.9 (3/3) |") in table
+    assert table.index("Validation split") > table.index("| byol | adc | 29%")
+    assert "Not finished (left out above): simclr adc (2 of 3 seeds)." in table
+    assert (tmp_path / "study.png").stat().st_size > 0
+
+
+def test_study_refuses_runs_trained_with_other_settings(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    argv = ["--tier", "main", "--methods", "byol", "--seeds", "0", "--out", str(tmp_path)]
+    _write_study_runs(study, monkeypatch, tmp_path, argv,
+                      {("byol", "base"): [(0.8, 0.5, 0.6)], ("byol", "adc"): [(0.9, 0.6, 0.7)]})
+    # The same --out with another budget: the finished runs are not this study's.
+    with pytest.raises(SystemExit, match=r"byol/base-seed0: epochs 30 \(the run\) vs 5 \(this "
+                       r"study\)"):
+        study.main([*argv, "--epochs", "5", "--report-only"])
+
+
+def test_a_tier_trains_and_reports_end_to_end(study: ModuleType, tmp_path: Path) -> None:
+    """One epoch of SimCLR with and without ADC on digits, through the worker process."""
+    pytest.importorskip("torch")
+    argv = ["--tier", "main", "--dataset", "digits", "--methods", "simclr", "--seeds", "0",
+            "--epochs", "1", "--batch-size", "128", "--out", str(tmp_path)]
+    assert study.main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["arm"], r["kind"]) for r in rows] == [
+        ("base", "arm"), ("adc", "arm"), ("random encoder", "reference"),
+        ("raw pixels", "reference")]
+    adc = rows[1]
+    summary = json.loads((tmp_path / "digits" / "simclr" / "adc-seed0" / "summary.json")
+                         .read_text())
+    assert summary["config"]["adc"] and summary["config"]["epochs"] == 1
+    assert adc["linear"] == [summary["linear_probe_accuracy"]]
+    assert adc["paired"]["knn"]["n"] == 1 and 0.0 < adc["share"] < 1.0
+    before = (tmp_path / "results.md").read_text()
+    assert ("python studies/adc.py --tier main --methods simclr --seeds 0 --dataset digits "
+            f"--epochs 1 --batch-size 128 --out {tmp_path}") in before
+    # A second call reuses the finished runs: it trains nothing and reports the same.
+    assert study.main(argv) == 0 and (tmp_path / "results.md").read_text() == before
 
 
 def test_compare_table_pairs_test_and_validation_accuracies() -> None:

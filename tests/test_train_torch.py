@@ -128,6 +128,70 @@ def test_adc_weights_default_to_the_methods_recommendation() -> None:
     assert RunConfig(method="byol").adc_config() is None
 
 
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_method_weight_scales_the_method_and_zero_trains_adc_alone(
+    tmp_path: Path, method: str
+) -> None:
+    from glf_train.data import load_dataset
+    from glf_train.loop import make_trainer
+    from glf_train.schedules import step_inputs
+
+    import glf_losses
+
+    dataset = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(dataset.x_train[:64])
+    view_a, view_b = (
+        torch.from_numpy(rng.normal(size=tuple(images.shape)).astype(np.float32))
+        for _ in range(2)
+    )
+
+    def losses(weight: float, adc: bool) -> tuple[float, float, float]:
+        # The same seed gives every trainer the same initial weights.
+        config = small_config(tmp_path, method=method, adc=adc, method_weight=weight)
+        trainer = make_trainer(config.validate(), dataset)
+        with torch.no_grad():
+            total, align, constrain, _ = trainer._compute_loss(view_a, view_b, images)
+        return float(total), float(align), float(constrain)
+
+    base, full = losses(1.0, False), losses(1.0, True)
+    alone, half = losses(0.0, True), losses(0.5, True)
+    adc_part = full[0] - base[0]
+    assert adc_part > 0.0
+    # ADC alone: the method's parts are gone, ADC's is all the loss, in the constraining part.
+    assert alone[1] == 0.0 and alone[0] == pytest.approx(alone[2])
+    assert alone[0] == pytest.approx(adc_part, rel=1e-4)
+    # Half the method's parts, ADC's unchanged.
+    assert half[1] == pytest.approx(0.5 * base[1], rel=1e-5)
+    assert half[0] == pytest.approx(0.5 * base[0] + adc_part, rel=1e-4)
+    if method == "simclr":
+        # ...and ADC's part is ADC of the projections and the raw batch, computed apart.
+        trainer = make_trainer(small_config(tmp_path, method=method, adc=True).validate(),
+                               dataset)
+        with torch.no_grad():
+            z_a, z_b = trainer.online(view_a), trainer.online(view_b)
+        adc = glf_losses.ADC.for_method(method, perplexity=10.0)
+        assert alone[0] == pytest.approx(float(adc(z_a, z_b, images)), rel=1e-4)
+    # ADC alone trains: a step moves the encoder.
+    config = small_config(tmp_path, method=method, adc=True, method_weight=0.0).validate()
+    trainer = make_trainer(config, dataset)
+    before = trainer.features(dataset.x_test[:8])
+    logs = trainer.train_step(view_a, view_b, images, step_inputs(config, 0, 0, 10))
+    assert float(logs["align"]) == 0.0 and float(logs["loss"]) > 0.0
+    assert not np.allclose(trainer.features(dataset.x_test[:8]), before)
+
+
+def test_method_weight_zero_needs_adc() -> None:
+    with pytest.raises(ValueError, match=r"--method-weight 0 leaves nothing to train: .*add "
+                       r"--adc"):
+        RunConfig(method="byol", method_weight=0.0).validate()
+    with pytest.raises(ValueError, match=r"--method-weight must be >= 0, got -1\.0"):
+        RunConfig(method="byol", adc=True, method_weight=-1.0).validate()
+    assert RunConfig(method="byol", adc=True, method_weight=0.0).validate().method_weight == 0.0
+    invocation = parse_config(["--method", "byol", "--adc", "--method-weight", "0"])
+    assert invocation.config.method_weight == 0.0
+
+
 def test_crop_min_area_replaces_the_preset_crop() -> None:
     preset = view_config(RunConfig(dataset="mnist5k"), "mnist5k")
     assert preset.crop_scale == (0.7, 1.0)

@@ -99,7 +99,7 @@ def loss_parts(
     arrays = [owned[name] for name in entry.held]
     optional = {} if queue is None else {"queue_a": queue[0], "queue_b": queue[1]}
     parts: GLFParts = loss(*outputs, *arrays, prior, **optional)
-    return objective.with_controls(config, parts, tuple(outputs))
+    return objective.with_controls(config, parts, tuple(outputs), prior)
 
 
 def make_optimizer(config: RunConfig) -> optax.GradientTransformation:

@@ -240,7 +240,9 @@ class TensorFlowTrainer:
         raw batch, or frozen features).
         """
         parts: GLFParts = self.loss_fn.parts(*args, prior=prior)
-        return objective.with_controls(self.config, parts, args[: len(self.entry.inputs)])
+        return objective.with_controls(
+            self.config, parts, args[: len(self.entry.inputs)], prior
+        )
 
     def _online(self, x: tf.Tensor) -> tf.Tensor:
         return self.head(self.encoder(x, training=True), training=True)

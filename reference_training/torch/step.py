@@ -228,7 +228,7 @@ class TorchTrainer:
         # The loss itself computes in float32 at least, whatever autocast produced.
         n_inputs = len(self.entry.inputs)
         parts = objective.with_controls(
-            self.config, self.loss_fn.parts(*args, prior=prior), args[:n_inputs]
+            self.config, self.loss_fn.parts(*args, prior=prior), args[:n_inputs], prior
         )
         if self.entry.states:
             # The states advance from the outputs the loss saw (MoCo: this step's keys).
