@@ -82,8 +82,8 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
         # The local crops (local_z=) travel with the owned arrays: method_parts takes both
         # by keyword and refuses local crops a method does not have.
         held = dict(zip(owned, arrays[n_inputs:], strict=False))
-        for name in {registry.get(n).local_input for n in registry.local_crop_methods()}:
-            value = kwargs.pop(name, None) if name is not None else None
+        for name in {str(registry.get(n).local_input) for n in registry.local_crop_methods()}:
+            value = kwargs.pop(name, None)
             if value is not None:
                 held[name] = value
         settings = entry.hyperparameter_values(kwargs)
