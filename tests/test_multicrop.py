@@ -278,6 +278,9 @@ def _outputs(trainer: Any, backend: str, views: list[np.ndarray]) -> dict[str, l
     """The online and target networks' projections of ``views``, as the step computes them
     (training mode: batch statistics), in NumPy float64."""
     out: dict[str, list[Any]] = {"online": [], "target": []}
+    # The two views one by one, the local crops in one batch, as the steps run them.
+    crops = views[2:]
+    views = [*views[:2], np.concatenate(crops)] if crops else views
     if backend == "torch":
         import torch
 
@@ -309,6 +312,8 @@ def _outputs(trainer: Any, backend: str, views: list[np.ndarray]) -> dict[str, l
                 out["target"].append(t_head(t_enc(v, training=True), training=True))
         held = {n: getattr(trainer.loss_fn, n).value for n in trainer.entry.held}
     as_numpy = {k: [np.asarray(x, dtype=np.float64) for x in v] for k, v in out.items()}
+    if crops:
+        as_numpy["online"][2:] = np.split(as_numpy["online"][2], len(crops))
     as_numpy["held"] = [{k: np.asarray(v, dtype=np.float64) for k, v in held.items()}]
     return as_numpy
 

@@ -143,9 +143,9 @@ def make_train_step(
     prior_variables, use_queue=False, local_views=()) -> (state, logs)``; ``logs`` holds
     0-d ``loss``, ``align``, ``constrain``.
 
-    ``local_views`` are the batch's local crops (``--local-crops``): each goes through the
-    online network (a forward pass of its own, as each view) and the projections reach
-    the loss as its local input; the target, ADC and the controls see the two views only.
+    ``local_views`` are the batch's local crops (``--local-crops``): they go through the
+    online network together (one forward pass) and the projections reach the loss as its
+    local input; the target, ADC and the controls see the two views only.
 
     ``images`` are the raw batch (ADC's default prior); with ``prior_encoder`` the prior
     is that encoder's eval-mode features of the centred batch under
@@ -176,10 +176,14 @@ def make_train_step(
         params, stats = trainable["params"], state["batch_stats"]
         z_a, online_stats = forward(online, params["online"], stats["online"], view_a)
         z_b, online_stats = forward(online, params["online"], online_stats, view_b)
-        local_z = []
-        for crop in local_views:
-            z, online_stats = forward(online, params["online"], online_stats, crop)
-            local_z.append(z)
+        local_z = None
+        if local_views:
+            # All local crops in one forward pass (one set of BatchNorm statistics), as the
+            # authors' code runs the crops of one size together.
+            z, online_stats = forward(
+                online, params["online"], online_stats, jnp.concatenate(local_views)
+            )
+            local_z = z.reshape(len(local_views), -1, z.shape[-1])
         new_stats = {"online": online_stats}
         outputs = {"online_a": z_a, "online_b": z_b}
         views = {"a": view_a, "b": view_b}
@@ -197,8 +201,7 @@ def make_train_step(
                 outputs[f"target_{v}"] = jax.lax.stop_gradient(t)
         inputs = objective.method_inputs(config, outputs)
         held = {**trainable["owned"], **state["method_state"]}
-        parts = loss_parts(config, inputs, prior, held, queue,
-                           jnp.stack(local_z) if local_z else None)
+        parts = loss_parts(config, inputs, prior, held, queue, local_z)
         # The states advance from the outputs the loss saw (MoCo: this step's keys).
         new_method_state = registry.method_state(
             entry, state["method_state"],

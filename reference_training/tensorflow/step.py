@@ -268,9 +268,13 @@ class TensorFlowTrainer:
         with tf.GradientTape() as tape:
             z_a, z_b = self._online(view_a), self._online(view_b)
             outputs.update(online_a=z_a, online_b=z_b)
-            # Multi-crop: the online network alone sees the local crops, each a forward
-            # pass of its own (its own BatchNorm statistics, as each view).
-            local_z = tf.stack([self._online(v) for v in local_views]) if local_views else None
+            local_z = None
+            if local_views:
+                # Multi-crop: the online network alone sees the local crops, all in one
+                # forward pass (one set of BatchNorm statistics), as the authors' code
+                # runs the crops of one size together; (L * N, D) rows back to (L, N, D).
+                z = self._online(tf.concat(local_views, axis=0))
+                local_z = tf.reshape(z, (len(local_views), -1, z.shape[-1]))
             if self.predictor is not None:
                 for v in objective.views_through(self.config, "predicted"):
                     outputs[f"predicted_{v}"] = self.predictor(

@@ -216,12 +216,12 @@ class TorchTrainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             z_a, z_b = self.online(view_a), self.online(view_b)
             if local_views:
-                # Multi-crop: the online network alone sees the local crops, each crop a
-                # forward pass of its own (its own BatchNorm statistics, as each view).
+                # Multi-crop: the online network alone sees the local crops, all in one
+                # forward pass (one set of BatchNorm statistics), as the authors' code runs
+                # the crops of one size together; (L * N, D) rows back to (L, N, D).
                 assert self.entry.local_input is not None  # RunConfig.validate checked it
-                local[self.entry.local_input] = torch.stack(
-                    [self.online(v) for v in local_views]
-                )
+                z = self.online(torch.cat(local_views))
+                local[self.entry.local_input] = z.reshape(len(local_views), -1, z.shape[-1])
             outputs = {"online_a": z_a, "online_b": z_b}
             views = {"a": view_a, "b": view_b}
             if self.predictor is not None:
