@@ -278,17 +278,18 @@ def _outputs(trainer: Any, backend: str, views: list[np.ndarray]) -> dict[str, l
     """The online and target networks' projections of ``views``, as the step computes them
     (training mode: batch statistics), in NumPy float64."""
     out: dict[str, list[Any]] = {"online": [], "target": []}
-    # The two views one by one, the local crops in one batch, as the steps run them.
+    # The two views one by one, the local crops in one batch, as the steps run them; the
+    # target sees the two views only.
     crops = views[2:]
     views = [*views[:2], np.concatenate(crops)] if crops else views
     if backend == "torch":
         import torch
 
         with torch.no_grad():
-            for v in views:
+            for i, v in enumerate(views):
                 x = torch.from_numpy(v)
                 out["online"].append(trainer.online(x))
-                if trainer.target is not None:
+                if trainer.target is not None and i < 2:
                     out["target"].append(trainer.target(x))
         held = {n: getattr(trainer.loss_fn, n).detach() for n in trainer.entry.held}
     elif backend == "jax":
@@ -299,15 +300,15 @@ def _outputs(trainer: Any, backend: str, views: list[np.ndarray]) -> dict[str, l
             variables = {"params": params, "batch_stats": state["batch_stats"]["online"]}
             return online.apply(variables, x, train=True, mutable=["batch_stats"])[0]
 
-        for v in views:
+        for i, v in enumerate(views):
             out["online"].append(apply(state["params"]["online"], v))
-            if "target" in state:
+            if "target" in state and i < 2:
                 out["target"].append(apply(state["target"], v))
         held = {**state["owned"], **state["method_state"]}
     else:
-        for v in views:
+        for i, v in enumerate(views):
             out["online"].append(trainer._online(v))
-            if trainer.target is not None:
+            if trainer.target is not None and i < 2:
                 t_enc, t_head = trainer.target
                 out["target"].append(t_head(t_enc(v, training=True), training=True))
         held = {n: getattr(trainer.loss_fn, n).value for n in trainer.entry.held}
@@ -344,7 +345,7 @@ def test_a_step_with_local_crops_is_the_spec_of_the_networks_outputs(
     # Computed first: the step donates the JAX state and moves every network.
     out = _outputs(trainer, backend, views + crops)
     z_a, z_b, *local = out["online"]
-    inputs = (z_a, z_b, *out["target"][:2]) if method == "dino" else (z_a, z_b)
+    inputs = (z_a, z_b, *out["target"]) if method == "dino" else (z_a, z_b)
     settings = dict(config.loss_settings()[1])
     want = registry.method_parts(method, *inputs, **out["held"][0], **settings,
                                  local_z=np.stack(local))
