@@ -86,14 +86,17 @@ class MethodFrontEnd:
         """Keep the method's new states the framework's way."""
         raise NotImplementedError
 
-    def parts(self, *inputs: Any, prior: Any = None) -> GLFParts:
+    def parts(self, *inputs: Any, prior: Any = None, **local: Any) -> GLFParts:
         """The loss as ``GLFParts(align, constrain)`` (ADC, if set, in ``constrain``).
 
+        ``local`` holds the local crops' projections under the method's
+        [`Method.local_input`][glf_losses.registry.Method.local_input] keyword (SwAV's
+        and DINO's ``local_z=``, shape (L, N, D)); a method without one refuses them.
         The method's states (MoCo's queue) are read, not updated: see `update_state`.
         """
         return registry.method_parts(
             self.method, *inputs, prior=prior, adc=self.adc, **self.owned_arrays(),
-            **self.hyperparameters,
+            **self.hyperparameters, **local,
         )
 
     def update_state(self, *inputs: Any) -> None:

@@ -1709,9 +1709,11 @@ def dino_prototype_parts(
     student_temperature: float = 0.1,
     teacher_temperature: float = 0.04,
     center_momentum: float = 0.9,
+    *,
+    local_z: Any = None,
 ) -> GLFParts:
-    r"""DINO on two global crops with its last layer as unit prototypes: the form the
-    front-ends and the reference trainers use.
+    r"""DINO on two global crops (and optional local crops) with its last layer as unit
+    prototypes: the form the front-ends and the reference trainers use.
 
     DINO's head ends in an L2-normalised bottleneck and a weight-normalised linear layer
     with its norms fixed to 1 (``norm_last_layer=True``), so its outputs are the cosine
@@ -1721,16 +1723,43 @@ def dino_prototype_parts(
     ``prototypes`` under stop-gradient: the prototypes belong to the loss, not to the
     momentum target, so the teacher's last layer is the student's of this step rather
     than its moving average. Then ``dino_parts(student, teacher, center)`` with crops
-    (a, b) for both.
+    (a, b) for the teacher and (a, b, then the local crops) for the student.
 
     ``center_momentum`` is not used by the loss; it is the method's setting that
     ``dino_prototype_center`` reads.
+
+    Args:
+      z_a, z_b: (N, D) the student's (online) projections of the two global crops.
+      t_a, t_b: (N, D) the teacher's (momentum target's) projections of the same crops.
+      center: (K,) the running centre of the teacher's scores.
+      prototypes: (K, D) the last layer's rows (L2-normalised here).
+      student_temperature, teacher_temperature: as ``dino_loss``'s.
+      center_momentum: the centre's EMA coefficient (read by ``dino_prototype_center``).
+      local_z: optional (L, N, D) student projections of L local crops of the same
+        images (multi-crop): scored against the same prototypes, they predict both
+        global crops' teacher targets; the teacher never sees them, as in DINO.
+
+    Examples:
+      >>> import numpy as np
+      >>> from glf_losses.methods import dino_prototype_parts
+      >>> rng = np.random.default_rng(0)
+      >>> z_a, z_b, t_a, t_b = rng.normal(size=(4, 8, 5))
+      >>> w, center = rng.normal(size=(6, 5)), np.zeros(6)
+      >>> two = dino_prototype_parts(z_a, z_b, t_a, t_b, center, w)
+      >>> multi = dino_prototype_parts(z_a, z_b, t_a, t_b, center, w,
+      ...                              local_z=rng.normal(size=(3, 8, 5)))
+      >>> bool(np.isfinite(multi.total)), bool(multi.total != two.total)
+      (True, True)
     """
-    be = _checks.backend_of(z_a=z_a, z_b=z_b, t_a=t_a, t_b=t_b, prototypes=prototypes)
+    be = _checks.backend_of(z_a=z_a, z_b=z_b, t_a=t_a, t_b=t_b, prototypes=prototypes,
+                            local_z=local_z)
     xp = be.xp
-    student = xp.stack([
-        _prototype_scores(z_a, prototypes, "z_a"), _prototype_scores(z_b, prototypes, "z_b"),
-    ])
+    crops = [_prototype_scores(z_a, prototypes, "z_a"), _prototype_scores(z_b, prototypes, "z_b")]
+    student = xp.stack(crops)
+    if local_z is not None:
+        local = _local_prototype_scores(be, local_z, z_a, prototypes)
+        # The global crops first, in the teacher's order: dino_parts pairs them by index.
+        student = xp.concat(_promoted(be, [student, local]), axis=0)
     teacher = _dino_teacher_scores(be, t_a, t_b, prototypes)
     _check_momentum(center_momentum)
     return dino_parts(student, teacher, center, student_temperature=student_temperature,

@@ -47,6 +47,7 @@ __all__ = [
     "Parameter",
     "State",
     "get",
+    "local_crop_methods",
     "method_parts",
     "method_state",
     "names",
@@ -153,6 +154,9 @@ class Method:
       title: the method's name as papers write it.
       paper: the paper that introduced it.
       source: the official code the spec follows (repository and file).
+      local_input: the keyword of ``parts`` that takes the (L, N, D) online projections
+        of L local crops (multi-crop: SwAV's and DINO's ``local_z``), or ``None`` for a
+        method trained on the two views only. A trainer's ``--local-crops`` needs it.
     """
 
     name: str
@@ -174,6 +178,7 @@ class Method:
     title: str = ""
     paper: str = ""
     source: str = ""
+    local_input: str | None = None
 
     def __post_init__(self) -> None:
         # Read-only views: a declaration is shared by every front-end built from it.
@@ -194,10 +199,10 @@ class Method:
         if self.predictor != any(s.startswith("predicted") for s in self.sources):
             raise ValueError(f"{self.name}: predictor=True if and only if a source is predicted_*")
         held = [*self.inputs, *self.optional_inputs, *(p.name for p in self.parameters),
-                *(s.name for s in self.states)]
+                *(s.name for s in self.states), *([self.local_input] if self.local_input else [])]
         if len(set(held)) != len(held):
-            raise ValueError(f"{self.name}: inputs, parameters and states must have distinct "
-                             f"names, got {held}")
+            raise ValueError(f"{self.name}: inputs, parameters, states and the local input "
+                             f"must have distinct names, got {held}")
 
     @property
     def class_name(self) -> str:
@@ -277,6 +282,26 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
+def local_crop_methods() -> tuple[str, ...]:
+    """The registered methods that take local crops (a
+    [`Method.local_input`][glf_losses.registry.Method.local_input]), sorted."""
+    return tuple(n for n in names() if _REGISTRY[n].local_input is not None)
+
+
+def _local_crops(entry: Method, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the local crops' projections from ``kwargs``: ``{entry.local_input: array}``, or
+    ``{}``; a local-crop keyword given to a method without local crops is refused."""
+    keywords = {get(n).local_input for n in local_crop_methods()} | {entry.local_input}
+    given = {k: kwargs.pop(k) for k in sorted(k for k in keywords if k and k in kwargs)}
+    if entry.local_input is None and any(v is not None for v in given.values()):
+        raise TypeError(
+            f"{entry.name} takes no local crops ({', '.join(given)}=): only "
+            f"{', '.join(local_crop_methods()) or 'no registered method'} do; train "
+            f"{entry.name} on the two views alone"
+        )
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def method_parts(
     method: str | Method,
     *inputs: Array,
@@ -289,7 +314,9 @@ def method_parts(
     The one composition every front-end calls: ``inputs`` are the method's
     [`Method.inputs`][glf_losses.registry.Method.inputs] (then optional inputs, ``None``
     for absent ones); ``kwargs`` hold the arrays its front-end holds (``prototypes=``,
-    ``queue=``) and hyperparameters. With ``adc`` (an
+    ``queue=``), hyperparameters and, for a method with a
+    [`Method.local_input`][glf_losses.registry.Method.local_input], the local crops'
+    projections under that keyword (``local_z=``). With ``adc`` (an
     [`glf_losses.ADC`][glf_losses.ADC]) the ADC term on
     [`Method.adc_inputs`][glf_losses.registry.Method.adc_inputs] joins the
     constraining part, and ``prior`` must be given.
@@ -304,6 +331,7 @@ def method_parts(
       True
     """
     entry = get(method)
+    local = _local_crops(entry, kwargs)
     n_required, n_all = len(entry.inputs), len(entry.inputs) + len(entry.optional_inputs)
     if not n_required <= len(inputs) <= n_all:
         raise TypeError(
@@ -318,7 +346,8 @@ def method_parts(
     arrays = {k: v for k, v in kwargs.items() if k in owned}
     # Optional inputs by name: the parts function takes owned arrays before them.
     optional = dict(zip(entry.optional_inputs, inputs[n_required:], strict=False))
-    parts = entry.parts(*inputs[:n_required], **optional, **arrays, **settings)
+    # ADC acts on the two views' outputs only, never on the local crops.
+    parts = entry.parts(*inputs[:n_required], **optional, **arrays, **settings, **local)
     return methods.with_adc(parts, adc, *entry.adc_pair(inputs[:n_required]), prior)
 
 
@@ -422,6 +451,8 @@ register(Method(
     paper="Caron et al., Unsupervised Learning of Visual Features by Contrasting Cluster "
     "Assignments, NeurIPS 2020 (arXiv 2006.09882)",
     source="facebookresearch/swav: main_swav.py",
+    # Codes from the two global crops only; every crop predicts them (main_swav.py).
+    local_input="local_z",
 ))
 
 register(Method(
@@ -635,4 +666,6 @@ register(Method(
     paper="Caron et al., Emerging Properties in Self-Supervised Vision Transformers, "
     "ICCV 2021 (arXiv 2104.14294)",
     source="facebookresearch/dino: main_dino.py (DINOLoss, DINOHead)",
+    # The student sees every crop, the teacher the two global ones (main_dino.py).
+    local_input="local_z",
 ))

@@ -56,6 +56,7 @@ __all__ = [
     "center",
     "colour_matrices",
     "draw",
+    "local_views",
     "resample_matrices",
     "two_views",
 ]
@@ -602,6 +603,35 @@ def two_views(
         params = draw(rng, global_size or batch, (height, width), None, cfg, channels=channels)
         views.append(apply(xp, images, take(params, rows), mean, std, device))
     return views[0], views[1]
+
+
+def local_views(
+    xp: Any,
+    images: Any,
+    rng: np.random.Generator,
+    config: AugmentConfig,
+    count: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: Any = None,
+    *,
+    global_size: int | None = None,
+    rows: slice = slice(None),
+) -> tuple[Any, ...]:
+    """``count`` independent local crops of a batch (multi-crop), each a view drawn with
+    ``config`` (small ``crop_scale``, small ``out_hw``).
+
+    Drawn from ``rng`` after the two views, so that the two views of a step stay what they
+    are without local crops; ``count = 0`` draws nothing. As `two_views`, the parameters
+    are drawn for the global batch and sliced to this worker's ``rows``.
+    """
+    batch, channels, height, width = images.shape
+    crops = []
+    for _ in range(count):
+        params = draw(rng, global_size or batch, (height, width), None, config,
+                      channels=channels)
+        crops.append(apply(xp, images, take(params, rows), mean, std, device))
+    return tuple(crops)
 
 
 def center(

@@ -34,7 +34,7 @@ class Option(NamedTuple):
 # A field's annotation -> the type argparse converts the flag's text to.
 _FLAG_TYPES: dict[str, type] = {
     "int": int, "float": float, "bool": bool, "str": str, "float | None": float,
-    "str | None": str,
+    "str | None": str, "int | None": int,
 }
 
 

@@ -34,6 +34,13 @@ def methods() -> tuple[str, ...]:
     return registry.names()
 
 
+def local_crop_methods() -> tuple[str, ...]:
+    """The methods ``--local-crops`` accepts: those whose registry entry takes local crops."""
+    from glf_losses import registry
+
+    return registry.local_crop_methods()
+
+
 def adc_fields() -> tuple[dataclasses.Field[Any], ...]:
     """The fields of ``glf_losses.ADC``: each is a ``--adc-<field>`` flag and config key."""
     from glf_losses import ADC
@@ -175,6 +182,22 @@ class RunConfig:
     crop_min_area: float | None = _option(
         None, "smallest crop area (a fraction) of the views", shown_default="the dataset's"
     )
+    # multi-crop (methods with a local input: swav, dino): this many small crops of each
+    # image beside the two views, seen by the online network only
+    local_crops: int = _option(
+        0, "local crops per image beside the two global views (multi-crop; "
+        f"{', '.join(local_crop_methods())} only; 0: the two views alone)"
+    )
+    local_crop_size: int | None = _option(
+        None, "side of the local crops in pixels", shown_default="96/224 of the views' side, "
+        "rounded"
+    )
+    local_crop_min_area: float = _option(
+        0.05, "smallest area (a fraction of the image) of a local crop"
+    )
+    local_crop_max_area: float = _option(
+        0.14, "largest area (a fraction of the image) of a local crop"
+    )
     # running
     compile: str = _option(
         "auto", "compile the step (auto: on CUDA for torch, always for jax and tensorflow)",
@@ -248,6 +271,7 @@ class RunConfig:
         if self.crop_min_area is not None and not 0 < self.crop_min_area <= 1:
             raise ValueError(f"--crop-min-area must be in (0, 1], got {self.crop_min_area}")
         entry = self.method_entry()
+        self._check_local_crops(entry)
         if self.swav_queue < 0:
             raise ValueError(f"--swav-queue must be >= 0, got {self.swav_queue}")
         if self.swav_queue and "queue_a" not in entry.optional_inputs:
@@ -264,6 +288,39 @@ class RunConfig:
                 f"got {adc.perplexity}: lower it or raise --batch-size"
             )
         return self
+
+    def _check_local_crops(self, entry: Any) -> None:
+        """The multi-crop settings: counts and sizes in range, and a method that takes
+        local crops when there are any."""
+        if self.local_crops < 0:
+            raise ValueError(
+                f"--local-crops must be >= 0, got {self.local_crops} (0: the two views alone)"
+            )
+        if self.local_crops and entry.local_input is None:
+            raise ValueError(
+                f"--local-crops {self.local_crops}: {self.method} takes no local crops; "
+                f"only {', '.join(local_crop_methods())} do. Drop --local-crops "
+                "or choose one of them"
+            )
+        if self.local_crop_size is not None:
+            from glf_train.augment import AugmentConfig
+
+            # Local crops are small crops: larger than the views they would be global ones.
+            out_hw = AugmentConfig.for_dataset(self.dataset).out_hw
+            side = min(out_hw) if out_hw else None
+            if not 1 <= self.local_crop_size <= (side or self.local_crop_size):
+                raise ValueError(
+                    f"--local-crop-size must be in [1, {side}] pixels (at most the side of "
+                    f"the views of {self.dataset}), got {self.local_crop_size}"
+                )
+        lo, hi = self.local_crop_min_area, self.local_crop_max_area
+        if not 0 < lo <= 1:
+            raise ValueError(f"--local-crop-min-area must be in (0, 1], got {lo}")
+        if not lo <= hi <= 1:
+            raise ValueError(
+                f"--local-crop-max-area must be in [--local-crop-min-area, 1] = [{lo}, 1], "
+                f"got {hi}"
+            )
 
     def _check_types(self) -> None:
         # A config file's values arrive untyped: "ten", "0.1", true or "false" must be

@@ -26,7 +26,7 @@ from glf_train.data import Dataset, epoch_batches, load_dataset, validation_spli
 from glf_train.errors import TrainingDiverged
 from glf_train.schedules import StepInputs, step_inputs
 
-__all__ = ["BackendTrainer", "make_trainer", "train", "view_config"]
+__all__ = ["BackendTrainer", "local_view_config", "make_trainer", "train", "view_config"]
 
 # Host round trips (for the progress bar and the divergence check) every this many steps.
 _LOG_EVERY = 10
@@ -49,12 +49,14 @@ class BackendTrainer(Protocol):
     def to_device(self, images: np.ndarray) -> Any: ...
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs,
+        local_views: tuple[Any, ...] = (),
     ) -> dict[str, Any]:
         """One optimiser step on two views of a batch; ``prior`` is the raw batch (ADC's
         prior). ``inputs`` are the host's decisions for the step (learning rate, EMA rate,
-        owned arrays' freeze, queue use), computed by `step_inputs`. Returns the
-        step's ``loss``, ``align`` and ``constrain`` as 0-d device arrays."""
+        owned arrays' freeze, queue use), computed by `step_inputs`. ``local_views`` are
+        the batch's local crops (``--local-crops``), passed only when there are any.
+        Returns the step's ``loss``, ``align`` and ``constrain`` as 0-d device arrays."""
         ...
 
     def features(self, images: np.ndarray) -> np.ndarray: ...
@@ -105,6 +107,24 @@ def view_config(config: RunConfig, dataset_name: str) -> augment.AugmentConfig:
         return aug
     return dataclasses.replace(
         aug, crop_scale=(config.crop_min_area, 1.0), crop_ratio=(3 / 4, 4 / 3)
+    )
+
+
+def local_view_config(
+    config: RunConfig, dataset_name: str, view_hw: tuple[int, int]
+) -> augment.AugmentConfig:
+    """The local crops a run draws (``--local-crops``): the dataset's preset views, resized
+    to ``--local-crop-size`` (by default 96/224 of the views' side ``view_hw``, SwAV's
+    and DINO's ratio) from an area in ``[--local-crop-min-area, --local-crop-max-area]``,
+    with the aspect ratio in [3/4, 4/3] as the usual random-resized crop."""
+    size = config.local_crop_size
+    hw = (size, size) if size is not None else tuple(
+        max(1, round(side * 96 / 224)) for side in view_hw
+    )
+    return dataclasses.replace(
+        augment.AugmentConfig.for_dataset(dataset_name), out_hw=(int(hw[0]), int(hw[1])),
+        crop_scale=(config.local_crop_min_area, config.local_crop_max_area),
+        crop_ratio=(3 / 4, 4 / 3),
     )
 
 
@@ -227,6 +247,9 @@ def _train_epoch(
 ) -> dict[str, Any]:
     """One epoch of steps; its record (mean losses, throughput). Stops a diverged run."""
     aug = view_config(config, dataset.name)
+    local_aug = local_view_config(
+        config, dataset.name, aug.out_hw or tuple(dataset.image_shape[1:])
+    )
     steps_per_epoch = dataset.ssl_size // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     bar = report.ProgressBar(
@@ -245,7 +268,15 @@ def _train_epoch(
             global_size=len(indices), rows=trainer.batch_rows,
         )
         inputs = step_inputs(config, epoch, epoch * steps_per_epoch + step, total_steps)
-        pending.append(trainer.train_step(view_a, view_b, images, inputs))
+        if config.local_crops:
+            # Drawn after the two views, which stay the same as a run without them.
+            local = augment.local_views(
+                trainer.xp, images, rng, local_aug, config.local_crops, dataset.mean,
+                dataset.std, global_size=len(indices), rows=trainer.batch_rows,
+            )
+            pending.append(trainer.train_step(view_a, view_b, images, inputs, local_views=local))
+        else:
+            pending.append(trainer.train_step(view_a, view_b, images, inputs))
         # The host reads the device's losses every few steps only.
         if len(pending) < _LOG_EVERY and step < steps_per_epoch - 1:
             continue

@@ -357,3 +357,21 @@ def ref_swav_multicrop(
             subloss -= np.mean(np.sum(q * log_p, axis=1))
         loss += subloss / (n_crops - 1)
     return float(loss / 2)
+
+
+def ref_dino_prototype_multicrop(
+    z_a, z_b, t_a, t_b, local_z, center, prototypes, student_temperature=0.1,
+    teacher_temperature=0.04,
+) -> float:
+    """facebookresearch/dino main_dino.py with the DINOHead's last layer as unit
+    prototypes (norm_last_layer=True): every crop's bottleneck output, L2-normalised,
+    against the unit rows of the last layer's weight, one crop after another; the
+    student's output is the two global crops then the local ones, the teacher's the two
+    global crops only; then DINOLoss.forward (``ref_dino``)."""
+
+    def head(z: np.ndarray) -> np.ndarray:
+        return np.array([[cosine(row, w) for w in prototypes] for row in z])
+
+    student = np.stack([head(z_a), head(z_b), *(head(z) for z in local_z)])
+    teacher = np.stack([head(t_a), head(t_b)])
+    return ref_dino(student, teacher, center, student_temperature, teacher_temperature)

@@ -79,9 +79,16 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
         optional = tuple(kwargs.pop(n, None) for n in entry.optional_inputs)
         while optional and optional[-1] is None:
             optional = optional[:-1]
+        # The local crops (local_z=) travel with the owned arrays: method_parts takes both
+        # by keyword and refuses local crops a method does not have.
+        held = dict(zip(owned, arrays[n_inputs:], strict=False))
+        for name in {str(registry.get(n).local_input) for n in registry.local_crop_methods()}:
+            value = kwargs.pop(name, None)
+            if value is not None:
+                held[name] = value
         settings = entry.hyperparameter_values(kwargs)
         return _compute(
-            (*arrays[:n_inputs], *optional), dict(zip(owned, arrays[n_inputs:], strict=False)),
+            (*arrays[:n_inputs], *optional), held,
             prior, method=entry, adc=check_adc(adc), parts=_checks.check_bool(parts, "parts"),
             settings=_static(settings),
         )
@@ -93,6 +100,7 @@ def front_end(method: str | registry.Method) -> Callable[..., Any]:
         f"{', '.join(positional)}=None, *, adc=None, parts=False"
         + "".join(f", {k}={v!r}" for k, v in entry.hyperparameters.items())
         + "".join(f", {n}=None" for n in entry.optional_inputs)
+        + (f", {entry.local_input}=None" if entry.local_input else "")
         + f")``. ADC, if set, acts on ``{', '.join(entry.adc_inputs)}``."
     )
     loss.method = entry  # type: ignore[attr-defined]

@@ -87,9 +87,12 @@ class MethodLoss(MethodFrontEnd, keras.layers.Layer):
         for name, value in states.items():
             getattr(self, name).assign(value)
 
-    def call(self, *inputs: Any, prior: Any = None, training: bool | None = None) -> Any:
-        """The 0-d loss; unless ``training=False`` the method's states then advance."""
-        total = self.parts(*inputs, prior=prior).total
+    def call(
+        self, *inputs: Any, prior: Any = None, training: bool | None = None, **local: Any
+    ) -> Any:
+        """The 0-d loss; unless ``training=False`` the method's states then advance.
+        ``local``: the local crops (``local_z=``) of a method that takes them."""
+        total = self.parts(*inputs, prior=prior, **local).total
         if training is not False:
             self.update_state(*inputs)
         return total

@@ -67,9 +67,10 @@ class MethodLoss(MethodFrontEnd, torch.nn.Module):
         for name, value in states.items():
             getattr(self, name).copy_(value)
 
-    def forward(self, *inputs: Any, prior: Any = None) -> torch.Tensor:
-        """The 0-d loss; in training mode the method's states then advance."""
-        total: torch.Tensor = self.parts(*inputs, prior=prior).total
+    def forward(self, *inputs: Any, prior: Any = None, **local: Any) -> torch.Tensor:
+        """The 0-d loss; in training mode the method's states then advance. ``local``:
+        the local crops (``local_z=``) of a method that takes them."""
+        total: torch.Tensor = self.parts(*inputs, prior=prior, **local).total
         if self.training:
             self.update_state(*inputs)
         return total

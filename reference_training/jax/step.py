@@ -79,7 +79,7 @@ class _Online(nn.Module):
 
 def loss_parts(
     config: RunConfig, outputs: Sequence[Any], prior: Any, owned: dict[str, Any] | None = None,
-    queue: Any = None,
+    queue: Any = None, local_z: Any = None,
 ) -> GLFParts:
     """The method's ``GLFParts`` (ADC and the run's controls included) from network outputs.
 
@@ -88,8 +88,10 @@ def loss_parts(
     target projections, taken under stop-gradient by the loss). ``owned`` holds the arrays
     the method holds by name (SwAV's ``prototypes``, MoCo's ``queue``). ``queue`` is SwAV's earlier
     projections of both views, ``(queue_a, queue_b)`` of shape ``(Q, D)`` each (or one
-    ``(2, Q, D)`` array). Pure and differentiable in ``outputs`` and ``owned``: the function
-    the train step calls, through the JAX front-end the registry makes.
+    ``(2, Q, D)`` array). ``local_z`` is the ``(L, N, D)`` online projections of the
+    local crops (``--local-crops``, methods with a local input). Pure and differentiable
+    in ``outputs``, ``owned`` and ``local_z``: the function the train step calls, through
+    the JAX front-end the registry makes.
     """
     if queue is not None and not config.swav_queue:
         raise ValueError(f"{config.method} has no queue in this run (--swav-queue 0)")
@@ -98,6 +100,13 @@ def loss_parts(
     loss = objective.front_end(config, jax_frontends)
     arrays = [owned[name] for name in entry.held]
     optional = {} if queue is None else {"queue_a": queue[0], "queue_b": queue[1]}
+    if local_z is not None:
+        if entry.local_input is None:
+            raise ValueError(
+                f"{config.method} takes no local crops; only "
+                f"{', '.join(registry.local_crop_methods())} do (--local-crops)"
+            )
+        optional[entry.local_input] = local_z
     parts: GLFParts = loss(*outputs, *arrays, prior, **optional)
     return objective.with_controls(config, parts, tuple(outputs), prior)
 
@@ -131,8 +140,12 @@ def make_train_step(
     std: Sequence[float],
 ) -> TrainStep:
     """The pure train step ``(state, view_a, view_b, images, lr, tau, owned_active,
-    prior_variables, use_queue=False) -> (state, logs)``; ``logs`` holds 0-d ``loss``,
-    ``align``, ``constrain``.
+    prior_variables, use_queue=False, local_views=()) -> (state, logs)``; ``logs`` holds
+    0-d ``loss``, ``align``, ``constrain``.
+
+    ``local_views`` are the batch's local crops (``--local-crops``): they go through the
+    online network together (one forward pass) and the projections reach the loss as its
+    local input; the target, ADC and the controls see the two views only.
 
     ``images`` are the raw batch (ADC's default prior); with ``prior_encoder`` the prior
     is that encoder's eval-mode features of the centred batch under
@@ -158,11 +171,19 @@ def make_train_step(
 
     def loss_of(
         trainable: State, state: State, view_a: jax.Array, view_b: jax.Array, prior: Any,
-        queue: jax.Array | None,
+        queue: jax.Array | None, local_views: tuple[jax.Array, ...],
     ) -> tuple[jax.Array, tuple[GLFParts, Any, jax.Array, dict[str, jax.Array]]]:
         params, stats = trainable["params"], state["batch_stats"]
         z_a, online_stats = forward(online, params["online"], stats["online"], view_a)
         z_b, online_stats = forward(online, params["online"], online_stats, view_b)
+        local_z = None
+        if local_views:
+            # All local crops in one forward pass (one set of BatchNorm statistics), as the
+            # authors' code runs the crops of one size together.
+            z, online_stats = forward(
+                online, params["online"], online_stats, jnp.concatenate(local_views)
+            )
+            local_z = z.reshape(len(local_views), -1, z.shape[-1])
         new_stats = {"online": online_stats}
         outputs = {"online_a": z_a, "online_b": z_b}
         views = {"a": view_a, "b": view_b}
@@ -180,7 +201,7 @@ def make_train_step(
                 outputs[f"target_{v}"] = jax.lax.stop_gradient(t)
         inputs = objective.method_inputs(config, outputs)
         held = {**trainable["owned"], **state["method_state"]}
-        parts = loss_parts(config, inputs, prior, held, queue)
+        parts = loss_parts(config, inputs, prior, held, queue, local_z)
         # The states advance from the outputs the loss saw (MoCo: this step's keys).
         new_method_state = registry.method_state(
             entry, state["method_state"],
@@ -193,6 +214,7 @@ def make_train_step(
     def step(
         state: State, view_a: jax.Array, view_b: jax.Array, images: jax.Array, lr: jax.Array,
         tau: jax.Array, owned_active: jax.Array, prior_variables: Any, use_queue: bool = False,
+        local_views: tuple[jax.Array, ...] = (),
     ) -> tuple[State, dict[str, jax.Array]]:
         prior: Any = images
         if prior_encoder is not None:
@@ -202,7 +224,7 @@ def make_train_step(
         queue = state["queue"] if use_queue and queue_size > 0 else None
         grads, (parts, new_stats, projections, method_state) = jax.grad(
             loss_of, has_aux=True
-        )(trainable, state, view_a, view_b, prior, queue)
+        )(trainable, state, view_a, view_b, prior, queue, tuple(local_views))
         new = dict(state, batch_stats=new_stats, method_state=method_state)
         updates, new["opt_state"] = tx.update(grads["params"], state["opt_state"], state["params"])
         new["params"] = optax.apply_updates(
@@ -500,13 +522,14 @@ class JaxTrainer:
         return jax.device_put(np.ascontiguousarray(images), self.batch_placement)
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs,
+        local_views: tuple[Any, ...] = (),
     ) -> dict[str, Any]:
         # float32 scalars: same dtype every step (no retracing), whatever x64 says.
         self.state, logs = self.programs.step(
             self.state, view_a, view_b, prior, np.float32(inputs.lr),
             np.float32(inputs.ema_rate), np.float32(inputs.parameters_active),
-            self.prior_variables, use_queue=inputs.use_queue,
+            self.prior_variables, use_queue=inputs.use_queue, local_views=tuple(local_views),
         )
         return logs
 

@@ -232,14 +232,18 @@ class TensorFlowTrainer:
         x = augment.center(self.xp, images, self.dataset.mean, self.dataset.std)
         return tf.stop_gradient(self.prior_encoder(x, training=False))
 
-    def loss_parts(self, *args: tf.Tensor, prior: tf.Tensor | None = None) -> GLFParts:
+    def loss_parts(
+        self, *args: tf.Tensor, prior: tf.Tensor | None = None, local_z: tf.Tensor | None = None
+    ) -> GLFParts:
         """What the step differentiates: the method's parts (+ ADC) on its outputs.
 
         ``(z_a, z_b)`` projections, SwAV's ``(z_a, z_b, queue_a, queue_b)`` with its full
         queue, or BYOL's ``(p_a, p_b, t_a, t_b)``; ``prior`` as the step passes it (the
-        raw batch, or frozen features).
+        raw batch, or frozen features); ``local_z`` the ``(L, N, D)`` online projections of
+        the local crops (``--local-crops``).
         """
-        parts: GLFParts = self.loss_fn.parts(*args, prior=prior)
+        local = {} if local_z is None else {str(self.entry.local_input): local_z}
+        parts: GLFParts = self.loss_fn.parts(*args, prior=prior, **local)
         return objective.with_controls(
             self.config, parts, args[: len(self.entry.inputs)], prior
         )
@@ -250,6 +254,7 @@ class TensorFlowTrainer:
     def _step(
         self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
         tau: tf.Tensor, prototype_gate: tf.Tensor, use_queue: bool = False,
+        local_views: tuple[tf.Tensor, ...] = (),
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         prior = self._prior(images) if self.config.adc else None
         views = {"a": view_a, "b": view_b}
@@ -265,6 +270,13 @@ class TensorFlowTrainer:
         with tf.GradientTape() as tape:
             z_a, z_b = self._online(view_a), self._online(view_b)
             outputs.update(online_a=z_a, online_b=z_b)
+            local_z = None
+            if local_views:
+                # Multi-crop: the online network alone sees the local crops, all in one
+                # forward pass (one set of BatchNorm statistics), as the authors' code
+                # runs the crops of one size together; (L * N, D) rows back to (L, N, D).
+                z = self._online(tf.concat(local_views, axis=0))
+                local_z = tf.reshape(z, (len(local_views), -1, z.shape[-1]))
             if self.predictor is not None:
                 for v in objective.views_through(self.config, "predicted"):
                     outputs[f"predicted_{v}"] = self.predictor(
@@ -274,7 +286,7 @@ class TensorFlowTrainer:
             if use_queue and self.queue is not None:
                 queue = self.queue.value
                 args = (*args, queue[0], queue[1])
-            parts = self.loss_parts(*args, prior=prior)
+            parts = self.loss_parts(*args, prior=prior, local_z=local_z)
             loss = parts.total
         # The states advance from the outputs the loss saw (MoCo: this step's keys).
         n_inputs = len(self.entry.inputs)
@@ -327,7 +339,7 @@ class TensorFlowTrainer:
 
     def _replicated_step(
         self, view_a: tf.Tensor, view_b: tf.Tensor, images: tf.Tensor, lr: tf.Tensor,
-        tau: tf.Tensor, prototype_gate: tf.Tensor,
+        tau: tf.Tensor, prototype_gate: tf.Tensor, local_views: tuple[tf.Tensor, ...] = (),
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         assert self.strategy is not None
         rows = self.config.batch_size // self.config.devices
@@ -335,12 +347,13 @@ class TensorFlowTrainer:
         def replica(*args: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, Any]:
             i = tf.distribute.get_replica_context().replica_id_in_sync_group
             local = [x[i * rows : (i + 1) * rows] for x in args[:3]]
-            return self._step(*local, *args[3:])
+            crops = tuple(x[i * rows : (i + 1) * rows] for x in args[6:])
+            return self._step(*local, *args[3:6], local_views=crops)
 
         # Variables shared by the replicas change in the cross-replica context only.
         self.optimizer.learning_rate.assign(lr)
         results = self.strategy.run(
-            replica, args=(view_a, view_b, images, lr, tau, prototype_gate)
+            replica, args=(view_a, view_b, images, lr, tau, prototype_gate, *local_views)
         )
         self._after_update(tau)
         # Every replica holds the global batch's loss and the same new states (the
@@ -351,17 +364,21 @@ class TensorFlowTrainer:
         return first(loss)[0], first(align)[0], first(constrain)[0], {}
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs,
+        local_views: tuple[Any, ...] = (),
     ) -> dict[str, Any]:
         lr = tf.constant(inputs.lr, tf.float32)
         tau = tf.constant(inputs.ema_rate, tf.float32)
         gate = tf.constant(1.0 if inputs.parameters_active else 0.0, tf.float32)
         args = (view_a, view_b, prior, lr, tau, gate)
         # A Python bool: part of tf.function's trace key, so two traces at most.
-        use_queue = {"use_queue": True} if inputs.use_queue else {}
+        options: dict[str, Any] = {"use_queue": True} if inputs.use_queue else {}
+        if local_views:
+            # A tuple of tensors: the number of crops is part of the trace key, not a value.
+            options["local_views"] = tuple(local_views)
         with tf.device(self.device):
             try:
-                loss, align, constrain, _ = self._step_fn(*args, **use_queue)
+                loss, align, constrain, _ = self._step_fn(*args, **options)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
                 ops = _unsupported_xla_ops(str(err)) if self.jit_compile else []
                 if not ops:
@@ -374,7 +391,7 @@ class TensorFlowTrainer:
                 )
                 self.jit_compile = False
                 self._step_fn = tf.function(self._step, jit_compile=False, autograph=False)
-                loss, align, constrain, _ = self._step_fn(*args, **use_queue)
+                loss, align, constrain, _ = self._step_fn(*args, **options)
         return {"loss": loss, "align": align, "constrain": constrain}
 
     # --- evaluation --------------------------------------------------------------------

@@ -210,9 +210,18 @@ class TorchTrainer:
         view_b: torch.Tensor,
         prior: torch.Tensor,
         queue: torch.Tensor | None = None,
+        local_views: tuple[torch.Tensor, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        local: dict[str, torch.Tensor] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             z_a, z_b = self.online(view_a), self.online(view_b)
+            if local_views:
+                # Multi-crop: the online network alone sees the local crops, all in one
+                # forward pass (one set of BatchNorm statistics), as the authors' code runs
+                # the crops of one size together; (L * N, D) rows back to (L, N, D).
+                assert self.entry.local_input is not None  # RunConfig.validate checked it
+                z = self.online(torch.cat(local_views))
+                local[self.entry.local_input] = z.reshape(len(local_views), -1, z.shape[-1])
             outputs = {"online_a": z_a, "online_b": z_b}
             views = {"a": view_a, "b": view_b}
             if self.predictor is not None:
@@ -228,7 +237,7 @@ class TorchTrainer:
         # The loss itself computes in float32 at least, whatever autocast produced.
         n_inputs = len(self.entry.inputs)
         parts = objective.with_controls(
-            self.config, self.loss_fn.parts(*args, prior=prior), args[:n_inputs], prior
+            self.config, self.loss_fn.parts(*args, prior=prior, **local), args[:n_inputs], prior
         )
         if self.entry.states:
             # The states advance from the outputs the loss saw (MoCo: this step's keys).
@@ -238,7 +247,8 @@ class TorchTrainer:
         return parts.total, parts.align, parts.constrain, projections
 
     def train_step(
-        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs
+        self, view_a: Any, view_b: Any, prior: Any, inputs: StepInputs,
+        local_views: tuple[Any, ...] = (),
     ) -> dict[str, Any]:
         self.online.train()
         for group in self.optimizer.param_groups:
@@ -246,7 +256,7 @@ class TorchTrainer:
         queue = self.queue if inputs.use_queue else None
         with glf_losses.data_parallel() if self.world > 1 else contextlib.nullcontext():
             loss, align, constrain, projections = self._loss(
-                view_a, view_b, self._prior(prior), queue
+                view_a, view_b, self._prior(prior), queue, tuple(local_views)
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
