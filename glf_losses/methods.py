@@ -1729,11 +1729,14 @@ def dino_prototype_parts(
     ``dino_prototype_center`` reads.
 
     Args:
-      z_a, z_b: (N, D) the student's (online) projections of the two global crops.
-      t_a, t_b: (N, D) the teacher's (momentum target's) projections of the same crops.
+      z_a: (N, D) the student's (online) projections of the first global crop.
+      z_b: (N, D) the student's projections of the second global crop.
+      t_a: (N, D) the teacher's (momentum target's) projections of the first crop.
+      t_b: (N, D) the teacher's projections of the second crop.
       center: (K,) the running centre of the teacher's scores.
       prototypes: (K, D) the last layer's rows (L2-normalised here).
-      student_temperature, teacher_temperature: as ``dino_loss``'s.
+      student_temperature: the student's softmax temperature, as ``dino_loss``'s.
+      teacher_temperature: the teacher's, as ``dino_loss``'s.
       center_momentum: the centre's EMA coefficient (read by ``dino_prototype_center``).
       local_z: optional (L, N, D) student projections of L local crops of the same
         images (multi-crop): scored against the same prototypes, they predict both
