@@ -31,7 +31,12 @@ def _losses(out: Path) -> np.ndarray:
     return np.array([[r["loss"], r["align"], r["constrain"]] for r in records])
 
 
-@pytest.mark.parametrize("flags", [("--method", "barlow_twins", "--adc"), ("--method", "swav")])
+# MoCo: a method that carries a state (its queue) across steps, enqueued from every
+# device's keys.
+@pytest.mark.parametrize(
+    "flags", [("--method", "barlow_twins", "--adc"), ("--method", "swav"), ("--method", "moco")],
+    ids=["barlow_twins-adc", "swav", "moco"],
+)
 def test_torch_two_processes_train_the_global_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...]
 ) -> None:
@@ -62,7 +67,9 @@ def test_torch_two_processes_train_the_global_batch(
 
 
 @pytest.mark.parametrize(
-    ("backend", "method"), [("jax", "barlow_twins"), ("tensorflow", "byol")]
+    ("backend", "method"),
+    # TensorFlow's MoCo: the replicas' queues must stay one global queue.
+    [("jax", "barlow_twins"), ("tensorflow", "byol"), ("tensorflow", "moco")],
 )
 def test_two_devices_equal_one(tmp_path: Path, backend: str, method: str) -> None:
     """Global arrays over host devices (JAX) and a MirroredStrategy with synchronised
