@@ -200,6 +200,7 @@ def _matched_arms(
         key = json.dumps({**settings, **overrides}, sort_keys=True)
         if key not in norms:
             norms[key] = _gradient_norms({**settings, **overrides})
+            cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(norms, indent=1))
         return norms[key]
 
@@ -287,6 +288,20 @@ def _study_fields(
     return fields
 
 
+def _pin_adc_weights(arms: dict[str, dict[str, Any]], method: str) -> None:
+    """Write the method's recommended ADC weights into every ADC arm that does not set
+    them, so that a run's saved config says which weights trained it: a run made before
+    ``method_weights`` changed then differs from the study's job and is refused rather
+    than reused, and the gradient-norm cache is keyed by the weights too."""
+    from glf_losses.adc import method_weights
+
+    nu, upsilon = method_weights(method)
+    for overrides in arms.values():
+        if overrides.get("adc"):
+            overrides.setdefault("adc_nu", nu)
+            overrides.setdefault("adc_upsilon", upsilon)
+
+
 def _tier_methods(args: argparse.Namespace, tier: str) -> list[str]:
     return args.methods.split(",") if args.methods else list(TIER_METHODS[tier])
 
@@ -305,6 +320,7 @@ def _study_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
         dataset = args.stress_dataset if tier == "stress" else args.dataset
         for method in _tier_methods(args, tier):
             tier_arms = {name: dict(overrides) for name, overrides in TIER_ARMS[tier].items()}
+            _pin_adc_weights(tier_arms, method)
             settings = _study_fields(args, dataset, method, {}, seeds[0])
             shares = _matched_arms(tier_arms, settings, cache)
             for name, overrides in tier_arms.items():

@@ -204,6 +204,15 @@ def _glf_train(method: str, dataset: str, seed: int, out: Path, *flags: str) -> 
     return fields
 
 
+def _adc_flags(method: str) -> tuple[str, ...]:
+    """``--adc`` at the registry's weights for ``method``, written out as the study pins
+    them."""
+    from glf_losses.adc import method_weights
+
+    nu, upsilon = method_weights(method)
+    return ("--adc", "--adc-nu", str(nu), "--adc-upsilon", str(upsilon))
+
+
 def test_main_tier_builds_each_run_as_glf_train_would(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -215,18 +224,18 @@ def test_main_tier_builds_each_run_as_glf_train_would(
     assert len(jobs) == 2 * 2 * 2
     by_out = {j["out"]: j for j in jobs}
     for arm in arms:
-        flags = ("--adc",) if arm["name"] == "adc" else ()
+        flags = _adc_flags(arm["method"]) if arm["name"] == "adc" else ()
         for seed, directory in zip((0, 3), arm["dirs"], strict=True):
             assert directory == tmp_path / "mnist5k" / arm["method"] / f"{arm['name']}-seed{seed}"
             assert by_out[str(directory)] == _glf_train(
                 arm["method"], "mnist5k", seed, directory, *flags)
-    # The recipe's values, ADC at the registry's weights (None: the method's own).
+    # The recipe's values, ADC at the registry's weights, written into the run's config.
     base, adc = by_out[str(arms[2]["dirs"][1])], by_out[str(arms[3]["dirs"][1])]
     assert (base["batch_size"], base["epochs"], base["proj_dim"]) == (64, 30, 32)
     assert base["loss_options"] == {"w_size": 64}
-    assert adc["adc_nu"] is None and adc["adc_upsilon"] is None
+    assert (adc["adc_nu"], adc["adc_upsilon"]) == (1.0, 10.0)
     # Paired: same seed, and nothing but ADC and the directory differs.
-    assert {k for k in base if base[k] != adc[k]} == {"adc", "out"}
+    assert {k for k in base if base[k] != adc[k]} == {"adc", "adc_nu", "adc_upsilon", "out"}
     assert base["seed"] == adc["seed"] == 3
     assert arms[1]["share"] == pytest.approx(4.0 / 14.0)
 
@@ -243,7 +252,30 @@ def test_overrides_replace_only_the_recipe_values_they_name(
         assert job["proj_dim"] == 32 and job["loss_options"] == {"w_size": 64}
         flags = ["--epochs", "3", "--batch-size", "128", "--crop-min-area", "0.3"]
         assert job == _glf_train("wmse", "mnist5k", 1, Path(job["out"]),
-                                 *flags, *(["--adc"] if job["adc"] else []))
+                                 *flags, *(_adc_flags("wmse") if job["adc"] else ()))
+
+
+def test_the_papers_datasets_plan_as_glf_train_on_a_gpu(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """docs/study.md's CIFAR-10 and STL-10 commands: every run is glf-train's on that
+    dataset, on the GPU, at the given budget (no recipe there: the trainer's defaults)."""
+    for dataset in ("cifar10", "stl10"):
+        argv = ["--tier", "main", "--dataset", dataset, "--methods", "byol,simclr",
+                "--seeds", "0,1", "--device", "cuda", "--epochs", "200", "--batch-size", "256",
+                "--out", str(tmp_path / dataset)]
+        jobs, arms = _plan(study, monkeypatch, argv)
+        assert len(jobs) == 2 * 2 * 2
+        for arm in arms:
+            flags = _adc_flags(arm["method"]) if arm["name"] == "adc" else ()
+            for seed, directory in zip((0, 1), arm["dirs"], strict=True):
+                assert directory == tmp_path / dataset / dataset / arm["method"] / \
+                    f"{arm['name']}-seed{seed}"
+                job = next(j for j in jobs if j["out"] == str(directory))
+                assert job == _glf_train(arm["method"], dataset, seed, directory, *flags,
+                                         "--device", "cuda", "--epochs", "200",
+                                         "--batch-size", "256")
+                assert (job["device"], job["arch"], job["epochs"]) == ("cuda", "auto", 200)
 
 
 def test_controls_tier_arms_and_the_runs_it_shares_with_main(
@@ -273,14 +305,15 @@ def test_controls_tier_arms_and_the_runs_it_shares_with_main(
     assert (spread["adc"], spread["uniformity_weight"]) == (False, pytest.approx(2.0))
     # Each as glf-train makes it of the arm's flags.
     assert alone == _glf_train("byol", "mnist5k", 1, by_name["adc alone"]["dirs"][1],
-                               "--adc", "--method-weight", "0")
+                               *_adc_flags("byol"), "--method-weight", "0")
     assert frozen == _glf_train("byol", "mnist5k", 1, by_name["adc frozen encoder"]["dirs"][1],
-                                "--adc", "--adc-prior", "frozen_encoder")
+                                *_adc_flags("byol"), "--adc-prior", "frozen_encoder")
     assert spread == _glf_train("byol", "mnist5k", 1,
                                 by_name["uniformity at adc strength"]["dirs"][1],
                                 "--uniformity-weight", "2")
-    for other, changed in ((alone, {"adc", "method_weight"}), (frozen, {"adc", "adc_prior"}),
-                           (spread, {"uniformity_weight"})):
+    weights = {"adc", "adc_nu", "adc_upsilon"}
+    for other, changed in ((alone, weights | {"method_weight"}),
+                           (frozen, weights | {"adc_prior"}), (spread, {"uniformity_weight"})):
         assert {k for k in base if base[k] != other[k]} == changed | {"out"}
         assert other["seed"] == 1 and other["batch_size"] == 64 and other["epochs"] == 30
     # ADC alone has no share: without the method's loss nothing is "added" to it.
@@ -299,8 +332,9 @@ def test_stress_tier_runs_on_the_canvas_at_its_recipe(
     ]
     for arm in arms:
         (directory,) = arm["dirs"]
-        flags = {"base": (), "adc": ("--adc",),
-                 "adc frozen encoder": ("--adc", "--adc-prior", "frozen_encoder")}[arm["name"]]
+        adc = _adc_flags(arm["method"])
+        flags = {"base": (), "adc": adc,
+                 "adc frozen encoder": (*adc, "--adc-prior", "frozen_encoder")}[arm["name"]]
         job = next(j for j in jobs if j["out"] == str(directory))
         assert job == _glf_train(arm["method"], "mnist5k-canvas48", 2, directory, *flags)
         assert job["dataset"] == "mnist5k-canvas48" and job["batch_size"] == 64
@@ -411,6 +445,13 @@ def test_study_refuses_runs_trained_with_other_settings(
     with pytest.raises(SystemExit, match=r"byol/base-seed0: epochs 30 \(the run\) vs 5 \(this "
                        r"study\)"):
         study.main([*argv, "--epochs", "5", "--report-only"])
+    # ADC's recommended weights changed since the runs: the ADC run is refused, not reused
+    # under the new weights' name.
+    from glf_losses import adc
+
+    monkeypatch.setattr(adc, "method_weights", lambda method: (3.0, 30.0))
+    with pytest.raises(SystemExit, match=r"byol/adc-seed0: adc_nu 1.0 \(the run\) vs 3.0"):
+        study.main([*argv, "--report-only"])
 
 
 def test_a_tier_trains_and_reports_end_to_end(study: ModuleType, tmp_path: Path) -> None:
