@@ -78,8 +78,25 @@ CONTROL_ARMS: dict[str, dict[str, Any]] = {
     "uniformity at adc strength": {},
 }
 STRESS_ARMS: dict[str, dict[str, Any]] = {**MAIN_ARMS, "adc frozen encoder": FROZEN_PRIOR}
-TIER_ARMS = {"main": MAIN_ARMS, "controls": CONTROL_ARMS, "stress": STRESS_ARMS}
-TIER_METHODS = {"main": METHODS, "controls": CONTROL_METHODS, "stress": STRESS_METHODS}
+# The defaults tier: the trials that re-decide ADC's defaults on the validation split, at
+# one seed as the base recipes were chosen. Each method: ADC's weights scaled by these
+# factors (1: the recommended weights, the main tier's ADC run); the methods of
+# DEFAULTS_SETTING_METHODS also try each of ADC's method-independent settings.
+WEIGHT_SCALES = (0.3, 3.0)
+DEFAULTS_SETTING_METHODS = ("byol", "simclr")
+SETTING_ARMS: dict[str, dict[str, Any]] = {
+    "prior with other view": {"adc": True, "adc_prior_other_view": True},
+    "perplexity 10": {"adc": True, "adc_perplexity": 10.0},
+    "perplexity 60": {"adc": True, "adc_perplexity": 60.0},
+    "median bandwidths": {"adc": True, "adc_bandwidth": "median",
+                          "adc_prior_bandwidth": "median"},
+}
+TIER_ARMS = {"main": MAIN_ARMS, "controls": CONTROL_ARMS, "stress": STRESS_ARMS,
+             "defaults": MAIN_ARMS}
+TIER_METHODS = {"main": METHODS, "controls": CONTROL_METHODS, "stress": STRESS_METHODS,
+                "defaults": METHODS}
+# The seeds of a tier where --seeds is not given.
+TIER_SEEDS = {"defaults": "0"}
 
 # The first study's methods, and the settings its tiers pinned when not given.
 LEGACY_METHODS = ("byol", "barlow_twins", "swav", "simclr")
@@ -288,6 +305,28 @@ def _study_fields(
     return fields
 
 
+def _tier_arms(tier: str, method: str) -> dict[str, dict[str, Any]]:
+    """The arms of ``tier`` for ``method`` (fresh dicts: name -> RunConfig overrides),
+    ADC's weights written in (see `_pin_adc_weights`)."""
+    from glf_losses.adc import method_weights
+
+    arms = {name: dict(overrides) for name, overrides in TIER_ARMS[tier].items()}
+    if tier == "defaults":
+        nu, upsilon = method_weights(method)
+        for scale in WEIGHT_SCALES:
+            # Rounded so that the weights read as a user types them (0.1 x 0.3 = 0.03).
+            arms[f"adc x{scale:g}"] = {"adc": True, "adc_nu": round(nu * scale, 9),
+                                       "adc_upsilon": round(upsilon * scale, 9)}
+        if method in DEFAULTS_SETTING_METHODS:
+            arms.update({name: dict(overrides) for name, overrides in SETTING_ARMS.items()})
+    _pin_adc_weights(arms, method)
+    return arms
+
+
+def _tier_seeds(args: argparse.Namespace, tier: str) -> str:
+    return str(args.seeds or TIER_SEEDS.get(tier, "0,1,2,3,4"))
+
+
 def _pin_adc_weights(arms: dict[str, dict[str, Any]], method: str) -> None:
     """Write the method's recommended ADC weights into every ADC arm that does not set
     them, so that a run's saved config says which weights trained it: a run made before
@@ -311,16 +350,15 @@ def _study_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
     seed<s>`` whichever tier asks for it, so the controls reuse the main tier's base and
     ADC runs."""
     out = Path(args.out)
-    seeds = [int(s) for s in (args.seeds or "0,1,2,3,4").split(",")]
     cache = out / "gradient_norms.json"
     tiers = TIERS if args.tier == "all" else (args.tier,)
     arms: list[dict[str, Any]] = []
     jobs: dict[str, dict[str, Any]] = {}
     for tier in tiers:
         dataset = args.stress_dataset if tier == "stress" else args.dataset
+        seeds = [int(s) for s in _tier_seeds(args, tier).split(",")]
         for method in _tier_methods(args, tier):
-            tier_arms = {name: dict(overrides) for name, overrides in TIER_ARMS[tier].items()}
-            _pin_adc_weights(tier_arms, method)
+            tier_arms = _tier_arms(tier, method)
             settings = _study_fields(args, dataset, method, {}, seeds[0])
             shares = _matched_arms(tier_arms, settings, cache)
             for name, overrides in tier_arms.items():
@@ -781,7 +819,7 @@ def _command(args: argparse.Namespace, tier: str) -> str:
     words = ["python", "studies/adc.py", "--tier", tier]
     if args.methods:
         words += ["--methods", args.methods]
-    words += ["--seeds", args.seeds or "0,1,2,3,4"]
+    words += ["--seeds", _tier_seeds(args, tier)]
     if tier != "stress" and args.dataset != "mnist5k":
         words += ["--dataset", args.dataset]
     if tier == "stress" and args.stress_dataset != STRESS_DATASET:
@@ -797,6 +835,7 @@ _TIER_TITLES = {
     "main": "every method without and with ADC",
     "controls": "ADC alone, a frozen-encoder prior, and spreading at ADC's strength",
     "stress": "a dataset where pixel neighbourhoods are not semantic",
+    "defaults": "ADC's weights and settings tried for the defaults (choose on validation)",
 }
 
 
@@ -896,7 +935,8 @@ def _study_plot(rows: list[dict[str, Any]], path: Path) -> None:
     shown = [r for r in rows if r["kind"] == "arm" and r["paired"]]
     if not shown:
         return
-    colours = dict(zip(TIERS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
+    colours = dict(zip((*TIERS, "defaults"), ("tab:blue", "tab:orange", "tab:green", "tab:purple"),
+                       strict=True))
     fig, axes = plt.subplots(1, len(_STUDY_METRICS), figsize=(15, 0.32 * len(shown) + 1.5),
                              sharey=True)
     for ax, (metric, label) in zip(axes, _STUDY_METRICS, strict=True):
@@ -921,10 +961,11 @@ def _study_plot(rows: list[dict[str, Any]], path: Path) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--tier", choices=(*TIERS, "all", *LEGACY_TIERS, "shares"), default="all",
-        help="main, controls, stress, or all three; legacy-main, legacy-ablations and "
-             "legacy: the first study's tiers; shares trains nothing: ADC's gradient share "
-             "per method and weight scale (default: all)")
+        "--tier", choices=(*TIERS, "all", "defaults", *LEGACY_TIERS, "shares"), default="all",
+        help="main, controls, stress, or all three; defaults: the trials of ADC's weights "
+             "and settings its defaults are chosen from (seed 0 unless --seeds); "
+             "legacy-main, legacy-ablations and legacy: the first study's tiers; shares "
+             "trains nothing: ADC's gradient share per method and weight scale (default: all)")
     parser.add_argument("--dataset", default="mnist5k",
                         help="the main and controls tiers' dataset (default: mnist5k)")
     parser.add_argument("--stress-dataset", default=STRESS_DATASET,

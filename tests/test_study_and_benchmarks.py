@@ -278,6 +278,42 @@ def test_the_papers_datasets_plan_as_glf_train_on_a_gpu(
                 assert (job["device"], job["arch"], job["epochs"]) == ("cuda", "auto", 200)
 
 
+def test_defaults_tier_tries_weight_scales_and_settings_at_seed_0(
+    study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jobs, arms = _plan(study, monkeypatch, ["--tier", "defaults", "--methods", "simsiam,byol",
+                                            "--out", str(tmp_path)])
+    names = {m: [a["name"] for a in arms if a["method"] == m] for m in ("simsiam", "byol")}
+    assert names["simsiam"] == ["base", "adc", "adc x0.3", "adc x3"]
+    assert names["byol"] == ["base", "adc", "adc x0.3", "adc x3", "prior with other view",
+                             "perplexity 10", "perplexity 60", "median bandwidths"]
+    assert all(a["seeds"] == [0] for a in arms) and len(jobs) == 4 + 8
+    by_out = {j["out"]: j for j in jobs}
+    flags = {
+        ("simsiam", "adc x0.3"): ("--adc", "--adc-nu", "0.03", "--adc-upsilon", "0.3"),
+        ("simsiam", "adc x3"): ("--adc", "--adc-nu", "0.3", "--adc-upsilon", "3"),
+        ("byol", "adc x3"): ("--adc", "--adc-nu", "3", "--adc-upsilon", "30"),
+        ("byol", "prior with other view"): (*_adc_flags("byol"), "--adc-prior-other-view"),
+        ("byol", "perplexity 10"): (*_adc_flags("byol"), "--adc-perplexity", "10"),
+        ("byol", "median bandwidths"): (*_adc_flags("byol"), "--adc-bandwidth", "median",
+                                        "--adc-prior-bandwidth", "median"),
+    }
+    for arm in arms:
+        if (arm["method"], arm["name"]) in flags:
+            (directory,) = arm["dirs"]
+            assert directory == tmp_path / "mnist5k" / arm["method"] / \
+                f"{study._slug(arm['name'])}-seed0"
+            assert by_out[str(directory)] == _glf_train(
+                arm["method"], "mnist5k", 0, directory, *flags[(arm["method"], arm["name"])])
+    # The base and recommended-weight runs are the main tier's seed-0 runs.
+    _, main_arms = _plan(study, monkeypatch, ["--tier", "main", "--methods", "simsiam",
+                                              "--seeds", "0", "--out", str(tmp_path)])
+    assert [a["dirs"] for a in main_arms] == [a["dirs"] for a in arms[:2]]
+    assert "--tier defaults --methods simsiam,byol --seeds 0 " in study._command(
+        study._parser().parse_args(["--tier", "defaults", "--methods", "simsiam,byol",
+                                    "--out", str(tmp_path)]), "defaults")
+
+
 def test_controls_tier_arms_and_the_runs_it_shares_with_main(
     study: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
