@@ -256,6 +256,7 @@ class _ArrayNamespace(_DTypesAndConstants):
     log = staticmethod(tf.math.log)
     log1p = staticmethod(tf.math.log1p)
     sqrt = staticmethod(tf.math.sqrt)
+    square = staticmethod(tf.math.square)
 
     logical_and = staticmethod(_binary(tf.math.logical_and))
 
