@@ -1587,9 +1587,17 @@ def dino_parts(
     log_p = be.log_softmax(s / student_temperature, axis=-1)
     targets = xp.exp(be.log_softmax((be.stop_gradient(t) - c) / teacher_temperature, axis=-1))
     # Teacher crop i meets every student crop but its own: the sum over all crops less
-    # crop i's, one (G, N, K) pass instead of G (V - 1) pairs.
-    others = xp.sum(log_p, axis=0)[None, ...] - log_p[:n_global, ...]
-    per_sample = xp.sum(xp.sum(targets * others, axis=-1), axis=0)
+    # crop i's, G passes instead of G (V - 1) pairs. The sums over crops are written as
+    # additions of (N, K) slices rather than reductions over the crop axis: the same
+    # arithmetic, but XLA on CPU fused a crop-axis reduction into each of its consumers
+    # and recomputed it (JAX jit 2.3x native's time at N = 1024, K = 300; see
+    # docs/benchmarks.md).
+    all_crops = log_p[0, ...]
+    for v in range(1, n_crops):
+        all_crops = all_crops + log_p[v, ...]
+    per_sample = xp.sum(targets[0, ...] * (all_crops - log_p[0, ...]), axis=-1)
+    for i in range(1, n_global):
+        per_sample = per_sample + xp.sum(targets[i, ...] * (all_crops - log_p[i, ...]), axis=-1)
     align = -batch_average(be, per_sample) / (n_global * (n_crops - 1))
     return GLFParts(align, _zero_like(be, align))
 
