@@ -15,6 +15,7 @@ import numpy as np
 from glf_losses._lib import (
     generic_log_softmax,
     generic_logsumexp,
+    generic_lower_triangular_inverse,
     generic_select_kth,
     plain_matmul,
     python_loop,
@@ -30,6 +31,7 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
@@ -57,6 +59,10 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 
 def log_softmax(x: Any, axis: int) -> Any:
     return generic_log_softmax(sys.modules[__name__], x, axis)
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    return generic_lower_triangular_inverse(xp, x)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 from glf_losses._lib import (
     generic_log_softmax,
     generic_logsumexp,
+    generic_lower_triangular_inverse,
     plain_matmul,
     python_loop,
     single_process_collective,
@@ -25,6 +26,7 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
@@ -52,6 +54,10 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 
 def log_softmax(x: Any, axis: int) -> Any:
     return generic_log_softmax(sys.modules[__name__], x, axis)
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    return generic_lower_triangular_inverse(xp, x)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

@@ -63,6 +63,11 @@ class Backend(Protocol):
         """Values at the 0-based positions ``ks`` of ``sort(x)`` for a 1-D ``x``."""
         ...
 
+    def lower_triangular_inverse(self, x: Any) -> Any:
+        """The inverse of each lower-triangular matrix in the last two axes (the whitening
+        of W-MSE): a triangular solve against the identity where the framework has one."""
+        ...
+
     def fori_loop(self, n: int, body: Callable[[Any], Any], carry: Any) -> Any:
         """``body`` applied ``n`` times (a fixed count, compiled as one loop where possible)."""
         ...

@@ -26,6 +26,7 @@ __all__ = [
     "entropy",
     "generic_log_softmax",
     "generic_logsumexp",
+    "generic_lower_triangular_inverse",
     "generic_select_kth",
     "global_rows",
     "kl_divergence",
@@ -233,6 +234,12 @@ def generic_logsumexp(be: ModuleType, x: Any, axis: int, keepdims: bool = False)
 def generic_log_softmax(be: ModuleType, x: Any, axis: int) -> Any:
     """``x - logsumexp(x)`` along ``axis``: log-probabilities of a softmax."""
     return x - be.logsumexp(x, axis=axis, keepdims=True)
+
+
+def generic_lower_triangular_inverse(xp: Any, x: Any) -> Any:
+    """The inverse of each lower-triangular matrix in the last two axes, by ``xp.linalg.inv``
+    (the array API has no triangular solve): for frameworks without one."""
+    return xp.linalg.inv(x)
 
 
 def generic_select_kth(xp: Any, x: Any, ks: tuple[int, ...]) -> Any:

@@ -19,6 +19,7 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
@@ -49,6 +50,13 @@ def log_softmax(x: Any, axis: int) -> Any:
 
 # XLA computes a product in its operands' dtype (at the default matmul precision).
 matmul = plain_matmul
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    """``L^{-1}`` by one triangular solve of ``L X = I``, where ``inv`` would factorise
+    ``L`` again (LU) and make two solves; its backward is lighter too."""
+    eye = xp.broadcast_to(xp.eye(x.shape[-1], dtype=x.dtype), x.shape)
+    return jax.scipy.linalg.solve_triangular(x, eye, lower=True)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

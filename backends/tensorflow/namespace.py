@@ -24,6 +24,7 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
@@ -353,6 +354,13 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 def log_softmax(x: Any, axis: int) -> Any:
     """Log-probabilities of a softmax along ``axis``, one TF kernel."""
     return tf.nn.log_softmax(x, axis=axis)
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    """``L^{-1}`` by one triangular solve of ``L X = I``, where ``inv`` would factorise
+    ``L`` again (LU) and make two solves; its backward is lighter too."""
+    eye = tf.broadcast_to(tf.eye(tf.shape(x)[-1], dtype=x.dtype), tf.shape(x))
+    return tf.linalg.triangular_solve(x, eye, lower=True)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

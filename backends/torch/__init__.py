@@ -25,6 +25,7 @@ from .namespace import (
     fori_loop,
     log_softmax,
     logsumexp,
+    lower_triangular_inverse,
     matmul,
     name,
     select_kth,
@@ -35,6 +36,7 @@ from .namespace import (
 
 __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
+    "lower_triangular_inverse",
     "select_kth", "fori_loop",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "ADCLoss", "MethodLoss", "front_end",

@@ -18,6 +18,7 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
@@ -63,6 +64,13 @@ def matmul(x1: Any, x2: Any) -> Any:
         return x1 @ x2
     with torch.autocast(device_type, enabled=False):
         return x1 @ x2
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    """``L^{-1}`` by one triangular solve of ``L X = I``, where ``inv`` would factorise
+    ``L`` again (LU) and make two solves; its backward is lighter too."""
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand_as(x)
+    return torch.linalg.solve_triangular(x, eye, upper=False)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
