@@ -1592,12 +1592,15 @@ def dino_parts(
     # arithmetic, but XLA on CPU fused a crop-axis reduction into each of its consumers
     # and recomputed it (JAX jit 2.3x native's time at N = 1024, K = 300; see
     # docs/benchmarks.md).
-    all_crops = log_p[0, ...]
-    for v in range(1, n_crops):
-        all_crops = all_crops + log_p[v, ...]
-    per_sample = xp.sum(targets[0, ...] * (all_crops - log_p[0, ...]), axis=-1)
+    # (unstack, not indexing: in PyTorch eager each indexed slice's backward is a zero
+    # (V, N, K) array, unstack's is one stack.)
+    crops, teacher_crops = xp.unstack(log_p, axis=0), xp.unstack(targets, axis=0)
+    all_crops = crops[0]
+    for crop in crops[1:]:
+        all_crops = all_crops + crop
+    per_sample = xp.sum(teacher_crops[0] * (all_crops - crops[0]), axis=-1)
     for i in range(1, n_global):
-        per_sample = per_sample + xp.sum(targets[i, ...] * (all_crops - log_p[i, ...]), axis=-1)
+        per_sample = per_sample + xp.sum(teacher_crops[i] * (all_crops - crops[i]), axis=-1)
     align = -batch_average(be, per_sample) / (n_global * (n_crops - 1))
     return GLFParts(align, _zero_like(be, align))
 

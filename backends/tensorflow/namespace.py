@@ -229,6 +229,11 @@ class _ArrayNamespace(_DTypesAndConstants):
         return tf.stack(list(arrays), axis=axis)
 
     @staticmethod
+    def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
+        """The slices of ``x`` along ``axis``, as a tuple."""
+        return tuple(tf.unstack(x, axis=axis))
+
+    @staticmethod
     def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
         """Remove the size-1 ``axis`` (the standard requires it to be named)."""
         return tf.squeeze(x, axis=axis)
