@@ -18,6 +18,7 @@ from glf_losses._lib import (
     generic_lower_triangular_inverse,
     generic_select_kth,
     plain_matmul,
+    plain_square,
     python_loop,
     single_process_collective,
     single_process_shard,
@@ -36,6 +37,7 @@ __all__ = [
     "name",
     "select_kth",
     "shard",
+    "square",
     "stop_gradient",
     "to_local",
     "to_numpy",
@@ -79,3 +81,4 @@ all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collect
 
 fori_loop = python_loop
 matmul = plain_matmul
+square = plain_square

@@ -13,6 +13,7 @@ from glf_losses._lib import (
     generic_logsumexp,
     generic_lower_triangular_inverse,
     plain_matmul,
+    plain_square,
     python_loop,
     single_process_collective,
     single_process_shard,
@@ -31,6 +32,7 @@ __all__ = [
     "name",
     "select_kth",
     "shard",
+    "square",
     "stop_gradient",
     "to_local",
     "to_numpy",
@@ -75,3 +77,4 @@ all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collect
 
 fori_loop = python_loop
 matmul = plain_matmul
+square = plain_square

@@ -37,6 +37,7 @@ __all__ = [
     "not_self",
     "off_diagonal",
     "plain_matmul",
+    "plain_square",
     "python_loop",
     "rows",
     "single_process_collective",
@@ -97,6 +98,13 @@ def plain_matmul(a: Any, b: Any) -> Any:
     """``a @ b``: the ``matmul`` of every backend whose framework computes a product in
     its operands' dtype."""
     return a @ b
+
+
+def plain_square(x: Any) -> Any:
+    """``x * x``: the ``square`` of every backend whose framework differentiates a
+    self-product as cheaply as a square (PyTorch eager: ``torch.square`` is a ``pow``
+    whose backward makes copies, 20% slower at (1024, 2048) on a CPU)."""
+    return x * x
 
 
 def matmul(be: ModuleType, a: Any, b: Any) -> Any:
@@ -162,7 +170,7 @@ def standardize(be: ModuleType, z: Any, eps: float) -> Any:
     mean and variance are over the global batch.
     """
     centred = z - be.to_local(column_mean(be, z))
-    return centred / be.xp.sqrt(be.to_local(column_mean(be, centred * centred)) + eps)
+    return centred / be.xp.sqrt(be.to_local(column_mean(be, be.square(centred))) + eps)
 
 
 def global_rows(be: ModuleType, n_local: Any, like: Any) -> tuple[Any, Any]:
@@ -216,8 +224,8 @@ def sq_distances(be: ModuleType, anchors: Any, columns: Any, mask: Any) -> Any:
     rounding can make it slightly negative, hence the clamp.
     """
     xp = be.xp
-    sq_r = xp.sum(anchors * anchors, axis=1)
-    sq_c = xp.sum(columns * columns, axis=1)
+    sq_r = xp.sum(be.square(anchors), axis=1)
+    sq_c = xp.sum(be.square(columns), axis=1)
     gram = matmul(be, anchors, xp.matrix_transpose(columns))
     d = xp.clip(sq_r[:, None] + sq_c[None, :] - 2.0 * gram, min=0.0)
     return xp.where(mask, d, 0.0)

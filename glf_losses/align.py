@@ -46,7 +46,7 @@ def _normalized_mse(be: ModuleType, p: Any, z: Any) -> Any:
     # array with itself is two products and their sum, which JAX's jit kept as three
     # (N, D) temporaries (10 MB against native's 4 at N = 256, D = 2048); square's
     # gradient is one product, fused into the reduction (docs/benchmarks.md).
-    return batch_average(be, xp.sum(xp.square(diff), axis=1))
+    return batch_average(be, xp.sum(be.square(diff), axis=1))
 
 
 def normalized_mse(p: Array, z: Array) -> Array:
@@ -265,7 +265,7 @@ def negative_cosine(p: Any, z: Any) -> Any:
 
 def _mean_squared_error(be: ModuleType, z_a: Any, z_b: Any) -> Any:
     diff = z_a - z_b
-    return batch_average(be, be.xp.sum(diff * diff, axis=1)) / z_a.shape[1]
+    return batch_average(be, be.xp.sum(be.square(diff), axis=1)) / z_a.shape[1]
 
 
 def mean_squared_error(z_a: Any, z_b: Any) -> Any:
@@ -302,7 +302,7 @@ def mean_squared_error(z_a: Any, z_b: Any) -> Any:
 def _alignment(be: ModuleType, u_a: Any, u_b: Any, alpha: float) -> Any:
     xp = be.xp
     diff = u_a - u_b
-    sq = xp.sum(diff * diff, axis=1)
+    sq = xp.sum(be.square(diff), axis=1)
     if alpha == 2.0:
         return batch_average(be, sq)
     # ||d||^alpha as (||d||^2)^(alpha / 2), with the official subgradient 0 at d = 0

@@ -30,6 +30,7 @@ from .namespace import (
     matmul,
     name,
     select_kth,
+    square,
     stop_gradient,
     to_numpy,
     xp,
@@ -38,7 +39,7 @@ from .namespace import (
 __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
     "lower_triangular_inverse",
-    "select_kth", "fori_loop",
+    "select_kth", "square", "fori_loop",
     "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",
     "to_local",
     "ADCLoss", "MethodLoss", "front_end",

@@ -28,6 +28,7 @@ __all__ = [
     "matmul",
     "name",
     "select_kth",
+    "square",
     "stop_gradient",
     "to_numpy",
     "xp",
@@ -262,7 +263,6 @@ class _ArrayNamespace(_DTypesAndConstants):
     log = staticmethod(tf.math.log)
     log1p = staticmethod(tf.math.log1p)
     sqrt = staticmethod(tf.math.sqrt)
-    square = staticmethod(tf.math.square)
 
     logical_and = staticmethod(_binary(tf.math.logical_and))
 
@@ -366,6 +366,12 @@ def lower_triangular_inverse(x: Any) -> Any:
     ``L`` again (LU) and make two solves; its backward is lighter too."""
     eye = tf.broadcast_to(tf.eye(tf.shape(x)[-1], dtype=x.dtype), tf.shape(x))
     return tf.linalg.triangular_solve(x, eye, lower=True)
+
+
+def square(x: Any) -> Any:
+    """``tf.math.square``: one gradient op (2 x g) where a self-product has two products
+    and their sum."""
+    return tf.math.square(x)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
