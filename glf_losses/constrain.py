@@ -163,8 +163,9 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     # negative, and each worker computes only its own rows' terms.
     xp = be.xp
     n_global, anchors = stacked_rows(be, rows(be, u_a), u_a)
-    columns = stacked_columns(be, u_a, u_b)
-    logits = matmul(be, xp.concat([u_a, u_b], axis=0), xp.matrix_transpose(columns)) / temperature
+    local = xp.concat([u_a, u_b], axis=0)
+    columns = stacked_columns(be, u_a, u_b, local)
+    logits = matmul(be, local, xp.matrix_transpose(columns)) / temperature
     lse = masked_logsumexp(be, logits, not_self(be, anchors, 2 * n_global, u_a))
     return batch_average(be, lse)
 

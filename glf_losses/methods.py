@@ -902,8 +902,8 @@ def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -
     xp = be.xp
     n_local = u_a.shape[0]
     n_global, rows = stacked_rows(be, n_local, u_a)
-    columns = stacked_columns(be, u_a, u_b)
     anchors = xp.concat([u_a, u_b], axis=0)
+    columns = stacked_columns(be, u_a, u_b, anchors)
     logits = matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
     # Decoupled: neither the anchor itself nor its positive is in the denominator.
     positive_column = (rows + n_global) % (2 * n_global)
