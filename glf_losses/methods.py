@@ -657,8 +657,11 @@ def wmse_parts(
     w_a = _whitened(be, z_a, w_size, eps, permutations)
     w_b = _whitened(be, z_b, w_size, eps, permutations)
     # Each worker takes its own share of the (iteration, row) terms of the global loss.
-    _, rows = global_rows(be, n_local, z_a)
-    w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
+    # In one process that share is every row: no gather (whose backward is a
+    # scatter-add).
+    if be.shard(z_a)[0] > 1:
+        _, rows = global_rows(be, n_local, z_a)
+        w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
     cos = xp.sum(l2_normalize(xp, w_a) * l2_normalize(xp, w_b), axis=-1)
     w_iter = w_a.shape[0]
     align = 2.0 - 2.0 * be.all_reduce_sum(xp.sum(cos)) / (n_global * w_iter)
