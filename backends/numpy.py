@@ -11,7 +11,9 @@ import numpy as np
 from glf_losses._lib import (
     generic_log_softmax,
     generic_logsumexp,
+    generic_lower_triangular_inverse,
     plain_matmul,
+    plain_square,
     python_loop,
     single_process_collective,
     single_process_shard,
@@ -25,10 +27,12 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
     "shard",
+    "square",
     "stop_gradient",
     "to_local",
     "to_numpy",
@@ -54,6 +58,10 @@ def log_softmax(x: Any, axis: int) -> Any:
     return generic_log_softmax(sys.modules[__name__], x, axis)
 
 
+def lower_triangular_inverse(x: Any) -> Any:
+    return generic_lower_triangular_inverse(xp, x)
+
+
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     """Order statistics of a 1-D array by introselect, O(n) instead of a full sort."""
     return np.partition(x, list(ks))[list(ks)]
@@ -69,3 +77,4 @@ all_gather = all_reduce_sum = all_reduce_max = to_local = single_process_collect
 
 fori_loop = python_loop
 matmul = plain_matmul
+square = plain_square

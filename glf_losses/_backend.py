@@ -59,8 +59,18 @@ class Backend(Protocol):
         """``x1 @ x2`` in the operands' own dtype (PyTorch's turns autocast off around it)."""
         ...
 
+    def square(self, x: Any) -> Any:
+        """``x * x`` elementwise, as the framework differentiates it most cheaply (a
+        self-product has two operands to differentiate, a square one)."""
+        ...
+
     def select_kth(self, x: Any, ks: tuple[int, ...]) -> Any:
         """Values at the 0-based positions ``ks`` of ``sort(x)`` for a 1-D ``x``."""
+        ...
+
+    def lower_triangular_inverse(self, x: Any) -> Any:
+        """The inverse of each lower-triangular matrix in the last two axes (the whitening
+        of W-MSE): a triangular solve against the identity where the framework has one."""
         ...
 
     def fori_loop(self, n: int, body: Callable[[Any], Any], carry: Any) -> Any:

@@ -131,7 +131,7 @@ def _feature_distances(
     if normalize:
         z_a, z_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
     local = xp.concat([z_a, z_b], axis=0)
-    return sq_distances(be, local, stacked_columns(be, z_a, z_b), layout.mask)
+    return sq_distances(be, local, stacked_columns(be, z_a, z_b, local), layout.mask)
 
 
 def _prior_distances(be: ModuleType, prior: Any, layout: _Layout) -> Any:

@@ -42,7 +42,11 @@ def _pair(
 def _normalized_mse(be: ModuleType, p: Any, z: Any) -> Any:
     xp = be.xp
     diff = l2_normalize(xp, p) - l2_normalize(xp, z)
-    return batch_average(be, xp.sum(diff * diff, axis=1))
+    # The backend's square, not diff * diff: the same values, but where the framework
+    # has a cheaper square (JAX, TensorFlow) its gradient is one product, where a
+    # self-product's is two and their sum (under jax.jit: 10 MiB of temporaries and
+    # outputs at N = 256, D = 2048 with diff * diff, 6 with square, native 4).
+    return batch_average(be, xp.sum(be.square(diff), axis=1))
 
 
 def normalized_mse(p: Array, z: Array) -> Array:
@@ -261,7 +265,7 @@ def negative_cosine(p: Any, z: Any) -> Any:
 
 def _mean_squared_error(be: ModuleType, z_a: Any, z_b: Any) -> Any:
     diff = z_a - z_b
-    return batch_average(be, be.xp.sum(diff * diff, axis=1)) / z_a.shape[1]
+    return batch_average(be, be.xp.sum(be.square(diff), axis=1)) / z_a.shape[1]
 
 
 def mean_squared_error(z_a: Any, z_b: Any) -> Any:
@@ -298,7 +302,7 @@ def mean_squared_error(z_a: Any, z_b: Any) -> Any:
 def _alignment(be: ModuleType, u_a: Any, u_b: Any, alpha: float) -> Any:
     xp = be.xp
     diff = u_a - u_b
-    sq = xp.sum(diff * diff, axis=1)
+    sq = xp.sum(be.square(diff), axis=1)
     if alpha == 2.0:
         return batch_average(be, sq)
     # ||d||^alpha as (||d||^2)^(alpha / 2), with the official subgradient 0 at d = 0

@@ -56,7 +56,7 @@ def _redundancy_reduction(be: ModuleType, c: Any, lambd: float) -> Any:
     # Masking, not sum(C^2) - sum(diag^2): the difference cancels catastrophically in
     # float32 once the diagonal approaches 1 and the off-diagonal approaches 0.
     mask = off_diagonal(be, rows(be, c), c)
-    return lambd * xp.sum(xp.where(mask, c * c, 0.0))
+    return lambd * xp.sum(xp.where(mask, be.square(c), 0.0))
 
 
 def redundancy_reduction(z_a: Array, z_b: Array, lambd: float = 0.0051, eps: float = 1e-5) -> Array:
@@ -163,8 +163,9 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     # negative, and each worker computes only its own rows' terms.
     xp = be.xp
     n_global, anchors = stacked_rows(be, rows(be, u_a), u_a)
-    columns = stacked_columns(be, u_a, u_b)
-    logits = matmul(be, xp.concat([u_a, u_b], axis=0), xp.matrix_transpose(columns)) / temperature
+    local = xp.concat([u_a, u_b], axis=0)
+    columns = stacked_columns(be, u_a, u_b, local)
+    logits = matmul(be, local, xp.matrix_transpose(columns)) / temperature
     lse = masked_logsumexp(be, logits, not_self(be, anchors, 2 * n_global, u_a))
     return batch_average(be, lse)
 
@@ -212,7 +213,7 @@ def _std_hinge(be: ModuleType, centred: Any, eps: float) -> Any:
     xp = be.xp
     n_global = centred.shape[0] * be.shard(centred)[0]
     # Unbiased, as torch.var in the official code.
-    var = be.all_reduce_sum(xp.sum(centred * centred, axis=0)) / (n_global - 1)
+    var = be.all_reduce_sum(xp.sum(be.square(centred), axis=0)) / (n_global - 1)
     return xp.mean(xp.clip(1.0 - xp.sqrt(var + eps), min=0.0))
 
 
@@ -221,7 +222,7 @@ def _off_diagonal_covariance(be: ModuleType, centred: Any) -> Any:
     n_global, d = centred.shape[0] * be.shard(centred)[0], centred.shape[1]
     cov = be.all_reduce_sum(matmul(be, xp.matrix_transpose(centred), centred)) / (n_global - 1)
     mask = off_diagonal(be, d, cov)
-    return xp.sum(xp.where(mask, cov * cov, 0.0)) / d
+    return xp.sum(xp.where(mask, be.square(cov), 0.0)) / d
 
 
 def variance(z_a: Any, z_b: Any, eps: float = 1e-4) -> Any:
@@ -388,5 +389,5 @@ def koleo(z: Any, eps: float = 1e-8) -> Any:
     dots = xp.where(not_self(be, rows, n_global, u), dots, -2.0)
     neighbour = xp.take(columns, xp.argmax(dots, axis=1), axis=0)
     diff = u - neighbour + eps
-    distance = xp.sqrt(xp.sum(diff * diff, axis=1))
+    distance = xp.sqrt(xp.sum(be.square(diff), axis=1))
     return -batch_average(be, xp.log(distance + eps))

@@ -657,8 +657,11 @@ def wmse_parts(
     w_a = _whitened(be, z_a, w_size, eps, permutations)
     w_b = _whitened(be, z_b, w_size, eps, permutations)
     # Each worker takes its own share of the (iteration, row) terms of the global loss.
-    _, rows = global_rows(be, n_local, z_a)
-    w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
+    # In one process that share is every row: no gather (whose backward is a
+    # scatter-add).
+    if be.shard(z_a)[0] > 1:
+        _, rows = global_rows(be, n_local, z_a)
+        w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
     cos = xp.sum(l2_normalize(xp, w_a) * l2_normalize(xp, w_b), axis=-1)
     w_iter = w_a.shape[0]
     align = 2.0 - 2.0 * be.all_reduce_sum(xp.sum(cos)) / (n_global * w_iter)
@@ -902,8 +905,8 @@ def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -
     xp = be.xp
     n_local = u_a.shape[0]
     n_global, rows = stacked_rows(be, n_local, u_a)
-    columns = stacked_columns(be, u_a, u_b)
     anchors = xp.concat([u_a, u_b], axis=0)
+    columns = stacked_columns(be, u_a, u_b, anchors)
     logits = matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
     # Decoupled: neither the anchor itself nor its positive is in the denominator.
     positive_column = (rows + n_global) % (2 * n_global)
@@ -1587,9 +1590,20 @@ def dino_parts(
     log_p = be.log_softmax(s / student_temperature, axis=-1)
     targets = xp.exp(be.log_softmax((be.stop_gradient(t) - c) / teacher_temperature, axis=-1))
     # Teacher crop i meets every student crop but its own: the sum over all crops less
-    # crop i's, one (G, N, K) pass instead of G (V - 1) pairs.
-    others = xp.sum(log_p, axis=0)[None, ...] - log_p[:n_global, ...]
-    per_sample = xp.sum(xp.sum(targets * others, axis=-1), axis=0)
+    # crop i's, G passes instead of G (V - 1) pairs. The sums over crops are written as
+    # additions of (N, K) slices rather than reductions over the crop axis: the same
+    # arithmetic, but XLA on CPU fused a crop-axis reduction into each of its consumers
+    # and recomputed it (JAX jit 2.3x native's time at N = 1024, K = 300; see
+    # docs/benchmarks.md).
+    # (unstack, not indexing: in PyTorch eager each indexed slice's backward is a zero
+    # (V, N, K) array, unstack's is one stack.)
+    crops, teacher_crops = xp.unstack(log_p, axis=0), xp.unstack(targets, axis=0)
+    all_crops = crops[0]
+    for crop in crops[1:]:
+        all_crops = all_crops + crop
+    per_sample = xp.sum(teacher_crops[0] * (all_crops - crops[0]), axis=-1)
+    for i in range(1, n_global):
+        per_sample = per_sample + xp.sum(teacher_crops[i] * (all_crops - crops[i]), axis=-1)
     align = -batch_average(be, per_sample) / (n_global * (n_crops - 1))
     return GLFParts(align, _zero_like(be, align))
 

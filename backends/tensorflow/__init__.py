@@ -26,9 +26,11 @@ from .namespace import (
     fori_loop,
     log_softmax,
     logsumexp,
+    lower_triangular_inverse,
     matmul,
     name,
     select_kth,
+    square,
     stop_gradient,
     to_numpy,
     xp,
@@ -36,7 +38,8 @@ from .namespace import (
 
 __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
-    "select_kth", "fori_loop",
+    "lower_triangular_inverse",
+    "select_kth", "square", "fori_loop",
     "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",
     "to_local",
     "ADCLoss", "MethodLoss", "front_end",

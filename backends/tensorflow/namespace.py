@@ -24,9 +24,11 @@ __all__ = [
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
+    "square",
     "stop_gradient",
     "to_numpy",
     "xp",
@@ -228,6 +230,11 @@ class _ArrayNamespace(_DTypesAndConstants):
         return tf.stack(list(arrays), axis=axis)
 
     @staticmethod
+    def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
+        """The slices of ``x`` along ``axis``, as a tuple."""
+        return tuple(tf.unstack(x, axis=axis))
+
+    @staticmethod
     def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
         """Remove the size-1 ``axis`` (the standard requires it to be named)."""
         return tf.squeeze(x, axis=axis)
@@ -352,6 +359,19 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 def log_softmax(x: Any, axis: int) -> Any:
     """Log-probabilities of a softmax along ``axis``, one TF kernel."""
     return tf.nn.log_softmax(x, axis=axis)
+
+
+def lower_triangular_inverse(x: Any) -> Any:
+    """``L^{-1}`` by one triangular solve of ``L X = I``, where ``inv`` would factorise
+    ``L`` again (LU) and make two solves; its backward is lighter too."""
+    eye = tf.broadcast_to(tf.eye(tf.shape(x)[-1], dtype=x.dtype), tf.shape(x))
+    return tf.linalg.triangular_solve(x, eye, lower=True)
+
+
+def square(x: Any) -> Any:
+    """``tf.math.square``: one gradient op (2 x g) where a self-product has two products
+    and their sum."""
+    return tf.math.square(x)
 
 
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:

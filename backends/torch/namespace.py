@@ -11,16 +11,18 @@ import array_api_compat.torch as xp
 import numpy as np
 import torch
 
-from glf_losses._lib import python_loop
+from glf_losses._lib import plain_square, python_loop
 
 __all__ = [
     "device",
     "fori_loop",
     "log_softmax",
     "logsumexp",
+    "lower_triangular_inverse",
     "matmul",
     "name",
     "select_kth",
+    "square",
     "stop_gradient",
     "to_numpy",
     "xp",
@@ -65,6 +67,13 @@ def matmul(x1: Any, x2: Any) -> Any:
         return x1 @ x2
 
 
+def lower_triangular_inverse(x: Any) -> Any:
+    """``L^{-1}`` by one triangular solve of ``L X = I``, where ``inv`` would factorise
+    ``L`` again (LU) and make two solves; its backward is lighter too."""
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand_as(x)
+    return torch.linalg.solve_triangular(x, eye, upper=False)
+
+
 def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     """Order statistics by ``torch.kthvalue`` (selection) on CPU, a sort on accelerators.
 
@@ -86,3 +95,7 @@ def to_numpy(x: Any) -> np.ndarray:
 # A fixed-count loop is unrolled: eagerly it is a Python loop, and torch.compile traces
 # through it.
 fori_loop = python_loop
+
+# x * x: torch.square is a pow, whose backward makes copies (slower in eager mode);
+# Inductor compiles both to the same kernel.
+square = plain_square
