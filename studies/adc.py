@@ -311,15 +311,15 @@ def _tier_arms(tier: str, method: str) -> dict[str, dict[str, Any]]:
     from glf_losses.adc import method_weights
 
     arms = {name: dict(overrides) for name, overrides in TIER_ARMS[tier].items()}
+    nu, upsilon = method_weights(method)
     if tier == "defaults":
-        nu, upsilon = method_weights(method)
         for scale in WEIGHT_SCALES:
             # Rounded so that the weights read as a user types them (0.1 x 0.3 = 0.03).
             arms[f"adc x{scale:g}"] = {"adc": True, "adc_nu": round(nu * scale, 9),
                                        "adc_upsilon": round(upsilon * scale, 9)}
         if method in DEFAULTS_SETTING_METHODS:
             arms.update({name: dict(overrides) for name, overrides in SETTING_ARMS.items()})
-    _pin_adc_weights(arms, method)
+    _pin_adc_weights(arms, (nu, upsilon))
     return arms
 
 
@@ -327,14 +327,12 @@ def _tier_seeds(args: argparse.Namespace, tier: str) -> str:
     return str(args.seeds or TIER_SEEDS.get(tier, "0,1,2,3,4"))
 
 
-def _pin_adc_weights(arms: dict[str, dict[str, Any]], method: str) -> None:
+def _pin_adc_weights(arms: dict[str, dict[str, Any]], weights: tuple[float, float]) -> None:
     """Write the method's recommended ADC weights into every ADC arm that does not set
     them, so that a run's saved config says which weights trained it: a run made before
     ``method_weights`` changed then differs from the study's job and is refused rather
     than reused, and the gradient-norm cache is keyed by the weights too."""
-    from glf_losses.adc import method_weights
-
-    nu, upsilon = method_weights(method)
+    nu, upsilon = weights
     for overrides in arms.values():
         if overrides.get("adc"):
             overrides.setdefault("adc_nu", nu)
