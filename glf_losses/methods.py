@@ -654,8 +654,7 @@ def wmse_parts(
         raise ValueError(f"eps must be < 1 (it shrinks the covariance toward I), got {eps}")
     if permutations is not None:
         permutations = _check_permutations(be, permutations, n_global)
-    w_a = _whitened(be, z_a, w_size, eps, permutations)
-    w_b = _whitened(be, z_b, w_size, eps, permutations)
+    w_a, w_b = xp.unstack(_whitened(be, (z_a, z_b), w_size, eps, permutations))
     # Each worker takes its own share of the (iteration, row) terms of the global loss.
     # In one process that share is every row: no gather (whose backward is a
     # scatter-add).

@@ -74,25 +74,35 @@ def _whiten_blocks(be: ModuleType, blocks: Any, eps: float) -> Any:
     return matmul(be, centred, xp.matrix_transpose(inv_factor))
 
 
-def _whitened(be: ModuleType, z: Any, w_size: int, eps: float, permutations: Any) -> Any:
-    """One view of the global batch, permuted and whitened per sub-batch.
+def _whitened(
+    be: ModuleType, views: tuple[Any, ...], w_size: int, eps: float, permutations: Any
+) -> Any:
+    """Views of the global batch, permuted and whitened per sub-batch.
 
-    Returns a (w_iter, N_global, D) stack: row p of iteration i is sample
-    ``permutations[i, p]``, whitened within its sub-batch ``p // w_size``. Views whitened
-    with the same permutations line up row by row.
+    Returns a (V, w_iter, N_global, D) stack for V views of the same shape: row p of view
+    v, iteration i is sample ``permutations[i, p]`` of that view, whitened within its
+    sub-batch ``p // w_size``. Views whitened with the same permutations line up row by
+    row.
     """
     xp = be.xp
-    n_local, d = z.shape
-    n_global = n_local * be.shard(z)[0]
+    n_local, d = views[0].shape
+    n_global = n_local * be.shard(views[0])[0]
     # Every worker needs the whole batch: a sub-batch may mix samples of all workers.
     # ``to_local`` because each worker uses it in its own rows' terms only.
-    full = be.to_local(be.all_gather(z))
+    fulls = [be.to_local(be.all_gather(z)) for z in views]
     w_iter = 1
     if permutations is not None:
         w_iter = permutations.shape[0]
-        full = xp.take(full, xp.reshape(permutations, (-1,)), axis=0)
-    blocks = xp.reshape(full, (w_iter * (n_global // w_size), w_size, d))
-    return xp.reshape(_whiten_blocks(be, blocks, eps), (w_iter, n_global, d))
+        order = xp.reshape(permutations, (-1,))
+        fulls = [xp.take(full, order, axis=0) for full in fulls]
+    # Every view's sub-batches in one stack: one batched Cholesky factorisation and one
+    # triangular inverse for all of them (fewer calls in eager mode), and under jax.jit
+    # on a CPU no two independent LAPACK calls in the backward, which jaxlib 0.10 could
+    # leave waiting on each other forever (W-MSE at N = 1024, w_size = 256; see
+    # docs/benchmarks.md).
+    stacked = fulls[0] if len(fulls) == 1 else xp.concat(fulls, axis=0)
+    blocks = xp.reshape(stacked, (len(views) * w_iter * (n_global // w_size), w_size, d))
+    return xp.reshape(_whiten_blocks(be, blocks, eps), (len(views), w_iter, n_global, d))
 
 
 def cholesky_whiten(
@@ -150,4 +160,4 @@ def cholesky_whiten(
                 f"{_checks.shape_of(permutation)}"
             )
         permutation = _check_permutations(be, permutation[None, :], n_global)
-    return _whitened(be, z, w_size, eps, permutation)[0, ...]
+    return _whitened(be, (z,), w_size, eps, permutation)[0, 0, ...]

@@ -206,3 +206,33 @@ def test_torch_compile_works_before_any_eager_call() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_jax_jit_wmse_gradient_returns_with_several_sub_batches() -> None:
+    # Under jax.jit on a CPU (jaxlib 0.10), a program whose backward held two independent
+    # batched Cholesky / triangular-solve chains (one per view) never returned at
+    # N = 1024 with four sub-batches of 256 rows; the spec whitens both views in one
+    # stack. A fresh interpreter with a timeout, so that a regression fails here instead
+    # of blocking the suite.
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        """
+        import jax, numpy as np
+        import glf_losses
+        rng = np.random.default_rng(0)
+        z_a = jax.numpy.asarray(rng.standard_normal((1024, 128), dtype=np.float32))
+        z_b = z_a + 0.5 * jax.numpy.asarray(rng.standard_normal((1024, 128), dtype=np.float32))
+        step = jax.jit(jax.value_and_grad(
+            lambda a, b: glf_losses.wmse_loss(a, b, w_size=256), argnums=(0, 1)))
+        value, (g_a, g_b) = step(z_a, z_b)
+        assert np.isfinite(float(value)) and np.isfinite(np.asarray(g_a)).all()
+        print("ok")
+        """
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=240
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("jax.jit of wmse_loss's gradient did not return within 240 s")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
