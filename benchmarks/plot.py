@@ -112,10 +112,13 @@ def plot_training(result: Mapping[str, Any], path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("losses", "training"))
-    parser.add_argument("results", help="the JSON file a benchmark wrote with --json")
+    parser.add_argument("results", nargs="+",
+                        help="the JSON files a benchmark wrote with --json (one run per "
+                             "framework, say): their rows are drawn together")
     parser.add_argument("out", help="the PNG to write")
     args = parser.parse_args(argv)
-    result = json.loads(Path(args.results).read_text())
+    results = [json.loads(Path(path).read_text()) for path in args.results]
+    result = {**results[0], "rows": [row for r in results for row in r.get("rows", [])]}
     (plot_losses if args.kind == "losses" else plot_training)(result, args.out)
     print(f"wrote {args.out}")
     return 0
