@@ -50,7 +50,8 @@ bench-adc: $(STAMP)
 comma := ,
 # Every term in PyTorch; TensorFlow without MMCR (XLA's SVD takes seconds per call on a
 # CPU); JAX with W-MSE at N = 256 only (docs/benchmarks.md: its native can hang jaxlib).
-BENCH_GRID = --sizes 256 1024 --dims 128 2048 --repeats 10 --threads 1
+BENCH_ROUNDS = --repeats 10 --threads 1
+BENCH_GRID = --sizes 256 1024 --dims 128 2048 $(BENCH_ROUNDS)
 BENCH_ZOO = simsiam,vicreg,wmse,moco,mocov3,dcl,dclw,alignment_uniformity,tico,mmcr,nnclr
 BENCH_TERMS = byol,barlow_twins,swav,simclr,adc,$(BENCH_ZOO),dino,koleo
 bench-losses: $(STAMP)
@@ -62,7 +63,7 @@ bench-losses: $(STAMP)
 	$(PY) benchmarks/losses.py --frameworks jax $(BENCH_GRID) \
 		--terms $(subst $(comma)wmse,,$(BENCH_TERMS)) --json runs/bench/losses_jax.json
 	$(PY) benchmarks/losses.py --frameworks jax --terms wmse --sizes 256 --dims 128 \
-		--repeats 10 --threads 1 --json runs/bench/losses_jax_wmse.json
+		$(BENCH_ROUNDS) --json runs/bench/losses_jax_wmse.json
 	$(PY) benchmarks/plot.py losses runs/bench/losses_torch.json \
 		runs/bench/losses_tensorflow.json runs/bench/losses_jax.json \
 		runs/bench/losses_jax_wmse.json runs/bench/losses_cpu.png
