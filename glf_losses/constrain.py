@@ -22,6 +22,7 @@ from glf_losses._lib import (
     not_self,
     off_diagonal,
     rows,
+    similarity_logits,
     sq_distances,
     stacked_columns,
     stacked_rows,
@@ -165,7 +166,7 @@ def _uniformity(be: ModuleType, u_a: Any, u_b: Any, temperature: float) -> Any:
     n_global, anchors = stacked_rows(be, rows(be, u_a), u_a)
     local = xp.concat([u_a, u_b], axis=0)
     columns = stacked_columns(be, u_a, u_b, local)
-    logits = matmul(be, local, xp.matrix_transpose(columns)) / temperature
+    logits = similarity_logits(be, local, columns, temperature)
     lse = masked_logsumexp(be, logits, not_self(be, anchors, 2 * n_global, u_a))
     return batch_average(be, lse)
 

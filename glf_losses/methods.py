@@ -23,6 +23,7 @@ from glf_losses._lib import (
     masked_logsumexp,
     matmul,
     rows,
+    similarity_logits,
     stacked_columns,
     stacked_rows,
     standardize,
@@ -717,7 +718,7 @@ def _mocov3_direction(be: Any, u_q: Any, u_k: Any, temperature: float) -> tuple[
     """(align, constrain) of one direction, both scaled by 2T as the official loss."""
     xp = be.xp
     keys = be.to_local(be.all_gather(u_k))  # every worker's keys are negatives
-    logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
+    logits = similarity_logits(be, u_q, keys, temperature)
     align = -2.0 * batch_average(be, xp.sum(u_q * u_k, axis=1))
     constrain = 2.0 * temperature * batch_average(be, be.logsumexp(logits, axis=1))
     return align, constrain
@@ -805,11 +806,11 @@ def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> G
     if queue is None:
         # In-batch negatives: every key of the global batch, the positive among them.
         keys = be.to_local(be.all_gather(u_k))
-        logits = matmul(be, u_q, xp.matrix_transpose(keys)) / temperature
+        logits = similarity_logits(be, u_q, keys, temperature)
     else:
         negatives = _moco_queue(be, queue, q.shape[1], q.dtype)
         logits = xp.concat(
-            [positive[:, None], matmul(be, u_q, xp.matrix_transpose(negatives)) / temperature],
+            [positive[:, None], similarity_logits(be, u_q, negatives, temperature)],
             axis=1,
         )
     lse = be.logsumexp(logits, axis=1)
@@ -906,7 +907,7 @@ def _dcl(be: Any, u_a: Any, u_b: Any, temperature: float, sigma: float | None) -
     n_global, rows = stacked_rows(be, n_local, u_a)
     anchors = xp.concat([u_a, u_b], axis=0)
     columns = stacked_columns(be, u_a, u_b, anchors)
-    logits = matmul(be, anchors, xp.matrix_transpose(columns)) / temperature
+    logits = similarity_logits(be, anchors, columns, temperature)
     # Decoupled: neither the anchor itself nor its positive is in the denominator.
     positive_column = (rows + n_global) % (2 * n_global)
     column = xp.arange(2 * n_global, device=be.device(u_a))
@@ -1307,7 +1308,7 @@ def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: flo
     scores = matmul(be, be.stop_gradient(u_z), xp.matrix_transpose(support))
     neighbours = l2_normalize(xp, xp.take(support, xp.argmax(scores, axis=1), axis=0))
     columns = be.to_local(be.all_gather(u_p))
-    logits = matmul(be, neighbours, xp.matrix_transpose(columns)) / temperature
+    logits = similarity_logits(be, neighbours, columns, temperature)
     positive = xp.sum(neighbours * u_p, axis=1) / temperature
     return GLFParts(
         -0.5 * batch_average(be, positive),
