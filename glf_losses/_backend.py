@@ -77,6 +77,12 @@ class Backend(Protocol):
         """``body`` applied ``n`` times (a fixed count, compiled as one loop where possible)."""
         ...
 
+    def fuse(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(be, *arrays, **flags)``, a pure piece of the spec without collectives, as
+        the backend runs it best when called eagerly: one ``jax.jit`` call in JAX (flags,
+        the keyword-only parameters, fixed at compile time), ``fn`` itself elsewhere."""
+        ...
+
     def to_numpy(self, x: Any) -> Any:
         """A host NumPy copy (tests and reporting only; never called by the spec)."""
         ...

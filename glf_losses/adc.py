@@ -49,7 +49,6 @@ from glf_losses._lib import (
     entropy,
     global_rows,
     kl_divergence,
-    l2_normalize,
     masked_log_softmax,
     not_self,
     off_diagonal,
@@ -57,6 +56,7 @@ from glf_losses._lib import (
     sq_distances,
     stacked_columns,
     stacked_rows,
+    unit_rows,
 )
 from glf_losses.typing import Array
 
@@ -129,7 +129,7 @@ def _feature_distances(
 ) -> Any:
     xp = be.xp
     if normalize:
-        z_a, z_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+        z_a, z_b = unit_rows(be, z_a), unit_rows(be, z_b)
     local = xp.concat([z_a, z_b], axis=0)
     return sq_distances(be, local, stacked_columns(be, z_a, z_b, local), layout.mask)
 

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from glf_losses import _checks
-from glf_losses._lib import batch_average, column_mean, l2_normalize, standardize
+from glf_losses._lib import batch_average, column_mean, standardize, unit_rows
 from glf_losses.typing import Array
 
 __all__ = [
@@ -41,7 +41,7 @@ def _pair(
 
 def _normalized_mse(be: ModuleType, p: Any, z: Any) -> Any:
     xp = be.xp
-    diff = l2_normalize(xp, p) - l2_normalize(xp, z)
+    diff = unit_rows(be, p) - unit_rows(be, z)
     # The backend's square, not diff * diff: the same values, but where the framework
     # has a cheaper square (JAX, TensorFlow) its gradient is one product, where a
     # self-product's is two and their sum (under jax.jit: 10 MiB of temporaries and
@@ -219,8 +219,7 @@ def infonce_alignment(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array
     """
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
     temperature = _checks.check_positive(temperature, "temperature")
-    xp = be.xp
-    return _infonce_alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+    return _infonce_alignment(be, unit_rows(be, z_a), unit_rows(be, z_b), temperature)
 
 
 # --- SimSiam --------------------------------------------------------------------------
@@ -228,7 +227,7 @@ def infonce_alignment(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array
 
 def _negative_cosine(be: ModuleType, p: Any, z: Any) -> Any:
     xp = be.xp
-    return -batch_average(be, xp.sum(l2_normalize(xp, p) * l2_normalize(xp, z), axis=1))
+    return -batch_average(be, xp.sum(unit_rows(be, p) * unit_rows(be, z), axis=1))
 
 
 def negative_cosine(p: Any, z: Any) -> Any:
@@ -340,5 +339,4 @@ def alignment(z_a: Any, z_b: Any, alpha: float = 2.0) -> Any:
     """
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
     alpha = _checks.check_positive(alpha, "alpha")
-    xp = be.xp
-    return _alignment(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), alpha)
+    return _alignment(be, unit_rows(be, z_a), unit_rows(be, z_b), alpha)

@@ -16,7 +16,6 @@ from glf_losses._lib import (
     column_mean,
     dim,
     global_rows,
-    l2_normalize,
     masked_logsumexp,
     matmul,
     not_self,
@@ -27,6 +26,7 @@ from glf_losses._lib import (
     stacked_columns,
     stacked_rows,
     standardize,
+    unit_rows,
 )
 from glf_losses.align import _pair
 from glf_losses.typing import Array
@@ -199,8 +199,7 @@ def uniformity(z_a: Array, z_b: Array, temperature: float = 0.2) -> Array:
     """
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b)
     temperature = _checks.check_positive(temperature, "temperature")
-    xp = be.xp
-    return _uniformity(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature)
+    return _uniformity(be, unit_rows(be, z_a), unit_rows(be, z_b), temperature)
 
 
 # --- VICReg ---------------------------------------------------------------------------
@@ -335,10 +334,9 @@ def gaussian_uniformity(z_a: Any, z_b: Any, t: float = 2.0) -> Any:
     """
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     t = _checks.check_positive(t, "t")
-    xp = be.xp
     return 0.5 * (
-        _log_gaussian_potential(be, l2_normalize(xp, z_a), t)
-        + _log_gaussian_potential(be, l2_normalize(xp, z_b), t)
+        _log_gaussian_potential(be, unit_rows(be, z_a), t)
+        + _log_gaussian_potential(be, unit_rows(be, z_b), t)
     )
 
 
@@ -382,7 +380,7 @@ def koleo(z: Any, eps: float = 1e-8) -> Any:
     z = _checks.float_matrix(be, z, "z", min_rows=2)
     eps = _checks.check_nonnegative(eps, "eps")
     xp = be.xp
-    u = l2_normalize(xp, z)
+    u = unit_rows(be, z)
     n_global, rows = global_rows(be, u.shape[0], u)
     columns = be.to_local(be.all_gather(u))
     # Cosines lie in [-1, 1]: -2 keeps each sample from being its own neighbour.

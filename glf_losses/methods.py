@@ -19,7 +19,6 @@ from glf_losses._lib import (
     batch_average,
     dim,
     global_rows,
-    l2_normalize,
     masked_logsumexp,
     matmul,
     rows,
@@ -27,6 +26,7 @@ from glf_losses._lib import (
     stacked_columns,
     stacked_rows,
     standardize,
+    unit_rows,
 )
 from glf_losses.adc import ADC
 from glf_losses.align import (
@@ -256,7 +256,7 @@ def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
         )
     _check_prototype_count(w, "prototypes", axis=0)
     xp = be.xp
-    return matmul(be, l2_normalize(xp, z), xp.matrix_transpose(l2_normalize(xp, w)))
+    return matmul(be, unit_rows(be, z), xp.matrix_transpose(unit_rows(be, w)))
 
 
 def swav_parts(
@@ -442,8 +442,7 @@ def simclr_parts(z_a: Array, z_b: Array, temperature: float = 0.2) -> GLFParts:
     uniformity)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
-    xp = be.xp
-    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    u_a, u_b = unit_rows(be, z_a), unit_rows(be, z_b)
     return GLFParts(
         _infonce_alignment(be, u_a, u_b, temperature), _uniformity(be, u_a, u_b, temperature)
     )
@@ -662,7 +661,7 @@ def wmse_parts(
     if be.shard(z_a)[0] > 1:
         _, rows = global_rows(be, n_local, z_a)
         w_a, w_b = xp.take(w_a, rows, axis=1), xp.take(w_b, rows, axis=1)
-    cos = xp.sum(l2_normalize(xp, w_a) * l2_normalize(xp, w_b), axis=-1)
+    cos = xp.sum(unit_rows(be, w_a) * unit_rows(be, w_b), axis=-1)
     w_iter = w_a.shape[0]
     align = 2.0 - 2.0 * be.all_reduce_sum(xp.sum(cos)) / (n_global * w_iter)
     return GLFParts(align, _zero_like(be, align))
@@ -734,10 +733,9 @@ def mocov3_parts(
         _checks.same_shape(q_a, names[name], "q_a", name)
     q_a, q_b, k_a, k_b = (_checks.float_matrix(be, x, n) for n, x in names.items())
     temperature = _checks.check_positive(temperature, "temperature")
-    xp = be.xp
-    u_qa, u_qb = l2_normalize(xp, q_a), l2_normalize(xp, q_b)
-    u_ka = l2_normalize(xp, be.stop_gradient(k_a))
-    u_kb = l2_normalize(xp, be.stop_gradient(k_b))
+    u_qa, u_qb = unit_rows(be, q_a), unit_rows(be, q_b)
+    u_ka = unit_rows(be, be.stop_gradient(k_a))
+    u_kb = unit_rows(be, be.stop_gradient(k_b))
     align_ab, constrain_ab = _mocov3_direction(be, u_qa, u_kb, temperature)
     align_ba, constrain_ba = _mocov3_direction(be, u_qb, u_ka, temperature)
     return GLFParts(align_ab + align_ba, constrain_ab + constrain_ba)
@@ -801,7 +799,7 @@ def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> G
     k = _checks.float_matrix(be, k, "k")
     temperature = _checks.check_positive(temperature, "temperature")
     xp = be.xp
-    u_q, u_k = l2_normalize(xp, q), l2_normalize(xp, be.stop_gradient(k))
+    u_q, u_k = unit_rows(be, q), unit_rows(be, be.stop_gradient(k))
     positive = xp.sum(u_q * u_k, axis=1) / temperature
     if queue is None:
         # In-batch negatives: every key of the global batch, the positive among them.
@@ -893,7 +891,7 @@ def moco_enqueue(queue: Any, k: Any) -> Any:
             f"), got shape {_checks.shape_of(queue)}"
         )
     xp = be.xp
-    keys = l2_normalize(xp, be.stop_gradient(be.all_gather(k)))
+    keys = unit_rows(be, be.stop_gradient(be.all_gather(k)))
     stacked = xp.concat([be.stop_gradient(queue), xp.astype(keys, queue.dtype)], axis=0)
     return stacked[keys.shape[0] :, ...]  # the last K of the K + N rows
 
@@ -930,8 +928,7 @@ def dcl_parts(z_a: Any, z_b: Any, temperature: float = 0.1) -> GLFParts:
     """``dcl_loss`` as ``GLFParts(positive term, decoupled log-sum-exp)``."""
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
-    xp = be.xp
-    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, None)
+    return _dcl(be, unit_rows(be, z_a), unit_rows(be, z_b), temperature, None)
 
 
 def dcl_loss(z_a: Any, z_b: Any, temperature: float = 0.1) -> Any:
@@ -973,8 +970,7 @@ def dclw_parts(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5)
     be, z_a, z_b = _pair("z_a", z_a, "z_b", z_b, min_rows=2)
     temperature = _checks.check_positive(temperature, "temperature")
     sigma = _checks.check_positive(sigma, "sigma")
-    xp = be.xp
-    return _dcl(be, l2_normalize(xp, z_a), l2_normalize(xp, z_b), temperature, sigma)
+    return _dcl(be, unit_rows(be, z_a), unit_rows(be, z_b), temperature, sigma)
 
 
 def dclw_loss(z_a: Any, z_b: Any, temperature: float = 0.1, sigma: float = 0.5) -> Any:
@@ -1031,8 +1027,7 @@ def alignment_uniformity_parts(
     t = _checks.check_positive(t, "t")
     align_weight = _checks.check_nonnegative(align_weight, "align_weight")
     uniform_weight = _checks.check_nonnegative(uniform_weight, "uniform_weight")
-    xp = be.xp
-    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    u_a, u_b = unit_rows(be, z_a), unit_rows(be, z_b)
     uniform = 0.5 * (_log_gaussian_potential(be, u_a, t) + _log_gaussian_potential(be, u_b, t))
     return GLFParts(align_weight * _alignment(be, u_a, u_b, alpha), uniform_weight * uniform)
 
@@ -1123,7 +1118,7 @@ def tico_parts(
     be, z_a, z_b, state, beta = _tico_checked(z_a, z_b, covariance, beta)
     rho = _checks.check_nonnegative(rho, "rho")
     xp = be.xp
-    u_a, u_b = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
+    u_a, u_b = unit_rows(be, z_a), unit_rows(be, z_b)
     # The current batch's second moment enters with its gradient, as in the paper's
     # pseudo-code (the state is detached only after the step).
     c = beta * state + (1.0 - beta) * _tico_batch_covariance(be, u_a)
@@ -1198,7 +1193,7 @@ def tico_covariance(z_a: Any, covariance: Any, beta: float = 0.9) -> Any:
     if beta > 1.0:
         raise ValueError(f"beta must be in [0, 1] (an EMA coefficient), got {beta}")
     state = _tico_state(be, covariance, z_a.shape[1], z_a.dtype)
-    u_a = l2_normalize(be.xp, be.stop_gradient(z_a))
+    u_a = unit_rows(be, be.stop_gradient(z_a))
     xp = be.xp
     n_global = u_a.shape[0] * be.shard(u_a)[0]
     batch = be.all_reduce_sum(matmul(be, xp.matrix_transpose(u_a), u_a)) / n_global
@@ -1223,7 +1218,7 @@ def mmcr_parts(z: Any, n_views: int, lmbda: float = 0.0) -> GLFParts:
         )
     xp = be.xp
     world = be.shard(z)[0]
-    views = xp.reshape(l2_normalize(xp, z), (z.shape[0] // n_views, n_views, z.shape[1]))
+    views = xp.reshape(unit_rows(be, z), (z.shape[0] // n_views, n_views, z.shape[1]))
     centroids = xp.mean(views, axis=1)
     # The nuclear norm couples every sample of the global batch: each worker computes it
     # on the gathered centroids and contributes 1/world of it to a sum, so that the value
@@ -1306,7 +1301,7 @@ def _nnclr_direction(be: Any, u_z: Any, u_p: Any, support: Any, temperature: flo
     # Neighbours under stop-gradient: the support set is a constant, and which element is
     # nearest is piecewise constant in z.
     scores = matmul(be, be.stop_gradient(u_z), xp.matrix_transpose(support))
-    neighbours = l2_normalize(xp, xp.take(support, xp.argmax(scores, axis=1), axis=0))
+    neighbours = unit_rows(be, xp.take(support, xp.argmax(scores, axis=1), axis=0))
     columns = be.to_local(be.all_gather(u_p))
     logits = similarity_logits(be, neighbours, columns, temperature)
     positive = xp.sum(neighbours * u_p, axis=1) / temperature
@@ -1335,8 +1330,8 @@ def nnclr_parts(
         )
     xp = be.xp
     support = xp.astype(be.stop_gradient(support), z_a.dtype)
-    u_za, u_zb = l2_normalize(xp, z_a), l2_normalize(xp, z_b)
-    u_pa, u_pb = l2_normalize(xp, p_a), l2_normalize(xp, p_b)
+    u_za, u_zb = unit_rows(be, z_a), unit_rows(be, z_b)
+    u_pa, u_pb = unit_rows(be, p_a), unit_rows(be, p_b)
     ab = _nnclr_direction(be, u_za, u_pb, support, temperature)
     ba = _nnclr_direction(be, u_zb, u_pa, support, temperature)
     return GLFParts(ab.align + ba.align, ab.constrain + ba.constrain)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from glf_losses._lib import plain_matmul
 __all__ = [
     "device",
     "fori_loop",
+    "fuse",
     "log_softmax",
     "logsumexp",
     "lower_triangular_inverse",
@@ -41,8 +44,13 @@ def stop_gradient(x: Any) -> Any:
     return jax.lax.stop_gradient(x)
 
 
+# Compiled as one piece: jax.nn.logsumexp is some twenty primitives, each a separate
+# dispatch (and linearisation) in an eager value_and_grad; under an outer jit it inlines.
+_logsumexp = jax.jit(jax.nn.logsumexp, static_argnames=("axis", "keepdims"))
+
+
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
-    return jax.nn.logsumexp(x, axis=axis, keepdims=keepdims)
+    return _logsumexp(x, axis=axis, keepdims=keepdims)
 
 
 def log_softmax(x: Any, axis: int) -> Any:
@@ -71,6 +79,16 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     # XLA has no selection primitive; its sort is the fast path on every device.
     ordered = xp.sort(x)
     return ordered[np.asarray(ks)]
+
+
+@functools.cache
+def fuse(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(be, *arrays, **flags)`` as one ``jax.jit`` piece, ``be`` and the keyword-only
+    flags static: one dispatch each way in an eager ``value_and_grad`` instead of one per
+    primitive; inlined under an outer ``jit``."""
+    params = inspect.signature(fn).parameters.values()
+    flags = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    return jax.jit(fn, static_argnums=0, static_argnames=flags)
 
 
 def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:

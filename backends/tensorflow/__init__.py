@@ -24,6 +24,7 @@ from .namespace import (
     device,
     dynamic_dim,
     fori_loop,
+    fuse,
     log_softmax,
     logsumexp,
     lower_triangular_inverse,
@@ -39,7 +40,7 @@ from .namespace import (
 __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
     "lower_triangular_inverse",
-    "select_kth", "square", "fori_loop",
+    "select_kth", "square", "fori_loop", "fuse",
     "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",
     "to_local",
     "ADCLoss", "MethodLoss", "front_end",

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from glf_losses._lib import plain_matmul, python_loop
+from glf_losses._lib import plain_matmul, python_loop, unfused
 
 __all__ = [
     "device",
     "dynamic_dim",
     "fori_loop",
+    "fuse",
     "log_softmax",
     "logsumexp",
     "lower_triangular_inverse",
@@ -381,6 +382,11 @@ def select_kth(x: Any, ks: tuple[int, ...]) -> Any:
     sorts half the array anyway) and equal under XLA, which lowers both to a sort.
     """
     return tf.gather(tf.sort(x), list(ks))
+
+
+# Eager TensorFlow runs the spec's pieces as they are: a tf.function called eagerly costs
+# more than the operations it would save.
+fuse = unfused
 
 
 def fori_loop(n: int, body: Callable[[Any], Any], carry: Any) -> Any:

@@ -23,6 +23,7 @@ from .frontends import ADCLoss, MethodLoss, front_end
 from .namespace import (
     device,
     fori_loop,
+    fuse,
     log_softmax,
     logsumexp,
     lower_triangular_inverse,
@@ -38,7 +39,7 @@ from .namespace import (
 __all__ = [
     "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
     "lower_triangular_inverse",
-    "select_kth", "square", "fori_loop",
+    "select_kth", "square", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "ADCLoss", "MethodLoss", "front_end",
     *(registry.get(m).class_name for m in registry.names()),

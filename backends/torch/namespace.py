@@ -11,11 +11,12 @@ import array_api_compat.torch as xp
 import numpy as np
 import torch
 
-from glf_losses._lib import plain_square, python_loop
+from glf_losses._lib import plain_square, python_loop, unfused
 
 __all__ = [
     "device",
     "fori_loop",
+    "fuse",
     "log_softmax",
     "logsumexp",
     "lower_triangular_inverse",
@@ -95,6 +96,7 @@ def to_numpy(x: Any) -> np.ndarray:
 # A fixed-count loop is unrolled: eagerly it is a Python loop, and torch.compile traces
 # through it.
 fori_loop = python_loop
+fuse = unfused
 
 # x * x: torch.square is a pow, whose backward makes copies (slower in eager mode);
 # Inductor compiles both to the same kernel.
