@@ -236,3 +236,33 @@ def test_jax_jit_wmse_gradient_returns_with_several_sub_batches() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("jax.jit of wmse_loss's gradient did not return within 240 s")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_jax_eager_fuses_row_wise_pieces_into_one_call_each() -> None:
+    """In JAX the spec's row-wise pieces (L2 normalisation, masked log-sum-exp) enter an
+    eager computation as one compiled call each, with the values of the plain code."""
+    jax = pytest.importorskip("jax")
+    from glf_losses._lib import l2_normalize
+
+    z = jax.numpy.asarray(_views(8, 4, 1, seed=3)[0], dtype=jax.numpy.float32)
+    jaxpr = jax.make_jaxpr(lambda a: glf_losses.simclr_loss(a, 2.0 * a))(z)
+    calls = [e.params["name"] for e in jaxpr.eqns if "name" in e.params]
+    assert calls.count("unit_rows") == 2
+    assert calls.count("masked_logsumexp") == 1
+    be = glf_losses.get_backend(z)
+    fused = be.fuse(l2_normalize)
+    assert fused is not l2_normalize
+    # XLA may compute 1 / sqrt as one rsqrt: the same values to an ulp.
+    np.testing.assert_allclose(
+        np.asarray(fused(be.xp, z)), np.asarray(l2_normalize(be.xp, z)), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", [n for n in AUTODIFF if n != "jax"])
+def test_other_backends_run_the_pieces_as_they_are(name: str) -> None:
+    """Eager PyTorch and TensorFlow gain nothing from compiling a piece: ``fuse`` is the
+    identity there."""
+    from glf_losses._lib import l2_normalize
+
+    be = glf_losses.get_backend(to_backend(name, np.ones((2, 2), dtype=np.float32)))
+    assert be.fuse(l2_normalize) is l2_normalize
