@@ -68,6 +68,14 @@ class Backend(Protocol):
         """Values at the 0-based positions ``ks`` of ``sort(x)`` for a 1-D ``x``."""
         ...
 
+    @property
+    def batch_standardize(self) -> Callable[[Any, float], Any] | None:
+        """``(x - mean) / sqrt(var + eps)`` over the rows of a (rows, D) array in one
+        process (biased variance), as one fused operation where the framework has one
+        (PyTorch's batch norm in training mode, without affine parameters); ``None``
+        where the spec's own form is as good."""
+        ...
+
     def lower_triangular_inverse(self, x: Any) -> Any:
         """The inverse of each lower-triangular matrix in the last two axes (the whitening
         of W-MSE): a triangular solve against the identity where the framework has one."""

@@ -22,6 +22,7 @@ from .collectives import (
 )
 from .frontends import adc_loss, front_end, update_state
 from .namespace import (
+    batch_standardize,
     device,
     fori_loop,
     fuse,
@@ -38,7 +39,8 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
+    "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
+    "matmul",
     "lower_triangular_inverse",
     "select_kth", "square", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",

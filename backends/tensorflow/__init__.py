@@ -21,6 +21,7 @@ from .collectives import (
 )
 from .frontends import ADCLoss, MethodLoss, front_end
 from .namespace import (
+    batch_standardize,
     device,
     dynamic_dim,
     fori_loop,
@@ -38,7 +39,8 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
+    "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
+    "matmul",
     "lower_triangular_inverse",
     "select_kth", "square", "fori_loop", "fuse",
     "to_numpy", "dynamic_dim", "shard", "all_gather", "all_reduce_sum", "all_reduce_max",

@@ -21,6 +21,7 @@ from .collectives import (
 )
 from .frontends import ADCLoss, MethodLoss, front_end
 from .namespace import (
+    batch_standardize,
     device,
     fori_loop,
     fuse,
@@ -37,7 +38,8 @@ from .namespace import (
 )
 
 __all__ = [
-    "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp", "matmul",
+    "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
+    "matmul",
     "lower_triangular_inverse",
     "select_kth", "square", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
