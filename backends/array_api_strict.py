@@ -50,7 +50,7 @@ __all__ = [
 name = "array_api_strict"
 
 
-# The spec standardises with its own form (XLA fuses it; TensorFlow eager is at par).
+# No fused standardisation here: the spec uses its own form.
 batch_standardize = None
 
 

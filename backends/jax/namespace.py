@@ -36,7 +36,7 @@ __all__ = [
 name = "jax"
 
 
-# The spec standardises with its own form (XLA fuses it; TensorFlow eager is at par).
+# The spec standardises with its own form, which XLA fuses under jit.
 batch_standardize = None
 
 

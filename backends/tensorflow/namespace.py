@@ -332,7 +332,8 @@ xp = _ArrayNamespace()
 # --- backend operations -----------------------------------------------------------------
 
 
-# The spec standardises with its own form (XLA fuses it; TensorFlow eager is at par).
+# The spec standardises with its own form: eager TensorFlow is at par with
+# tf.nn.moments and batch_normalization, and XLA fuses it.
 batch_standardize = None
 
 
