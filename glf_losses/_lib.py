@@ -186,12 +186,12 @@ def fused(fn: _Fn) -> _Fn:
     and a piece holding a matrix product, compiled apart, is partitioned on its own under
     a sharded ``jax.jit``, which changed the rounding enough for a two-device training run
     to drift from a one-device run (ADC's squared distances: 8e-3 after two epochs,
-    against 2e-7 inline). Keyword-only parameters are
-    flags fixed at compile time. Why: eager JAX dispatches every primitive of a
-    ``value_and_grad`` separately, 100 to 200 us each on a CPU, so a normalisation of
-    seven primitives cost more than the matrix product after it; compiled as one piece it
-    is one dispatch each way. Under an outer ``jax.jit`` the piece is inlined, the same
-    program as before.
+    against 2e-7 inline). Keyword-only parameters are flags fixed at compile time.
+
+    Why: eager JAX dispatches every primitive of a ``value_and_grad`` separately, 100 to
+    200 us each on a CPU, so a normalisation of seven primitives cost more than the
+    matrix product after it; compiled as one piece it is one dispatch each way. Under an
+    outer ``jax.jit`` the piece is inlined, the same program as before.
     """
 
     @functools.wraps(fn)
