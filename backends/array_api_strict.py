@@ -13,6 +13,7 @@ import array_api_strict as xp
 import numpy as np
 
 from glf_losses._lib import (
+    generic_fill_per_row,
     generic_log_softmax,
     generic_logsumexp,
     generic_lower_triangular_inverse,
@@ -31,6 +32,7 @@ __all__ = [
     "all_reduce_sum",
     "batch_standardize",
     "device",
+    "fill_per_row",
     "fori_loop",
     "fuse",
     "log_softmax",
@@ -64,6 +66,11 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def fill_per_row(x: Any, columns: Any, value: float) -> Any:
+    # The standard has no integer-array assignment: a mask and where.
+    return generic_fill_per_row(sys.modules[__name__], x, columns, value)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -26,6 +26,7 @@ __all__ = [
     "all_reduce_sum",
     "batch_standardize",
     "device",
+    "fill_per_row",
     "fori_loop",
     "fuse",
     "log_softmax",
@@ -63,6 +64,12 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 
 def log_softmax(x: Any, axis: int) -> Any:
     return generic_log_softmax(sys.modules[__name__], x, axis)
+
+
+def fill_per_row(x: Any, columns: Any, value: float) -> Any:
+    # In place: the caller owns x (a fresh product) and reads only the result.
+    x[np.arange(x.shape[0]), columns] = value
+    return x
 
 
 def lower_triangular_inverse(x: Any) -> Any:

@@ -64,6 +64,13 @@ class Backend(Protocol):
         self-product has two operands to differentiate, a square one)."""
         ...
 
+    def fill_per_row(self, x: Any, columns: Any, value: float) -> Any:
+        """``x`` with ``x[i, columns[i]] = value`` in every row ``i`` of a (rows, columns)
+        array carrying no gradient, which the caller owns and does not read again: written
+        in place where the framework allows it (O(rows) work instead of a mask and a
+        ``where`` over every entry)."""
+        ...
+
     def select_kth(self, x: Any, ks: tuple[int, ...]) -> Any:
         """Values at the 0-based positions ``ks`` of ``sort(x)`` for a 1-D ``x``."""
         ...

@@ -319,6 +319,14 @@ def generic_log_softmax(be: ModuleType, x: Any, axis: int) -> Any:
     return x - be.logsumexp(x, axis=axis, keepdims=True)
 
 
+def generic_fill_per_row(be: ModuleType, x: Any, columns: Any, value: float) -> Any:
+    """``x`` with ``x[i, columns[i]] = value`` in every row ``i``, by a comparison mask and
+    ``where``: two (rows, columns) passes, for frameworks that cannot write the entries."""
+    xp = be.xp
+    every_column = xp.arange(x.shape[1], device=be.device(x))
+    return xp.where(every_column[None, :] == columns[:, None], value, x)
+
+
 def generic_lower_triangular_inverse(xp: Any, x: Any) -> Any:
     """The inverse of each lower-triangular matrix in the last two axes, by ``xp.linalg.inv``
     (the array API has no triangular solve): for frameworks without one."""

@@ -22,7 +22,6 @@ from glf_losses._lib import (
     off_diagonal,
     rows,
     similarity_logits,
-    sq_distances,
     stacked_columns,
     stacked_rows,
     standardize,
@@ -294,9 +293,24 @@ def _log_gaussian_potential(be: ModuleType, u: Any, t: float) -> Any:
     """log of the mean of exp(-t |u_i - u_j|^2) over the ordered pairs i != j (global)."""
     xp = be.xp
     n_global, rows = global_rows(be, u.shape[0], u)
-    columns = be.to_local(be.all_gather(u))
+    # The loss is a log-sum-exp over every ordered pair of a symmetric matrix, so its
+    # gradient with respect to that matrix is symmetric too: the path through a sample's
+    # column equals the path through its row. The columns are held fixed and the rows carry
+    # twice the gradient (2u - sg(u) is u exactly, its cotangent doubled): half the matrix
+    # products backward, and no gradient through the gather under data parallelism.
+    held = be.stop_gradient(u)
+    columns = be.to_local(be.all_gather(held))
+    u = 2.0 * u - held
+    # -t |u_i - c_j|^2 = 2t u_i.c_j - t |c_j|^2 - t |u_i|^2: the first two terms are one
+    # product of [2t u, 1] and [c, -t |c|^2] (no (N, N) passes to form distances, clamp
+    # and scale them, and none back); the row's own term leaves the log-sum-exp.
+    sq_r = xp.sum(be.square(u), axis=1)
+    sq_c = xp.sum(be.square(columns), axis=1)
+    anchors = xp.concat([(2.0 * t) * u, xp.ones_like(sq_r)[:, None]], axis=1)
+    targets = xp.concat([columns, (-t * sq_c)[:, None]], axis=1)
+    logits = matmul(be, anchors, xp.matrix_transpose(targets))
     mask = not_self(be, rows, n_global, u)
-    per_row = masked_logsumexp(be, -t * sq_distances(be, u, columns, mask), mask)
+    per_row = masked_logsumexp(be, logits, mask) - t * sq_r
     # A log-sum-exp over the rows of every worker, shifted by the global row maximum.
     m = be.stop_gradient(be.all_reduce_max(xp.max(per_row, keepdims=True)))
     total = be.all_reduce_sum(xp.sum(xp.exp(per_row - m), keepdims=True))
@@ -381,11 +395,13 @@ def koleo(z: Any, eps: float = 1e-8) -> Any:
     eps = _checks.check_nonnegative(eps, "eps")
     xp = be.xp
     u = unit_rows(be, z)
-    n_global, rows = global_rows(be, u.shape[0], u)
+    _, rows = global_rows(be, u.shape[0], u)
     columns = be.to_local(be.all_gather(u))
-    # Cosines lie in [-1, 1]: -2 keeps each sample from being its own neighbour.
+    # Cosines lie in [-1, 1]: -2 keeps each sample from being its own neighbour. Written
+    # into the product in place where the framework can (DINOv2 fills the diagonal), as a
+    # mask and a where over the (N, N) grid cost as much as the product at N = 4096.
     dots = be.stop_gradient(matmul(be, u, xp.matrix_transpose(columns)))
-    dots = xp.where(not_self(be, rows, n_global, u), dots, -2.0)
+    dots = be.fill_per_row(dots, rows, -2.0)
     neighbour = xp.take(columns, xp.argmax(dots, axis=1), axis=0)
     diff = u - neighbour + eps
     distance = xp.sqrt(xp.sum(be.square(diff), axis=1))

@@ -238,8 +238,10 @@ def _check_prototype_count(x: Any, name: str, axis: int) -> None:
         )
 
 
-def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
-    """``n(z) n(W)^T``: (N, K) scores of projections (N, D) against prototypes (K, D).
+def _prototype_scores(z: Any, prototypes: Any, name: str, temperature: float = 1.0) -> Any:
+    """``n(z) n(W)^T / temperature``: (N, K) scores of projections (N, D) against
+    prototypes (K, D), the temperature applied to the (N, D) side when K > D (the same
+    value to rounding, one (N, K) pass fewer each way).
 
     What the SwAV front-ends of every framework call: ``z`` and ``prototypes`` are
     validated (errors name ``name`` and ``prototypes``) and computed in their common
@@ -255,8 +257,9 @@ def _prototype_scores(z: Any, prototypes: Any, name: str) -> Any:
             f"got shape {shape_w}"
         )
     _check_prototype_count(w, "prototypes", axis=0)
-    xp = be.xp
-    return matmul(be, unit_rows(be, z), xp.matrix_transpose(unit_rows(be, w)))
+    if temperature == 1.0:
+        return matmul(be, unit_rows(be, z), be.xp.matrix_transpose(unit_rows(be, w)))
+    return similarity_logits(be, unit_rows(be, z), unit_rows(be, w), temperature)
 
 
 def swav_parts(
@@ -1474,7 +1477,9 @@ def _swav_local_scores(be: Any, local_scores: Any, sa: Any) -> Any:
     return local
 
 
-def _local_prototype_scores(be: Any, local_z: Any, z_a: Any, prototypes: Any) -> Any:
+def _local_prototype_scores(
+    be: Any, local_z: Any, z_a: Any, prototypes: Any, temperature: float = 1.0
+) -> Any:
     """(L, N, K) scores of the (L, N, D) local crops' projections against the prototypes."""
     xp = be.xp
     local_z = _crop_stack(be, local_z, "local_z", "(L, N, D)")
@@ -1486,7 +1491,9 @@ def _local_prototype_scores(be: Any, local_z: Any, z_a: Any, prototypes: Any) ->
             f"with the same head"
         )
     # One (L * N, D) product instead of L: the rows of every crop against the prototypes.
-    flat = _prototype_scores(xp.reshape(local_z, (-1, shape[2])), prototypes, "local_z")
+    flat = _prototype_scores(
+        xp.reshape(local_z, (-1, shape[2])), prototypes, "local_z", temperature
+    )
     return xp.reshape(flat, (shape[0], -1, flat.shape[1]))
 
 
@@ -1581,26 +1588,48 @@ def dino_parts(
     student_temperature = _checks.check_positive(student_temperature, "student_temperature")
     teacher_temperature = _checks.check_positive(teacher_temperature, "teacher_temperature")
     xp = be.xp
-    n_crops, n_global = s.shape[0], t.shape[0]
-    log_p = be.log_softmax(s / student_temperature, axis=-1)
-    targets = xp.exp(be.log_softmax((be.stop_gradient(t) - c) / teacher_temperature, axis=-1))
-    # Teacher crop i meets every student crop but its own: the sum over all crops less
-    # crop i's, G passes instead of G (V - 1) pairs. The sums over crops are written as
-    # additions of (N, K) slices rather than reductions over the crop axis: the same
-    # arithmetic, but XLA on CPU fused a crop-axis reduction into each of its consumers
-    # and recomputed it (JAX jit 2.3x native's time at N = 1024, K = 300; see
-    # docs/benchmarks.md).
     # (unstack, not indexing: in PyTorch eager each indexed slice's backward is a zero
     # (V, N, K) array, unstack's is one stack.)
-    crops, teacher_crops = xp.unstack(log_p, axis=0), xp.unstack(targets, axis=0)
-    all_crops = crops[0]
-    for crop in crops[1:]:
-        all_crops = all_crops + crop
-    per_sample = xp.sum(teacher_crops[0] * (all_crops - crops[0]), axis=-1)
-    for i in range(1, n_global):
-        per_sample = per_sample + xp.sum(teacher_crops[i] * (all_crops - crops[i]), axis=-1)
-    align = -batch_average(be, per_sample) / (n_global * (n_crops - 1))
+    align = _dino_cross_entropy(
+        be,
+        xp.unstack(s / student_temperature, axis=0),
+        xp.unstack((be.stop_gradient(t) - c) / teacher_temperature, axis=0),
+    )
     return GLFParts(align, _zero_like(be, align))
+
+
+def _dino_cross_entropy(be: Any, student: list[Any], teacher: list[Any]) -> Any:
+    """DINO's mean cross-entropy from the V student crops' tempered logits (N, K) and the
+    G teacher crops' centred, tempered logits (no gradient), the first G student crops
+    being the teacher's, in order."""
+    xp = be.xp
+    n_crops, n_global = len(student), len(teacher)
+    crops = [be.log_softmax(s, axis=-1) for s in student]
+    targets = [xp.exp(be.log_softmax(be.stop_gradient(t), axis=-1)) for t in teacher]
+    if 2 * n_global * (n_crops - 1) <= (n_crops - 1) + 3 * n_global:
+        # Few crops (two global ones and no local ones, the common case): each pair as
+        # a product and a row sum, 2 G (V - 1) (N, K) passes against the V - 1 + 3 G of
+        # the form below (7 against 4 at G = V = 2, a quarter of the eager time at
+        # N = 4096 with its backward).
+        pairs = [xp.sum(q * crops[v], axis=-1)
+                 for i, q in enumerate(targets) for v in range(n_crops) if v != i]
+        per_sample = pairs[0]
+        for pair in pairs[1:]:
+            per_sample = per_sample + pair
+    else:
+        # Teacher crop i meets every student crop but its own: the sum over all crops
+        # less crop i's, G passes instead of G (V - 1) pairs. The sums over crops are
+        # additions of (N, K) slices rather than reductions over a crop axis: the same
+        # arithmetic, but XLA on CPU fused a crop-axis reduction into each of its
+        # consumers and recomputed it (JAX jit 2.3x native's time at N = 1024, K = 300;
+        # see docs/benchmarks.md).
+        all_crops = crops[0]
+        for crop in crops[1:]:
+            all_crops = all_crops + crop
+        per_sample = xp.sum(targets[0] * (all_crops - crops[0]), axis=-1)
+        for i in range(1, n_global):
+            per_sample = per_sample + xp.sum(targets[i] * (all_crops - crops[i]), axis=-1)
+    return -batch_average(be, per_sample) / (n_global * (n_crops - 1))
 
 
 def dino_loss(
@@ -1766,16 +1795,29 @@ def dino_prototype_parts(
     be = _checks.backend_of(z_a=z_a, z_b=z_b, t_a=t_a, t_b=t_b, prototypes=prototypes,
                             local_z=local_z)
     xp = be.xp
-    crops = [_prototype_scores(z_a, prototypes, "z_a"), _prototype_scores(z_b, prototypes, "z_b")]
-    student = xp.stack(crops)
-    if local_z is not None:
-        local = _local_prototype_scores(be, local_z, z_a, prototypes)
-        # The global crops first, in the teacher's order: dino_parts pairs them by index.
-        student = xp.concat(_promoted(be, [student, local]), axis=0)
-    teacher = _dino_teacher_scores(be, t_a, t_b, prototypes)
+    student_temperature = _checks.check_positive(student_temperature, "student_temperature")
+    teacher_temperature = _checks.check_positive(teacher_temperature, "teacher_temperature")
     _check_momentum(center_momentum)
-    return dino_parts(student, teacher, center, student_temperature=student_temperature,
-                      teacher_temperature=teacher_temperature)
+    for name, x in (("z_b", z_b), ("t_a", t_a), ("t_b", t_b)):
+        _checks.same_shape(z_a, x, "z_a", name)
+    # dino_parts's cross-entropy on the crops as (N, K) slices, never stacked: no copies
+    # into a (V, N, K) array and out again, and the temperatures applied to the (N, D)
+    # side of each product.
+    student = [_prototype_scores(z, prototypes, name, student_temperature)
+               for name, z in (("z_a", z_a), ("z_b", z_b))]
+    if local_z is not None:
+        # After the global crops, in the teacher's order: the cross-entropy pairs by index.
+        student += xp.unstack(
+            _local_prototype_scores(be, local_z, z_a, prototypes, student_temperature), axis=0
+        )
+    w = be.stop_gradient(prototypes)
+    teacher = [_prototype_scores(be.stop_gradient(t), w, name, teacher_temperature)
+               for name, t in (("t_a", t_a), ("t_b", t_b))]
+    crops = _promoted(be, student + teacher)
+    c = _dino_center_state(be, center, _checks.shape_of(crops[0])[1], crops[0].dtype)
+    shift = c / teacher_temperature
+    align = _dino_cross_entropy(be, crops[:-2], [t - shift for t in crops[-2:]])
+    return GLFParts(align, _zero_like(be, align))
 
 
 def dino_prototype_center(

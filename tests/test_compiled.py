@@ -266,3 +266,41 @@ def test_other_backends_run_the_pieces_as_they_are(name: str) -> None:
 
     be = glf_losses.get_backend(to_backend(name, np.ones((2, 2), dtype=np.float32)))
     assert be.fuse(l2_normalize) is l2_normalize
+
+
+def _fill_per_row_case(backend: str) -> tuple[Any, Any, np.ndarray]:
+    """A (4, 6) product, a column per row (the offset of a second worker's rows) and the
+    expected result: -2 at (i, columns[i]), every other entry untouched."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    columns = np.array([4, 5, 0, 2])
+    expected = x.copy()
+    expected[np.arange(4), columns] = -2.0
+    return to_backend(backend, x), to_backend(backend, columns), expected
+
+
+def test_fill_per_row_writes_one_entry_per_row(backend: str) -> None:
+    """The backend op behind KoLeo's self-exclusion sets exactly x[i, columns[i]]."""
+    x, columns, expected = _fill_per_row_case(backend)
+    be = glf_losses.get_backend(x)
+    np.testing.assert_array_equal(to_numpy(be.fill_per_row(x, columns, -2.0)), expected)
+
+
+@pytest.mark.parametrize(("backend", "options"), COMPILERS)
+def test_fill_per_row_compiles(backend: str, options: dict[str, Any]) -> None:
+    x, columns, expected = _fill_per_row_case(backend)
+    be = glf_losses.get_backend(x)
+    compiled = compile_fn(backend, lambda a, c: be.fill_per_row(a * 1.0, c, -2.0), **options)
+    np.testing.assert_array_equal(to_numpy(compiled(x, columns)), expected)
+
+
+def test_torch_fill_per_row_keeps_a_gradient_path_out_of_place() -> None:
+    """A tensor that requires grad is not written in place (autograd would refuse it);
+    the filled entries get no gradient."""
+    torch = pytest.importorskip("torch")
+    x = torch.ones((3, 3), requires_grad=True)
+    be = glf_losses.get_backend(x)
+    filled = be.fill_per_row(x, torch.arange(3), 0.0)
+    filled.sum().backward()
+    assert torch.equal(x.detach(), torch.ones((3, 3)))
+    assert torch.equal(x.grad, 1.0 - torch.eye(3))

@@ -144,6 +144,8 @@ def test_creation():
     assert xp.zeros((), dtype=xp.float64).shape == ()
     assert xp.zeros((2, 3)).dtype == tf.float32
     assert_close(xp.ones((2,), dtype=xp.float64), np.ones(2))
+    assert xp.ones_like(tf.zeros((2, 3), dtype=tf.float64)).dtype == tf.float64
+    assert_close(xp.ones_like(tf.zeros((2, 3))), np.ones((2, 3)))
     assert_close(xp.eye(3), np.eye(3))
     assert_close(xp.eye(2, 4, k=1, dtype=xp.float64), np.eye(2, 4, k=1))
     assert_close(xp.eye(3, k=-1), np.eye(3, k=-1))

@@ -24,6 +24,7 @@ from .frontends import adc_loss, front_end, update_state
 from .namespace import (
     batch_standardize,
     device,
+    fill_per_row,
     fori_loop,
     fuse,
     log_softmax,
@@ -42,7 +43,7 @@ __all__ = [
     "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
     "matmul",
     "lower_triangular_inverse",
-    "select_kth", "square", "fori_loop", "fuse",
+    "select_kth", "square", "fill_per_row", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "adc_loss", "front_end", "update_state", *(f"{m}_loss" for m in registry.names()),
 ]

@@ -19,6 +19,7 @@ from glf_losses._lib import plain_matmul
 __all__ = [
     "batch_standardize",
     "device",
+    "fill_per_row",
     "fori_loop",
     "fuse",
     "log_softmax",
@@ -56,6 +57,11 @@ _logsumexp = jax.jit(jax.nn.logsumexp, static_argnames=("axis", "keepdims"))
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return _logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def fill_per_row(x: Any, columns: Any, value: float) -> Any:
+    # One scatter of a row's worth of entries; in place under jit (XLA reuses the buffer).
+    return x.at[xp.arange(x.shape[0]), columns].set(value)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -22,6 +22,7 @@ __all__ = [
     "batch_standardize",
     "device",
     "dynamic_dim",
+    "fill_per_row",
     "fori_loop",
     "fuse",
     "log_softmax",
@@ -202,6 +203,12 @@ class _ArrayNamespace(_DTypesAndConstants):
             return tf.ones(shape, dtype=dtype or tf.float32)
 
     @staticmethod
+    def ones_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
+        """Ones of ``x``'s shape (known at run time too) and dtype unless ``dtype``."""
+        with _placed(device):
+            return tf.ones_like(x, dtype=dtype)
+
+    @staticmethod
     def eye(
         n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
         device: Any = None,
@@ -361,6 +368,15 @@ def stop_gradient(x: Any) -> Any:
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     """``log(sum(exp(x)))`` along ``axis``, max-shifted by TF itself."""
     return tf.reduce_logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def fill_per_row(x: Any, columns: Any, value: float) -> Any:
+    """``x`` with ``x[i, columns[i]] = value``: one scatter of a row's worth of entries
+    (TensorFlow reuses ``x``'s buffer when nothing else holds it)."""
+    rows = tf.range(tf.shape(x)[0], dtype=columns.dtype)
+    index = tf.stack([rows, columns], axis=1)
+    updates = tf.fill(tf.shape(columns), tf.cast(value, x.dtype))
+    return tf.tensor_scatter_nd_update(x, index, updates)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -23,6 +23,7 @@ from .frontends import ADCLoss, MethodLoss, front_end
 from .namespace import (
     batch_standardize,
     device,
+    fill_per_row,
     fori_loop,
     fuse,
     log_softmax,
@@ -41,7 +42,7 @@ __all__ = [
     "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
     "matmul",
     "lower_triangular_inverse",
-    "select_kth", "square", "fori_loop", "fuse",
+    "select_kth", "square", "fill_per_row", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "ADCLoss", "MethodLoss", "front_end",
     *(registry.get(m).class_name for m in registry.names()),

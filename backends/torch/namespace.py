@@ -16,6 +16,7 @@ from glf_losses._lib import plain_square, python_loop, unfused
 __all__ = [
     "batch_standardize",
     "device",
+    "fill_per_row",
     "fori_loop",
     "fuse",
     "log_softmax",
@@ -43,6 +44,15 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+
+def fill_per_row(x: Any, columns: Any, value: float) -> Any:
+    # In place on a tensor without gradient, as DINOv2's KoLeo fills its diagonal; a
+    # tensor that requires grad gets an out-of-place copy, autograd forbids the rest.
+    index = columns[:, None].to(torch.int64)
+    if x.requires_grad:
+        return x.scatter(1, index, value)
+    return x.scatter_(1, index, value)
 
 
 def log_softmax(x: Any, axis: int) -> Any:
