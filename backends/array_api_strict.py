@@ -17,6 +17,7 @@ from glf_losses._lib import (
     generic_log_softmax,
     generic_logsumexp,
     generic_lower_triangular_inverse,
+    generic_rsqrt,
     generic_select_kth,
     plain_matmul,
     plain_square,
@@ -40,6 +41,7 @@ __all__ = [
     "lower_triangular_inverse",
     "matmul",
     "name",
+    "rsqrt",
     "select_kth",
     "shard",
     "square",
@@ -71,6 +73,10 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 def fill_per_row(x: Any, columns: Any, value: float) -> Any:
     # The standard has no integer-array assignment: a mask and where.
     return generic_fill_per_row(sys.modules[__name__], x, columns, value)
+
+
+def rsqrt(x: Any) -> Any:
+    return generic_rsqrt(xp, x)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -12,6 +12,7 @@ from glf_losses._lib import (
     generic_log_softmax,
     generic_logsumexp,
     generic_lower_triangular_inverse,
+    generic_rsqrt,
     plain_matmul,
     plain_square,
     python_loop,
@@ -34,6 +35,7 @@ __all__ = [
     "lower_triangular_inverse",
     "matmul",
     "name",
+    "rsqrt",
     "select_kth",
     "shard",
     "square",
@@ -60,6 +62,10 @@ def stop_gradient(x: Any) -> Any:
 
 def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
     return generic_logsumexp(sys.modules[__name__], x, axis, keepdims)
+
+
+def rsqrt(x: Any) -> Any:
+    return generic_rsqrt(xp, x)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -12,7 +12,10 @@ for ours and for the native implementation of ``benchmarks/natives``:
   is one ``fori_loop`` primitive in both);
 - torch: the ATen operator calls that ``torch.profiler`` records (nested calls included)
   and the allocations of at least ``--big`` float32 elements (each a fresh buffer: on a
-  CPU, page faults on new memory can cost more than a pass over it).
+  CPU, page faults on new memory can cost more than a pass over it);
+- tensorflow: the operations an eager call executes under a ``GradientTape``, forward
+  and backward (``tape.gradient``) apart, each one kernel launch from Python (counted at
+  TensorFlow's private entry points ``TFE_Py_FastPathExecute`` and ``TFE_Py_Execute``).
 
 Inputs are those of ``benchmarks/losses.py`` (``make_inputs``), differentiated with
 respect to the same arrays (``ARGNUMS``).
@@ -85,6 +88,49 @@ def torch_counts(term: str, arrays: list[Any], big: int, kwargs: dict[str, Any]
     return count(fns["ours"]), count(fns["native"])
 
 
+def tensorflow_counts(term: str, arrays: list[Any], kwargs: dict[str, Any]
+                      ) -> tuple[tuple[int, int], ...]:
+    """(forward, backward) eager operations of ours and of native."""
+    import tensorflow as tf
+    from natives.tensorflow import NATIVES
+    from tensorflow.python import pywrap_tfe
+
+    executed = [0]
+    entry_points = ("TFE_Py_FastPathExecute", "TFE_Py_Execute")
+    originals = {name: getattr(pywrap_tfe, name) for name in entry_points}
+
+    def counting(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            executed[0] += 1
+            return original(*args)
+        return call
+
+    def count(fn: Callable[..., Any]) -> tuple[int, int]:
+        xs = [tf.constant(a) for a in arrays]
+        wrt = [xs[i] for i in losses.ARGNUMS[term]]
+
+        def step() -> tuple[int, int]:
+            start = executed[0]
+            with tf.GradientTape() as tape:
+                tape.watch(wrt)
+                value = fn(*xs)
+            middle = executed[0]
+            tape.gradient(value, wrt)
+            return middle - start, executed[0] - middle
+
+        step()  # warm-up: lazy imports, caches
+        for name, original in originals.items():
+            setattr(pywrap_tfe, name, counting(original))
+        try:
+            return step()
+        finally:
+            for name, original in originals.items():
+                setattr(pywrap_tfe, name, original)
+
+    fns = contenders(term, NATIVES, kwargs)
+    return count(fns["ours"]), count(fns["native"])
+
+
 def torch_profile(term: str, arrays: list[Any], rounds: int, top: int, kwargs: dict[str, Any]
                   ) -> list[str]:
     """The ATen operators whose self CPU time differs most between ours and native."""
@@ -132,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MoCo v2's queue and NNCLR's support set (rows)")
     parser.add_argument("--w-size", type=int, default=None, help="W-MSE's sub-batch rows")
     parser.add_argument("--terms", default=",".join(losses.TERMS))
-    parser.add_argument("--frameworks", default="jax,torch")
+    parser.add_argument("--frameworks", default="jax,torch",
+                        help="any of jax, torch, tensorflow")
     parser.add_argument("--big", type=int, default=None,
                         help="float32 elements from which an allocation counts as large "
                         "(default N * N)")
@@ -159,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             (o_ops, o_big), (n_ops, n_big) = torch_counts(term, arrays, big, kwargs)
             parts.append(f"torch ATen calls ours {o_ops} / native {n_ops}, large results "
                          f"ours {o_big} / native {n_big}")
+        if "tensorflow" in args.frameworks:
+            (o_f, o_b), (n_f, n_b) = tensorflow_counts(term, arrays, kwargs)
+            parts.append(f"tensorflow eager ops ours {o_f} + {o_b} / native {n_f} + {n_b} "
+                         f"(forward + backward)")
         print(f"- {term}: " + "; ".join(parts))
         if args.profile and "torch" in args.frameworks:
             print("\n".join(torch_profile(term, arrays, 3, args.profile, kwargs)))

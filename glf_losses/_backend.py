@@ -64,6 +64,10 @@ class Backend(Protocol):
         self-product has two operands to differentiate, a square one)."""
         ...
 
+    def rsqrt(self, x: Any) -> Any:
+        """``1 / sqrt(x)`` elementwise, one operation where the framework has one."""
+        ...
+
     def fill_per_row(self, x: Any, columns: Any, value: float) -> Any:
         """``x`` with ``x[i, columns[i]] = value`` in every row ``i`` of a (rows, columns)
         array carrying no gradient, which the caller owns and does not read again: written

@@ -209,8 +209,17 @@ def unfused(fn: _Fn) -> _Fn:
 
 @fused
 def unit_rows(be: ModuleType, v: Any) -> Any:
-    """`l2_normalize` of ``v``'s rows for the spec's terms, fused where the backend fuses."""
-    return l2_normalize(be.xp, v)
+    """`l2_normalize` of ``v``'s rows for the spec's terms, fused where the backend fuses.
+
+    The backend's square and reciprocal root: one operation each way where the generic
+    form's ``1 / sqrt`` makes two forward and, in TensorFlow, a division's gradient (a
+    dozen eager operations with its broadcasting) backward. Eager, at N = 256, D = 128:
+    SimSiam 0.62 to 0.53 ms in PyTorch (native 0.45), TiCo 5.2 to 3.8 ms in TensorFlow
+    (native 3.0).
+    """
+    xp = be.xp
+    sq = xp.sum(be.square(v), axis=-1, keepdims=True)
+    return v * be.rsqrt(xp.clip(sq, min=NORM_FLOOR))
 
 
 def batch_average(be: ModuleType, per_sample: Any) -> Any:
@@ -317,6 +326,11 @@ def generic_logsumexp(be: ModuleType, x: Any, axis: int, keepdims: bool = False)
 def generic_log_softmax(be: ModuleType, x: Any, axis: int) -> Any:
     """``x - logsumexp(x)`` along ``axis``: log-probabilities of a softmax."""
     return x - be.logsumexp(x, axis=axis, keepdims=True)
+
+
+def generic_rsqrt(xp: Any, x: Any) -> Any:
+    """``1 / sqrt(x)`` elementwise, for frameworks without a reciprocal root."""
+    return 1.0 / xp.sqrt(x)
 
 
 def generic_fill_per_row(be: ModuleType, x: Any, columns: Any, value: float) -> Any:

@@ -588,7 +588,10 @@ def test_gradients_match_the_reference_and_other_frameworks(
     _, theirs = value_and_grad(
         partner, method.loss, *arrays, argnums=argnums, jax_jit=True, **kwargs
     )
-    scale = max(max(float(np.max(np.abs(g))) for g in theirs), 1e-3)
+    # Floored as against finite differences: a gradient that vanishes by cancellation
+    # (one sample in one dimension, where the normalisation's Jacobian is 0) keeps the
+    # rounding of the terms that cancel, which two frameworks' kernels need not share.
+    scale = max(max(float(np.max(np.abs(g))) for g in theirs), 0.1)
     for i, mine, other in zip(argnums, grads, theirs, strict=True):
         assert_close(
             mine,

@@ -32,6 +32,7 @@ from .namespace import (
     lower_triangular_inverse,
     matmul,
     name,
+    rsqrt,
     select_kth,
     square,
     stop_gradient,
@@ -43,7 +44,7 @@ __all__ = [
     "batch_standardize", "name", "xp", "device", "stop_gradient", "log_softmax", "logsumexp",
     "matmul",
     "lower_triangular_inverse",
-    "select_kth", "square", "fill_per_row", "fori_loop", "fuse",
+    "select_kth", "square", "rsqrt", "fill_per_row", "fori_loop", "fuse",
     "to_numpy", "shard", "all_gather", "all_reduce_sum", "all_reduce_max", "to_local",
     "adc_loss", "front_end", "update_state", *(f"{m}_loss" for m in registry.names()),
 ]

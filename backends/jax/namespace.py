@@ -27,6 +27,7 @@ __all__ = [
     "lower_triangular_inverse",
     "matmul",
     "name",
+    "rsqrt",
     "select_kth",
     "square",
     "stop_gradient",
@@ -62,6 +63,10 @@ def logsumexp(x: Any, axis: int, keepdims: bool = False) -> Any:
 def fill_per_row(x: Any, columns: Any, value: float) -> Any:
     # One scatter of a row's worth of entries; in place under jit (XLA reuses the buffer).
     return x.at[xp.arange(x.shape[0]), columns].set(value)
+
+
+def rsqrt(x: Any) -> Any:
+    return jax.lax.rsqrt(x)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -30,6 +30,7 @@ __all__ = [
     "lower_triangular_inverse",
     "matmul",
     "name",
+    "rsqrt",
     "select_kth",
     "square",
     "stop_gradient",
@@ -377,6 +378,13 @@ def fill_per_row(x: Any, columns: Any, value: float) -> Any:
     index = tf.stack([rows, columns], axis=1)
     updates = tf.fill(tf.shape(columns), tf.cast(value, x.dtype))
     return tf.tensor_scatter_nd_update(x, index, updates)
+
+
+def rsqrt(x: Any) -> Any:
+    """``1 / sqrt(x)`` as one operation with a one-operation gradient (``1.0 / sqrt``'s
+    gradient is a division's: both operands' gradients, each reduced over its
+    broadcast)."""
+    return tf.math.rsqrt(x)
 
 
 def log_softmax(x: Any, axis: int) -> Any:

@@ -24,6 +24,7 @@ __all__ = [
     "lower_triangular_inverse",
     "matmul",
     "name",
+    "rsqrt",
     "select_kth",
     "square",
     "stop_gradient",
@@ -53,6 +54,11 @@ def fill_per_row(x: Any, columns: Any, value: float) -> Any:
     if x.requires_grad:
         return x.scatter(1, index, value)
     return x.scatter_(1, index, value)
+
+
+def rsqrt(x: Any) -> Any:
+    # One kernel each way, where 1 / sqrt(x) is two forward and three backward.
+    return torch.rsqrt(x)
 
 
 def log_softmax(x: Any, axis: int) -> Any:
