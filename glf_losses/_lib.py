@@ -168,13 +168,6 @@ def as_divisor(be: ModuleType, n: Any, like: Any) -> Any:
     return be.xp.astype(n, like.dtype) if hasattr(n, "dtype") else n
 
 
-def as_dtype(be: ModuleType, x: Any, dtype: Any) -> Any:
-    """``x`` in ``dtype``: itself when already in it, where the array API's ``astype``
-    copies by default (a (4096, 3000) MoCo queue or NNCLR support set is 49 MB per call:
-    a sixth of MoCo's eager PyTorch time at N = 256, D = 3000)."""
-    return x if x.dtype == dtype else be.xp.astype(x, dtype)
-
-
 def l2_normalize(xp: Any, v: Any) -> Any:
     """Row-wise ``v * rsqrt(max(sum v^2, 1e-12))``."""
     sq = xp.sum(v * v, axis=-1, keepdims=True)

@@ -16,7 +16,6 @@ from glf_losses import _checks
 from glf_losses._lib import (
     GLFParts,
     as_divisor,
-    as_dtype,
     batch_average,
     dim,
     global_rows,
@@ -819,7 +818,7 @@ def _moco_queue(be: Any, queue: Any, width: int, dtype: Any) -> Any:
             f"queue must have one column per embedding dimension ({width}), got shape "
             f"{_checks.shape_of(queue)}; it holds earlier keys as rows, shape (K, D)"
         )
-    return as_dtype(be, be.stop_gradient(queue), dtype)
+    return be.xp.astype(be.stop_gradient(queue), dtype)
 
 
 def moco_parts(q: Any, k: Any, queue: Any = None, temperature: float = 0.2) -> GLFParts:
@@ -1125,7 +1124,7 @@ def _tico_state(be: Any, covariance: Any, d: int, dtype: Any) -> Any:
             f"covariance must have shape (D, D) = ({d}, {d}) for embeddings of D = {d} "
             f"columns, got shape {_checks.shape_of(covariance)}; start from zeros((D, D))"
         )
-    return as_dtype(be, be.stop_gradient(covariance), dtype)
+    return be.xp.astype(be.stop_gradient(covariance), dtype)
 
 
 def _tico_checked(
@@ -1359,7 +1358,8 @@ def nnclr_parts(
             f"({_checks.shape_of(z_a)[1]}), got shape {_checks.shape_of(support)}; it holds "
             f"earlier projections as rows, shape (Q, D)"
         )
-    support = as_dtype(be, be.stop_gradient(support), z_a.dtype)
+    xp = be.xp
+    support = xp.astype(be.stop_gradient(support), z_a.dtype)
     u_za, u_zb = unit_rows(be, z_a), unit_rows(be, z_b)
     u_pa, u_pb = unit_rows(be, p_a), unit_rows(be, p_b)
     ab = _nnclr_direction(be, u_za, u_pb, support, temperature)
@@ -1554,7 +1554,7 @@ def _dino_center_state(be: Any, center: Any, k: int | None, dtype: Any) -> Any:
             f"center must have a real floating-point dtype (float16, bfloat16, float32 or "
             f"float64), got {center.dtype}: start from zeros((K,), dtype=float32)"
         )
-    return as_dtype(be, be.stop_gradient(center), dtype)
+    return be.xp.astype(be.stop_gradient(center), dtype)
 
 
 def _check_momentum(momentum: Any) -> float:
@@ -1746,7 +1746,7 @@ def dino_center(teacher: Any, center: Any, momentum: float = 0.9) -> Any:
     # Computed in the wider of the two dtypes, stored in the state's own.
     dtype = xp.float64 if xp.float64 in (t.dtype, center.dtype) else t.dtype
     c = _dino_center_state(be, center, _checks.shape_of(t)[2], dtype)
-    t = as_dtype(be, be.stop_gradient(t), dtype)
+    t = xp.astype(be.stop_gradient(t), dtype)
     count = t.shape[0] * dim(be, t, 1) * be.shard(t)[0]
     mean = be.all_reduce_sum(xp.sum(t, axis=(0, 1))) / as_divisor(be, count, t)
     return be.stop_gradient(xp.astype(momentum * c + (1.0 - momentum) * mean, center.dtype))
